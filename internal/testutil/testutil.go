@@ -1,0 +1,58 @@
+// Package testutil holds the helpers that peerwatch's root-only test tiers
+// share: the BPF tests (tier 2) and the integration tests (tier 3).
+//
+// Only _test.go files import it.
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// SkipNotRoot is the message of the skip that RequireRoot issues.
+const SkipNotRoot = "needs root (CAP_BPF, CAP_NET_ADMIN): run as root; CI does"
+
+// geteuid is a seam so that RequireRoot is tested without changing user.
+var geteuid = os.Geteuid
+
+// RequireRoot skips the test unless it runs as root. The BPF and integration
+// tiers load programs, create maps and build network namespaces, which need
+// CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; CI runs them as root.
+func RequireRoot(tb testing.TB) {
+	tb.Helper()
+	if geteuid() != 0 {
+		tb.Skip(SkipNotRoot)
+	}
+}
+
+var memlock struct {
+	once sync.Once
+	err  error
+}
+
+// RemoveMemlock lifts RLIMIT_MEMLOCK once per process, for kernels that
+// still charge BPF maps to it (before 5.11). On newer kernels, which charge
+// them to the memory cgroup, it does nothing.
+func RemoveMemlock(tb testing.TB) {
+	tb.Helper()
+	memlock.once.Do(func() {
+		if err := rlimit.RemoveMemlock(); err != nil {
+			memlock.err = fmt.Errorf("remove memlock rlimit: %w", err)
+		}
+	})
+	if memlock.err != nil {
+		tb.Fatal(memlock.err)
+	}
+}
+
+// RequireBPF is RequireRoot followed by RemoveMemlock: the setup of every
+// test that loads a BPF program.
+func RequireBPF(tb testing.TB) {
+	tb.Helper()
+	RequireRoot(tb)
+	RemoveMemlock(tb)
+}

@@ -1,0 +1,372 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/peerwatch/peerwatch/bpf"
+)
+
+// Direction of a packet seen from the operator's network.
+type Direction int
+
+// Directions index Counters.Packets and Counters.Bytes.
+const (
+	In  Direction = Direction(bpf.CounterDirectionDIR_IN)  // remote to local
+	Out Direction = Direction(bpf.CounterDirectionDIR_OUT) // local to remote
+)
+
+// Class is a packet's protocol class.
+type Class int
+
+// Classes index Counters.Class.
+const (
+	TCP    Class = Class(bpf.CounterProtoClassCLASS_TCP)
+	UDP    Class = Class(bpf.CounterProtoClassCLASS_UDP)
+	ICMP   Class = Class(bpf.CounterProtoClassCLASS_ICMP)
+	Tunnel Class = Class(bpf.CounterProtoClassCLASS_TUNNEL)
+	Other  Class = Class(bpf.CounterProtoClassCLASS_OTHER)
+	// NumClasses is the number of classes.
+	NumClasses = int(bpf.CounterProtoClassCLASS_MAX)
+)
+
+var classNames = [NumClasses]string{"tcp", "udp", "icmp", "tunnel", "other"}
+
+func (c Class) String() string {
+	if c < 0 || int(c) >= NumClasses {
+		return fmt.Sprintf("class(%d)", int(c))
+	}
+	return classNames[c]
+}
+
+// Counters of one remote key (or of a sum of keys).
+type Counters struct {
+	Packets [2]uint64 // by Direction
+	Bytes   [2]uint64 // by Direction; frame bytes as seen at the hook
+	Class   [NumClasses]uint64
+}
+
+// Add adds o to c.
+func (c *Counters) Add(o Counters) {
+	for i := range c.Packets {
+		c.Packets[i] += o.Packets[i]
+		c.Bytes[i] += o.Bytes[i]
+	}
+	for i := range c.Class {
+		c.Class[i] += o.Class[i]
+	}
+}
+
+// Total is the number of packets in both directions.
+func (c Counters) Total() uint64 { return c.Packets[In] + c.Packets[Out] }
+
+// Globals are the counters that do not belong to a remote key.
+type Globals struct {
+	Seen         uint64 // every packet the program saw
+	NonIP        uint64 // not IPv4/IPv6, or more than two VLAN tags
+	Malformed    uint64 // truncated or invalid headers
+	BothLocal    uint64 // both addresses local
+	NeitherLocal uint64 // neither address local (transit)
+	Overflow     uint64 // remote key did not fit in the counter map
+}
+
+func (g *Globals) add(o Globals) {
+	g.Seen += o.Seen
+	g.NonIP += o.NonIP
+	g.Malformed += o.Malformed
+	g.BothLocal += o.BothLocal
+	g.NeitherLocal += o.NeitherLocal
+	g.Overflow += o.Overflow
+}
+
+// Buckets is the number of packets counted in a global bucket.
+func (g Globals) Buckets() uint64 {
+	return g.NonIP + g.Malformed + g.BothLocal + g.NeitherLocal + g.Overflow
+}
+
+// RemoteKey is the start of a counting block: the remote address masked to
+// its granularity. IPv4 keys are plain IPv4 addresses.
+type RemoteKey = netip.Addr
+
+// RemoteCount is one remote key's counters in an interval.
+type RemoteCount struct {
+	Key RemoteKey
+	Counters
+}
+
+// Interval is what the program counted between two epoch switches.
+type Interval struct {
+	// Generation numbers intervals since the maps were created; it survives
+	// restarts, so a consumer that stored an interval can recognise it again.
+	Generation uint64
+	Start, End time.Time // Start is zero for a recovered interval
+	// Tables the keys were counted under; nil when unknown (an interval
+	// recovered after a restart that loaded other tables).
+	Tables    *Tables
+	Globals   Globals
+	Remote    []RemoteCount
+	Recovered bool // closed by an earlier process, found again at start
+}
+
+// ErrInvariant reports counters that do not add up.
+var ErrInvariant = errors.New("counter invariant broken")
+
+// Check verifies that every packet was counted exactly once:
+// seen == remote packets + global buckets, and, for every key, the protocol
+// classes add up to its packets.
+func (iv *Interval) Check() error {
+	var remote uint64
+	for _, r := range iv.Remote {
+		var classes uint64
+		for _, n := range r.Class {
+			classes += n
+		}
+		if classes != r.Total() {
+			return fmt.Errorf("%w: key %s has %d packets but %d in classes", ErrInvariant, r.Key, r.Total(), classes)
+		}
+		remote += r.Total()
+	}
+	if sum := remote + iv.Globals.Buckets(); sum != iv.Globals.Seen {
+		return fmt.Errorf("%w: seen %d != remote %d + buckets %d", ErrInvariant, iv.Globals.Seen, remote, iv.Globals.Buckets())
+	}
+	return nil
+}
+
+// Totals are cumulative counters since Open.
+type Totals struct {
+	Globals
+	Remote    Counters
+	Intervals uint64
+}
+
+// Totals returns the cumulative counters of the intervals drained since Open.
+func (d *Datapath) Totals() Totals {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.totals
+}
+
+// Drain closes the current interval and returns it, preceded by intervals
+// closed since the last drain by table swaps or found at start.
+func (d *Datapath) Drain() ([]*Interval, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st, err := readState(d.objs.State)
+	if err != nil {
+		return nil, err
+	}
+	iv, err := d.switchEpoch(st, d.activeSet(st))
+	if err != nil {
+		return nil, err
+	}
+	out := append(d.pending, iv)
+	d.pending = nil
+	for _, iv := range out {
+		d.totals.Globals.add(iv.Globals)
+		for _, r := range iv.Remote {
+			d.totals.Remote.Add(r.Counters)
+		}
+		d.totals.Intervals++
+	}
+	return out, nil
+}
+
+func (d *Datapath) activeSet(st bpf.CounterRunState) int {
+	if st.Active&uint32(bpf.CounterStateBitsSTATE_TABLE_BIT) != 0 {
+		return 1
+	}
+	return 0
+}
+
+func activeEpoch(st bpf.CounterRunState) int {
+	return int(st.Active & uint32(bpf.CounterStateBitsSTATE_EPOCH_BIT))
+}
+
+// switchEpoch makes the other epoch (cleared first) and the given table set
+// active in one store, waits until no program runs on the old epoch, and
+// reads it.
+func (d *Datapath) switchEpoch(st bpf.CounterRunState, set int) (*Interval, error) {
+	old := activeEpoch(st)
+	next := old ^ 1
+	oldSet := d.activeSet(st)
+	if st.Drained < st.Generation {
+		// The epoch about to become active still holds the interval the
+		// caller had last time: it is handed on, so clear it.
+		if err := d.clearEpoch(next); err != nil {
+			return nil, err
+		}
+		st.Drained = st.Generation
+		if err := writeState(d.objs.State, st); err != nil {
+			return nil, err
+		}
+	}
+	st.Active = uint32(set)<<1 | uint32(next)
+	st.Generation++
+	if err := writeState(d.objs.State, st); err != nil {
+		return nil, err
+	}
+	if err := d.waitForPrograms(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	iv, err := d.readEpoch(old)
+	if err != nil {
+		return nil, err
+	}
+	iv.Generation = st.Generation
+	iv.Start, iv.End = d.since, now
+	iv.Tables = d.tables[oldSet]
+	d.since = now
+	return iv, nil
+}
+
+// waitForPrograms returns once every program that may have read the old
+// state has finished. An update of a map-in-map returns only after an RCU
+// grace period (the kernel's maybe_wait_bpf_programs), and every XDP and TC
+// program runs inside an RCU read-side section.
+func (d *Datapath) waitForPrograms() error {
+	if err := d.objs.Counters.Update(uint32(0), d.objs.CountersEven, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("wait for running programs: %w", err)
+	}
+	return nil
+}
+
+func (d *Datapath) epochMap(epoch int) *ebpf.Map {
+	if epoch == 0 {
+		return d.objs.CountersEven
+	}
+	return d.objs.CountersOdd
+}
+
+// readEpoch reads a quiescent epoch: its global counters and every key.
+func (d *Datapath) readEpoch(epoch int) (*Interval, error) {
+	iv := &Interval{}
+	g := []*uint64{&iv.Globals.Seen, &iv.Globals.NonIP, &iv.Globals.Malformed,
+		&iv.Globals.BothLocal, &iv.Globals.NeitherLocal, &iv.Globals.Overflow}
+	per := make([]uint64, d.ncpu)
+	for i, dst := range g {
+		idx := uint32(epoch*int(bpf.CounterGlobalCounterGLOBAL_MAX) + i)
+		if err := d.objs.Globals.Lookup(idx, &per); err != nil {
+			return nil, fmt.Errorf("read global counter %d: %w", i, err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	keys, values, err := d.readCounters(d.epochMap(epoch))
+	if err != nil {
+		return nil, err
+	}
+	iv.Remote = make([]RemoteCount, len(keys))
+	for i, k := range keys {
+		rc := RemoteCount{Key: k}
+		for _, v := range values[i*d.ncpu : (i+1)*d.ncpu] {
+			rc.Counters.Add(Counters{Packets: v.Packets, Bytes: v.Bytes, Class: v.ClassPackets})
+		}
+		iv.Remote[i] = rc
+	}
+	d.lastKeys[epoch] = keys
+	return iv, nil
+}
+
+const drainBatch = 4096
+
+// readCounters reads all keys and per-CPU values of a counter map with batch
+// lookups (see BenchmarkDrain for the comparison with iteration).
+func (d *Datapath) readCounters(m *ebpf.Map) ([]RemoteKey, []bpf.CounterRemoteCounters, error) {
+	var (
+		keys   []RemoteKey
+		values []bpf.CounterRemoteCounters
+		cursor ebpf.MapBatchCursor
+		kbuf   = make([]bpf.CounterRemoteKey, drainBatch)
+		vbuf   = make([]bpf.CounterRemoteCounters, drainBatch*d.ncpu)
+	)
+	for {
+		n, err := m.BatchLookup(&cursor, kbuf, vbuf, nil)
+		for _, k := range kbuf[:n] {
+			keys = append(keys, keyAddr(k))
+		}
+		values = append(values, vbuf[:n*d.ncpu]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, values, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read counters: %w", err)
+		}
+	}
+}
+
+// readCountersIterate is readCounters with a map iterator, kept for the
+// benchmark that justifies batching.
+func (d *Datapath) readCountersIterate(m *ebpf.Map) ([]RemoteKey, []bpf.CounterRemoteCounters, error) {
+	var (
+		keys   []RemoteKey
+		values []bpf.CounterRemoteCounters
+		k      bpf.CounterRemoteKey
+		v      []bpf.CounterRemoteCounters
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, keyAddr(k))
+		values = append(values, v...)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("iterate counters: %w", err)
+	}
+	return keys, values, nil
+}
+
+// clearEpoch deletes every key of an epoch and zeroes its global counters.
+func (d *Datapath) clearEpoch(epoch int) error {
+	m := d.epochMap(epoch)
+	keys := d.lastKeys[epoch]
+	if keys == nil {
+		// Not read by this process (recovered or fresh): read the keys now.
+		var err error
+		if keys, _, err = d.readCounters(m); err != nil {
+			return err
+		}
+	}
+	raw := make([]bpf.CounterRemoteKey, 0, drainBatch)
+	for i := 0; i < len(keys); i += drainBatch {
+		raw = raw[:0]
+		for _, k := range keys[i:min(i+drainBatch, len(keys))] {
+			raw = append(raw, rawKey(k))
+		}
+		if _, err := m.BatchDelete(raw, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear epoch %d: %w", epoch, err)
+		}
+	}
+	d.lastKeys[epoch] = nil
+	zero := make([]uint64, d.ncpu)
+	for i := range int(bpf.CounterGlobalCounterGLOBAL_MAX) {
+		idx := uint32(epoch*int(bpf.CounterGlobalCounterGLOBAL_MAX) + i)
+		if err := d.objs.Globals.Update(idx, zero, ebpf.UpdateExist); err != nil {
+			return fmt.Errorf("clear global counter %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// keyAddr converts a kernel key (network byte order, IPv4-mapped) to an address.
+func keyAddr(k bpf.CounterRemoteKey) netip.Addr {
+	var b [16]byte
+	for i, w := range k.Addr {
+		binary.LittleEndian.PutUint32(b[4*i:], w) // the words hold bytes in memory order
+	}
+	return netip.AddrFrom16(b).Unmap()
+}
+
+func rawKey(a netip.Addr) bpf.CounterRemoteKey {
+	b := a.As16() // IPv4 becomes IPv4-mapped
+	var k bpf.CounterRemoteKey
+	for i := range k.Addr {
+		k.Addr[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	return k
+}
