@@ -100,6 +100,14 @@ func Veth(tb testing.TB, a *Namespace, aName string, b *Namespace, bName string)
 		tb.Fatalf("create veth %s/%s: %v", aName, bName, err)
 	}
 	up := func(ns *Namespace, name string) net.HardwareAddr {
+		// No IPv6 on the test links: the kernel's own router solicitations
+		// and MLD reports would add packets the test did not send.
+		err := ns.Do(func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
+		})
+		if err != nil {
+			tb.Fatalf("disable ipv6 on %s in %s: %v", name, ns.Name, err)
+		}
 		l, err := ns.nl.LinkByName(name)
 		if err == nil {
 			err = ns.nl.LinkSetUp(l)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -142,11 +143,14 @@ func (d *Datapath) Detach(ifname string) error {
 	return errors.Join(a.detach(), a.close())
 }
 
-func (d *Datapath) linkPath(ifname, name string) string {
+// linkPath names a pinned link. The bpffs refuses names with a dot, which
+// interface names (eth0.100) may have: dots and percent signs are escaped.
+func (d *Datapath) linkPath(ifname, hook string) string {
 	if d.cfg.PinDir == "" {
 		return ""
 	}
-	return filepath.Join(d.linksDir(), ifname+"."+name)
+	escaped := strings.NewReplacer("%", "%25", ".", "%2E").Replace(ifname)
+	return filepath.Join(d.linksDir(), escaped+"@"+hook)
 }
 
 // reuseLink takes over a link pinned at path if it still belongs to the
