@@ -29,6 +29,7 @@ volatile const enum state_bits unused_state_bits;
 volatile const enum v4_layout unused_v4_layout;
 volatile const enum v6_layout unused_v6_layout;
 volatile const enum local32_state unused_local32_state;
+volatile const enum cache_layout unused_cache_layout;
 
 enum decision {
 	DECIDED = 0,
@@ -42,6 +43,14 @@ static __always_inline void add_global(__u32 epoch, __u32 counter)
 	__u64 *v = bpf_map_lookup_elem(&globals, &idx);
 	if (v)
 		*v += 1;
+}
+
+static __always_inline void add_global_n(__u32 epoch, __u32 counter, __u64 n)
+{
+	__u32 idx = epoch * GLOBAL_MAX + counter;
+	__u64 *v = bpf_map_lookup_elem(&globals, &idx);
+	if (v)
+		*v += n;
 }
 
 static __always_inline __u32 mask32(__u32 len)
@@ -182,6 +191,55 @@ static __always_inline int decide_v6(__u32 set, struct packet *pkt, struct remot
 	return DECIDED;
 }
 
+static __always_inline __u32 cache_slot(const struct remote_key *k)
+{
+	__u32 h = (k->addr[0] ^ k->addr[1] ^ k->addr[2] ^ k->addr[3]) * CACHE_MULT;
+	return h >> (32 - CACHE_BITS);
+}
+
+static __always_inline int same_key(const struct remote_key *a, const struct remote_key *b)
+{
+	return a->addr[0] == b->addr[0] && a->addr[1] == b->addr[1] && a->addr[2] == b->addr[2] &&
+	       a->addr[3] == b->addr[3];
+}
+
+/*
+ * evict moves a cache slot's counters into the epoch's counter map. When the
+ * map is full (-E2BIG), the slot's packets are counted as overflow instead.
+ */
+static __always_inline void evict(__u32 epoch, struct cache_entry *e)
+{
+	__u64 packets = e->counters.packets[DIR_IN] + e->counters.packets[DIR_OUT];
+	void *counters_map = bpf_map_lookup_elem(&counters, &epoch);
+	if (!counters_map) {
+		add_global_n(epoch, GLOBAL_OVERFLOW, packets);
+		return;
+	}
+	struct remote_counters *c = bpf_map_lookup_elem(counters_map, &e->key);
+	if (!c) {
+		long err = bpf_map_update_elem(counters_map, &e->key, &e->counters, BPF_NOEXIST);
+		if (!err)
+			return;
+		if (err != -EEXIST) {
+			add_global_n(epoch, GLOBAL_OVERFLOW, packets);
+			return;
+		}
+		c = bpf_map_lookup_elem(counters_map, &e->key);
+		if (!c) {
+			add_global_n(epoch, GLOBAL_OVERFLOW, packets);
+			return;
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < DIR_MAX; i++) {
+		c->packets[i] += e->counters.packets[i];
+		c->bytes[i] += e->counters.bytes[i];
+	}
+#pragma unroll
+	for (int i = 0; i < CLASS_MAX; i++)
+		c->class_packets[i] += e->counters.class_packets[i];
+}
+
 static __always_inline void count_packet(void *data, void *data_end, __u64 bytes)
 {
 	__u32 zero = 0;
@@ -218,30 +276,25 @@ static __always_inline void count_packet(void *data, void *data_end, __u64 bytes
 		return;
 	}
 
-	void *counters_map = bpf_map_lookup_elem(&counters, &epoch);
-	if (!counters_map) {
+	__u32 class = pkt.class < CLASS_MAX ? pkt.class : CLASS_OTHER;
+	dir &= 1;
+
+	__u32 slot = epoch * CACHE_SLOTS + cache_slot(&key);
+	struct cache_entry *e = bpf_map_lookup_elem(&cache, &slot);
+	if (!e) {
 		add_global(epoch, GLOBAL_OVERFLOW);
 		return;
 	}
-	struct remote_counters *c = bpf_map_lookup_elem(counters_map, &key);
-	if (!c) {
-		struct remote_counters fresh = {};
-		long err = bpf_map_update_elem(counters_map, &key, &fresh, BPF_NOEXIST);
-		if (err && err != -EEXIST) { /* the map is full: -E2BIG */
-			add_global(epoch, GLOBAL_OVERFLOW);
-			return;
-		}
-		c = bpf_map_lookup_elem(counters_map, &key);
-		if (!c) {
-			add_global(epoch, GLOBAL_OVERFLOW);
-			return;
-		}
+	if (!e->used || !same_key(&e->key, &key)) {
+		if (e->used)
+			evict(epoch, e);
+		__builtin_memset(&e->counters, 0, sizeof(e->counters));
+		e->key = key;
+		e->used = 1;
 	}
-	__u32 class = pkt.class < CLASS_MAX ? pkt.class : CLASS_OTHER;
-	dir &= 1;
-	c->packets[dir] += 1;
-	c->bytes[dir] += bytes;
-	c->class_packets[class] += 1;
+	e->counters.packets[dir] += 1;
+	e->counters.bytes[dir] += bytes;
+	e->counters.class_packets[class] += 1;
 }
 
 SEC("xdp")

@@ -13,6 +13,21 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type CounterCacheEntry struct {
+	_        structs.HostLayout
+	Key      CounterRemoteKey
+	Used     uint64
+	Counters CounterRemoteCounters
+}
+
+type CounterCacheLayout uint32
+
+const (
+	CounterCacheLayoutCACHE_BITS  CounterCacheLayout = 12
+	CounterCacheLayoutCACHE_SLOTS CounterCacheLayout = 4096
+	CounterCacheLayoutCACHE_MULT  CounterCacheLayout = 2654435761
+)
+
 type CounterConfig struct {
 	_          structs.HostLayout
 	XdpVerdict uint32
@@ -150,6 +165,7 @@ type CounterV6Net32Key struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	CounterMapCache               = "cache"
 	CounterMapCounters            = "counters"
 	CounterMapCountersEven        = "counters_even"
 	CounterMapCountersOdd         = "counters_odd"
@@ -165,6 +181,7 @@ const (
 	CounterProgPeerwatchTc        = "peerwatch_tc"
 	CounterProgPeerwatchXdp       = "peerwatch_xdp"
 	CounterVarPeerwatchConfig     = "peerwatch_config"
+	CounterVarUnusedCacheLayout   = "unused_cache_layout"
 	CounterVarUnusedDirection     = "unused_direction"
 	CounterVarUnusedGlobalCounter = "unused_global_counter"
 	CounterVarUnusedLocal32State  = "unused_local32_state"
@@ -225,6 +242,7 @@ type CounterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CounterMapSpecs struct {
+	Cache        *ebpf.MapSpec `ebpf:"cache"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	CountersEven *ebpf.MapSpec `ebpf:"counters_even"`
 	CountersOdd  *ebpf.MapSpec `ebpf:"counters_odd"`
@@ -243,6 +261,7 @@ type CounterMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type CounterVariableSpecs struct {
 	PeerwatchConfig     *ebpf.VariableSpec `ebpf:"peerwatch_config"`
+	UnusedCacheLayout   *ebpf.VariableSpec `ebpf:"unused_cache_layout"`
 	UnusedDirection     *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedGlobalCounter *ebpf.VariableSpec `ebpf:"unused_global_counter"`
 	UnusedLocal32State  *ebpf.VariableSpec `ebpf:"unused_local32_state"`
@@ -272,6 +291,7 @@ func (o *CounterObjects) Close() error {
 //
 // It can be passed to LoadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CounterMaps struct {
+	Cache        *ebpf.Map `ebpf:"cache"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	CountersEven *ebpf.Map `ebpf:"counters_even"`
 	CountersOdd  *ebpf.Map `ebpf:"counters_odd"`
@@ -287,6 +307,7 @@ type CounterMaps struct {
 
 func (m *CounterMaps) Close() error {
 	return _CounterClose(
+		m.Cache,
 		m.Counters,
 		m.CountersEven,
 		m.CountersOdd,
@@ -306,6 +327,7 @@ func (m *CounterMaps) Close() error {
 // It can be passed to LoadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CounterVariables struct {
 	PeerwatchConfig     *ebpf.Variable `ebpf:"peerwatch_config"`
+	UnusedCacheLayout   *ebpf.Variable `ebpf:"unused_cache_layout"`
 	UnusedDirection     *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedGlobalCounter *ebpf.Variable `ebpf:"unused_global_counter"`
 	UnusedLocal32State  *ebpf.Variable `ebpf:"unused_local32_state"`

@@ -50,6 +50,14 @@ struct {
     .values = {&counters_even, &counters_odd},
 };
 
+/* Counter caches of both epochs: index epoch * CACHE_SLOTS + slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct cache_entry);
+} cache SEC(".maps");
+
 /* IPv4 direct stage of both table sets: index set * V4_BLOCK_WORDS + (/24 >> 6). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

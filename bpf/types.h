@@ -58,6 +58,22 @@ struct remote_counters {
 };
 
 /*
+ * Per-CPU direct-mapped cache in front of the counter map: the hot path
+ * counts into the slot of its key and only goes to the hash map when another
+ * key holds the slot (it moves that key's counters there first).
+ */
+enum cache_layout {
+	CACHE_BITS = 12,
+	CACHE_SLOTS = 1 << 12, /* per epoch and CPU */
+	CACHE_MULT = 0x9E3779B1u,
+};
+struct cache_entry {
+	struct remote_key key;
+	__u64 used; /* 0: empty slot */
+	struct remote_counters counters;
+};
+
+/*
  * Which counter epoch and which table set the hot path uses. Both live in the
  * lowest byte of active so that one store switches them together; the hot path
  * reads nothing else. The other fields are the Go side's bookkeeping, pinned

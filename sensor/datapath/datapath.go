@@ -120,10 +120,11 @@ type Datapath struct {
 	ncpu int
 
 	mu       sync.Mutex
-	tables   [2]*Tables     // what each table set was built from; nil: unknown
-	pending  []*Interval    // intervals closed outside Drain (table swaps, recovery)
-	lastKeys [2][]RemoteKey // keys read from each epoch, to clear it
-	since    time.Time      // when the active epoch started
+	tables   [2]*Tables                // what each table set was built from; nil: unknown
+	pending  []*Interval               // intervals closed outside Drain (table swaps, recovery)
+	lastKeys [2][]bpf.CounterRemoteKey // keys read from each epoch, to clear it
+	lastSize int                       // keys in the last interval: the next one's likely size
+	since    time.Time                 // when the active epoch started
 	attached map[string]*attachment
 	totals   Totals
 }

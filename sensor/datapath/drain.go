@@ -258,42 +258,103 @@ func (d *Datapath) readEpoch(epoch int) (*Interval, error) {
 			*dst += v
 		}
 	}
-	keys, values, err := d.readCounters(d.epochMap(epoch))
+	cached, err := d.readCache(epoch)
 	if err != nil {
 		return nil, err
 	}
-	iv.Remote = make([]RemoteCount, len(keys))
-	for i, k := range keys {
-		rc := RemoteCount{Key: k}
-		for _, v := range values[i*d.ncpu : (i+1)*d.ncpu] {
-			rc.Counters.Add(Counters{Packets: v.Packets, Bytes: v.Bytes, Class: v.ClassPackets})
-		}
-		iv.Remote[i] = rc
+	remote, raw, err := d.readCounters(d.epochMap(epoch), d.lastSize+len(cached))
+	if err != nil {
+		return nil, err
 	}
-	d.lastKeys[epoch] = keys
+	for i := range remote {
+		if c, ok := cached[remote[i].Key]; ok {
+			remote[i].Counters.Add(*c)
+			delete(cached, remote[i].Key)
+		}
+	}
+	for k, c := range cached {
+		remote = append(remote, RemoteCount{Key: k, Counters: *c})
+	}
+	iv.Remote = remote
+	d.lastKeys[epoch] = raw
+	d.lastSize = len(remote)
 	return iv, nil
+}
+
+func fromKernel(v bpf.CounterRemoteCounters) Counters {
+	return Counters{Packets: v.Packets, Bytes: v.Bytes, Class: v.ClassPackets}
+}
+
+var cacheSlots = int(bpf.CounterCacheLayoutCACHE_SLOTS)
+
+// readCache reads an epoch's cache slots on every CPU, summed per key.
+func (d *Datapath) readCache(epoch int) (map[RemoteKey]*Counters, error) {
+	idx := make([]uint32, 2*cacheSlots)
+	entries := make([]bpf.CounterCacheEntry, len(idx)*d.ncpu)
+	var cursor ebpf.MapBatchCursor
+	n, err := d.objs.Cache.BatchLookup(&cursor, idx, entries, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil, fmt.Errorf("read counter cache: %w", err)
+	}
+	out := map[RemoteKey]*Counters{}
+	for i := range n {
+		if int(idx[i])/cacheSlots != epoch {
+			continue
+		}
+		for _, e := range entries[i*d.ncpu : (i+1)*d.ncpu] {
+			if e.Used == 0 {
+				continue
+			}
+			k := keyAddr(e.Key)
+			c := out[k]
+			if c == nil {
+				c = &Counters{}
+				out[k] = c
+			}
+			c.Add(fromKernel(e.Counters))
+		}
+	}
+	return out, nil
+}
+
+// clearCache empties an epoch's cache slots on every CPU.
+func (d *Datapath) clearCache(epoch int) error {
+	idx := make([]uint32, cacheSlots)
+	for i := range idx {
+		idx[i] = uint32(epoch*cacheSlots + i)
+	}
+	zero := make([]bpf.CounterCacheEntry, cacheSlots*d.ncpu)
+	if _, err := d.objs.Cache.BatchUpdate(idx, zero, nil); err != nil {
+		return fmt.Errorf("clear counter cache: %w", err)
+	}
+	return nil
 }
 
 const drainBatch = 4096
 
-// readCounters reads all keys and per-CPU values of a counter map with batch
-// lookups (see BenchmarkDrain for the comparison with iteration).
-func (d *Datapath) readCounters(m *ebpf.Map) ([]RemoteKey, []bpf.CounterRemoteCounters, error) {
+// readCounters reads every key of a counter map with batch lookups, summing
+// each key's per-CPU values as it goes (see BenchmarkDrain for the
+// comparison with iteration). It also returns the raw keys, to clear the map.
+func (d *Datapath) readCounters(m *ebpf.Map, sizeHint int) ([]RemoteCount, []bpf.CounterRemoteKey, error) {
 	var (
-		keys   []RemoteKey
-		values []bpf.CounterRemoteCounters
+		remote = make([]RemoteCount, 0, sizeHint)
+		raw    = make([]bpf.CounterRemoteKey, 0, sizeHint)
 		cursor ebpf.MapBatchCursor
 		kbuf   = make([]bpf.CounterRemoteKey, drainBatch)
 		vbuf   = make([]bpf.CounterRemoteCounters, drainBatch*d.ncpu)
 	)
 	for {
 		n, err := m.BatchLookup(&cursor, kbuf, vbuf, nil)
-		for _, k := range kbuf[:n] {
-			keys = append(keys, keyAddr(k))
+		for i, k := range kbuf[:n] {
+			rc := RemoteCount{Key: keyAddr(k)}
+			for _, v := range vbuf[i*d.ncpu : (i+1)*d.ncpu] {
+				rc.Counters.Add(fromKernel(v))
+			}
+			remote = append(remote, rc)
 		}
-		values = append(values, vbuf[:n*d.ncpu]...)
+		raw = append(raw, kbuf[:n]...)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return keys, values, nil
+			return remote, raw, nil
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("read counters: %w", err)
@@ -303,22 +364,26 @@ func (d *Datapath) readCounters(m *ebpf.Map) ([]RemoteKey, []bpf.CounterRemoteCo
 
 // readCountersIterate is readCounters with a map iterator, kept for the
 // benchmark that justifies batching.
-func (d *Datapath) readCountersIterate(m *ebpf.Map) ([]RemoteKey, []bpf.CounterRemoteCounters, error) {
+func (d *Datapath) readCountersIterate(m *ebpf.Map) ([]RemoteCount, []bpf.CounterRemoteKey, error) {
 	var (
-		keys   []RemoteKey
-		values []bpf.CounterRemoteCounters
+		remote []RemoteCount
+		raw    []bpf.CounterRemoteKey
 		k      bpf.CounterRemoteKey
 		v      []bpf.CounterRemoteCounters
 	)
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		keys = append(keys, keyAddr(k))
-		values = append(values, v...)
+		rc := RemoteCount{Key: keyAddr(k)}
+		for _, pv := range v {
+			rc.Counters.Add(fromKernel(pv))
+		}
+		remote = append(remote, rc)
+		raw = append(raw, k)
 	}
 	if err := it.Err(); err != nil {
 		return nil, nil, fmt.Errorf("iterate counters: %w", err)
 	}
-	return keys, values, nil
+	return remote, raw, nil
 }
 
 // clearEpoch deletes every key of an epoch and zeroes its global counters.
@@ -328,21 +393,19 @@ func (d *Datapath) clearEpoch(epoch int) error {
 	if keys == nil {
 		// Not read by this process (recovered or fresh): read the keys now.
 		var err error
-		if keys, _, err = d.readCounters(m); err != nil {
+		if _, keys, err = d.readCounters(m, 0); err != nil {
 			return err
 		}
 	}
-	raw := make([]bpf.CounterRemoteKey, 0, drainBatch)
 	for i := 0; i < len(keys); i += drainBatch {
-		raw = raw[:0]
-		for _, k := range keys[i:min(i+drainBatch, len(keys))] {
-			raw = append(raw, rawKey(k))
-		}
-		if _, err := m.BatchDelete(raw, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if _, err := m.BatchDelete(keys[i:min(i+drainBatch, len(keys))], nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("clear epoch %d: %w", epoch, err)
 		}
 	}
 	d.lastKeys[epoch] = nil
+	if err := d.clearCache(epoch); err != nil {
+		return err
+	}
 	zero := make([]uint64, d.ncpu)
 	for i := range int(bpf.CounterGlobalCounterGLOBAL_MAX) {
 		idx := uint32(epoch*int(bpf.CounterGlobalCounterGLOBAL_MAX) + i)
