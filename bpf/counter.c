@@ -81,8 +81,8 @@ static __always_inline void lookup_v4(__u32 set, __u32 addr, struct v4_view *v)
 	if (!b)
 		return;
 	if (b->split & bit) {
-		struct split24_key k = {.set = set, .net = net};
-		struct split24 *s = bpf_map_lookup_elem(&v4_split, &k);
+		__u32 rank = b->split_base + __builtin_popcountll(b->split & (bit - 1));
+		struct split24 *s = bpf_map_lookup_elem(&v4_split, &rank);
 		if (s) {
 			__u32 host = addr & 0xFF;
 			v->split = s;

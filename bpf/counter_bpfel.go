@@ -101,12 +101,6 @@ type CounterSplit24 struct {
 	Local [4]uint64
 }
 
-type CounterSplit24Key struct {
-	_   structs.HostLayout
-	Set uint32
-	Net uint32
-}
-
 type CounterSplit48Key struct {
 	_   structs.HostLayout
 	Set uint32
@@ -123,9 +117,11 @@ const (
 )
 
 type CounterV4Block struct {
-	_     structs.HostLayout
-	Local uint64
-	Split uint64
+	_         structs.HostLayout
+	Local     uint64
+	Split     uint64
+	SplitBase uint32
+	Pad       uint32
 }
 
 type CounterV4Layout uint32

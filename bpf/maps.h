@@ -66,11 +66,14 @@ struct {
 	__type(value, struct v4_block);
 } v4_blocks SEC(".maps");
 
-/* IPv4 split /24s of both table sets; max_entries set from Go. */
+/*
+ * IPv4 split /24s, indexed through v4_block.split_base; each table set uses
+ * one half. max_entries set from Go.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
-	__type(key, struct split24_key);
+	__type(key, __u32);
 	__type(value, struct split24);
 } v4_split SEC(".maps");
 

@@ -95,20 +95,19 @@ struct run_state {
 
 /*
  * IPv4 direct stage: one bit per /24 in each of two bitmaps. 2^24 /24s in
- * 2^18 words of 64 per table set.
+ * 2^18 words of 64 per table set. The split /24s of a table set are stored in
+ * the order of their addresses, so that the entry of a split /24 is found
+ * without hashing: split_base (the index of the word's first split /24) plus
+ * the number of split /24s below it in the word.
  */
 enum v4_layout {
 	V4_BLOCK_WORDS = 1 << 18,
 };
 struct v4_block {
-	__u64 local; /* the whole /24 is local */
-	__u64 split; /* the /24 has a split24 entry */
-};
-
-/* Key of a split /24: the table set and the /24 (address >> 8, host order). */
-struct split24_key {
-	__u32 set;
-	__u32 net;
+	__u64 local;      /* the whole /24 is local */
+	__u64 split;      /* the /24 has a split24 entry */
+	__u32 split_base; /* v4_split index of this word's first split /24 */
+	__u32 pad;
 };
 
 /*

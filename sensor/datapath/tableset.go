@@ -77,6 +77,30 @@ func (d *Datapath) writeSet(set int, img *image) error {
 	}
 	s := uint32(set)
 
+	// Split /24s in address order, each table set in its half of v4_split;
+	// each word of the direct stage knows where its first one is.
+	room := d.cfg.V4SplitEntries / 2
+	nets := sortedKeys(img.v4Split)
+	if len(nets) > int(room) {
+		return fmt.Errorf("%d split IPv4 /24s, room for %d per table set (V4SplitEntries %d)", len(nets), room, d.cfg.V4SplitEntries)
+	}
+	splitIdx := make([]uint32, len(nets))
+	splits := make([]bpf.CounterSplit24, len(nets))
+	next := 0
+	for w := range img.v4Blocks {
+		img.v4Blocks[w].SplitBase = s*room + uint32(next)
+		for next < len(nets) && nets[next]>>6 == uint32(w) {
+			next++
+		}
+	}
+	for i, net := range nets {
+		splitIdx[i] = s*room + uint32(i)
+		splits[i] = *img.v4Split[net]
+	}
+	if err := batchPut(d.objs.V4Split, splitIdx, splits); err != nil {
+		return fmt.Errorf("v4_split: %w", err)
+	}
+
 	words := int(bpf.CounterV4LayoutV4BLOCK_WORDS)
 	idx := make([]uint32, words)
 	for i := range idx {
@@ -91,16 +115,6 @@ func (d *Datapath) writeSet(set int, img *image) error {
 	}
 	if _, err := d.objs.V6Filter.BatchUpdate(idx[:words], img.v6Filter, nil); err != nil {
 		return fmt.Errorf("v6_filter: %w", err)
-	}
-
-	splitKeys := make([]bpf.CounterSplit24Key, 0, len(img.v4Split))
-	splits := make([]bpf.CounterSplit24, 0, len(img.v4Split))
-	for _, net := range sortedKeys(img.v4Split) {
-		splitKeys = append(splitKeys, bpf.CounterSplit24Key{Set: s, Net: net})
-		splits = append(splits, *img.v4Split[net])
-	}
-	if err := batchPut(d.objs.V4Split, splitKeys, splits); err != nil {
-		return fmt.Errorf("v4_split (%d entries, room for %d): %w", len(splits), d.cfg.V4SplitEntries, err)
 	}
 
 	local32Keys := make([]bpf.CounterV6Net32Key, 0, len(img.v6Local32))
@@ -143,11 +157,11 @@ func batchPut[K, V any](m *ebpf.Map, keys []K, values []V) error {
 }
 
 // clearSet deletes a table set's entries from the hash maps and the trie.
-// The direct arrays are rewritten whole by writeSet.
+// The arrays are rewritten by writeSet: a stale v4_split entry past the
+// set's last one is never reached.
 func (d *Datapath) clearSet(set int) error {
 	s := uint32(set)
 	return errors.Join(
-		deleteWhere(d.objs.V4Split, func(k *bpf.CounterSplit24Key, _ *bpf.CounterSplit24) bool { return k.Set == s }),
 		deleteWhere(d.objs.V6Local32, func(k *bpf.CounterV6Net32Key, _ *uint8) bool { return k.Set == s }),
 		deleteWhere(d.objs.V6Split, func(k *bpf.CounterSplit48Key, _ *uint8) bool { return k.Set == s }),
 		deleteWhere(d.objs.V6LocalTrie, func(k *bpf.CounterV6LocalKey, _ *uint8) bool { return k.Set == s }),
