@@ -70,8 +70,8 @@ func DefaultConfig() Config {
 	return Config{
 		PinDir:             "/sys/fs/bpf/peerwatch",
 		CounterEntries:     65536,
-		V4SplitEntries:     2 * 65536,
-		V6SplitEntries:     2 * 65536,
+		V4SplitEntries:     2 * 32768,
+		V6SplitEntries:     2 * 16384,
 		V6Local32Entries:   2 * 4096,
 		V6LocalTrieEntries: 2 * 1024,
 		V4KeyLen:           24,

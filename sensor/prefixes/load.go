@@ -19,29 +19,28 @@ const MaxLineLength = 4096
 // maxSkippedShown is how many skipped lines LoadStats.FirstSkipped quotes.
 const maxSkippedShown = 5
 
-// SkipReason says why a loader skipped a line.
-type SkipReason int
+// skipReason says why a loader skipped a line; LoadStats counts each in a field of its own.
+type skipReason int
 
-// The reasons for skipping a line.
 const (
-	Malformed     SkipReason = iota // wrong number of fields, unparsable address, number or code, line too long
-	UnknownFamily                   // start and end are not both IPv4 or both IPv6
-	StartAfterEnd                   // the range ends before it starts
-	Duplicate                       // every prefix of the line was already in the table
+	malformedLine skipReason = iota // wrong number of fields, bad address, number or code, too long
+	unknownFamily                   // start and end are not both IPv4 or both IPv6
+	startAfterEnd                   // the range ends before it starts
+	duplicateLine                   // every prefix of the line was already in the table
 )
 
-func (r SkipReason) String() string {
+func (r skipReason) String() string {
 	switch r {
-	case Malformed:
+	case malformedLine:
 		return "malformed"
-	case UnknownFamily:
+	case unknownFamily:
 		return "unknown family"
-	case StartAfterEnd:
+	case startAfterEnd:
 		return "start after end"
-	case Duplicate:
+	case duplicateLine:
 		return "duplicate"
 	}
-	return fmt.Sprintf("SkipReason(%d)", int(r))
+	return fmt.Sprintf("skipReason(%d)", int(r))
 }
 
 // LoadStats counts what a loader read. Every line is added, skipped or ignored:
@@ -66,6 +65,7 @@ func (s LoadStats) Skipped() int {
 	return s.Malformed + s.UnknownFamily + s.StartAfterEnd + s.Duplicate
 }
 
+// String summarizes the counts on one line, for a log.
 func (s LoadStats) String() string {
 	return fmt.Sprintf("%s: %d lines, %d added as %d prefixes (%d duplicate prefixes dropped), "+
 		"%d ignored, skipped %d malformed, %d unknown family, %d start after end, %d duplicate",
@@ -73,15 +73,16 @@ func (s LoadStats) String() string {
 		s.Malformed, s.UnknownFamily, s.StartAfterEnd, s.Duplicate)
 }
 
+// skip counts a skipped line and quotes it if it is among the first few.
 func (s *LoadStats) skip(line int, err *lineError) {
 	switch err.reason {
-	case Malformed:
+	case malformedLine:
 		s.Malformed++
-	case UnknownFamily:
+	case unknownFamily:
 		s.UnknownFamily++
-	case StartAfterEnd:
+	case startAfterEnd:
 		s.StartAfterEnd++
-	case Duplicate:
+	case duplicateLine:
 		s.Duplicate++
 	}
 	if len(s.FirstSkipped) < maxSkippedShown {
@@ -91,7 +92,7 @@ func (s *LoadStats) skip(line int, err *lineError) {
 
 // lineError is why one line was skipped.
 type lineError struct {
-	reason SkipReason
+	reason skipReason
 	detail string
 }
 
@@ -102,8 +103,9 @@ func (e *lineError) Error() string {
 	return e.reason.String() + ": " + e.detail
 }
 
+// malformed returns the reason for skipping a malformed line.
 func malformed(format string, args ...any) *lineError {
-	return &lineError{Malformed, fmt.Sprintf(format, args...)}
+	return &lineError{malformedLine, fmt.Sprintf(format, args...)}
 }
 
 // ipRange is one parsed line: an inclusive address range of one family and its labels.
@@ -211,10 +213,10 @@ func parseRange(start, end string) (*ipRange, *lineError) {
 	}
 	first, last = first.Unmap(), last.Unmap()
 	if f := familyOf(first); f != familyOf(last) {
-		return nil, &lineError{UnknownFamily, fmt.Sprintf("start %v is %v, end %v is %v", first, f, last, familyOf(last))}
+		return nil, &lineError{unknownFamily, fmt.Sprintf("start %v is %v, end %v is %v", first, f, last, familyOf(last))}
 	}
 	if last.Less(first) {
-		return nil, &lineError{StartAfterEnd, fmt.Sprintf("%v > %v", first, last)}
+		return nil, &lineError{startAfterEnd, fmt.Sprintf("%v > %v", first, last)}
 	}
 	return &ipRange{family: familyOf(first), first: addrValue(first), last: addrValue(last)}, nil
 }
@@ -323,7 +325,7 @@ func (st *LoadStats) add(b *TableBuilder, lineNo int, line string, parse parseLi
 	if len(cidrs) > 1 {
 		detail = fmt.Sprintf("all %d prefixes from %v to %v already in the table", len(cidrs), cidrs[0], cidrs[len(cidrs)-1])
 	}
-	st.skip(lineNo, &lineError{Duplicate, detail})
+	st.skip(lineNo, &lineError{duplicateLine, detail})
 	return cidrs
 }
 
