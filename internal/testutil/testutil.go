@@ -16,6 +16,10 @@ import (
 // SkipNotRoot is the message of the skip that RequireRoot issues.
 const SkipNotRoot = "needs root (CAP_BPF, CAP_NET_ADMIN): run as root; CI does"
 
+// SkipShort is the message of the skip that RequireRoot issues under -short,
+// which make test-unit uses to run the pure-Go tier alone.
+const SkipShort = "root tier: skipped by -short (make test-unit runs the pure-Go tests only)"
+
 // geteuid is a seam so that RequireRoot is tested without changing user.
 var geteuid = os.Geteuid
 
@@ -24,6 +28,9 @@ var geteuid = os.Geteuid
 // CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; CI runs them as root.
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip(SkipShort)
+	}
 	if geteuid() != 0 {
 		tb.Skip(SkipNotRoot)
 	}

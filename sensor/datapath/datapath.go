@@ -155,7 +155,7 @@ func Open(cfg Config, log *slog.Logger) (*Datapath, error) {
 
 	err = d.load()
 	if errors.Is(err, errIncompatible) || errors.Is(err, ebpf.ErrMapIncompatible) {
-		aside := fmt.Sprintf("%s.incompatible-%d", d.mapsDir(), time.Now().Unix())
+		aside := fmt.Sprintf("%s-incompatible-%d", d.mapsDir(), time.Now().Unix()) // bpffs names have no dots
 		log.Error("pinned maps have another layout: moving them aside, counting restarts from zero",
 			"pinned", d.mapsDir(), "moved_to", aside, "reason", err)
 		if rerr := os.Rename(d.mapsDir(), aside); rerr != nil {

@@ -1,13 +1,18 @@
 package datapath
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/peerwatch/peerwatch/bpf"
 	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/prefixes"
 )
@@ -379,5 +384,64 @@ func TestProgTableSwap(t *testing.T) {
 	}
 	if total.Seen != 60 {
 		t.Errorf("seen %d over all swaps, want 60", total.Seen)
+	}
+}
+
+// TestProgIncompatiblePins opens pinned maps of another layout (another map
+// size, another state ABI): they are moved aside with a clear log line and
+// counting starts from zero, never silently mixed.
+func TestProgIncompatiblePins(t *testing.T) {
+	testutil.RequireBPF(t)
+	frame := testutil.Frame{Src: netip.MustParseAddr("198.51.100.1"), Dst: netip.MustParseAddr("192.0.2.1")}.Bytes(t)
+	for _, c := range []struct {
+		name  string
+		alter func(t *testing.T, d *Datapath, cfg *Config)
+	}{
+		{"map size", func(t *testing.T, d *Datapath, cfg *Config) { cfg.CounterEntries *= 2 }},
+		{"state abi", func(t *testing.T, d *Datapath, cfg *Config) {
+			st, err := readState(d.objs.State)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Abi = 99 // what another version would have written
+			if err := writeState(d.objs.State, st); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := testutil.PinDir(t)
+			cfg := Config{PinDir: dir, CounterEntries: 1024}
+			d1, err := Open(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d1.SetTables(&Tables{Local: pfxs("192.0.2.0/24")}); err != nil {
+				t.Fatal(err)
+			}
+			run(t, d1.Program(), frame)
+			c.alter(t, d1, &cfg)
+			d1.Close()
+
+			var logs bytes.Buffer
+			d2, err := Open(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d2.Close()
+			if !strings.Contains(logs.String(), "moving them aside, counting restarts from zero") {
+				t.Errorf("no clear log line about the incompatible maps; logs:\n%s", logs.String())
+			}
+			st, err := readState(d2.objs.State)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Generation != 0 || st.Abi != uint32(bpf.CounterStateBitsSTATE_ABI) {
+				t.Errorf("state after reset: %+v", st)
+			}
+			if matches, _ := filepath.Glob(filepath.Join(dir, "maps-incompatible-*")); len(matches) != 1 {
+				t.Errorf("old maps kept aside: %v, want one directory", matches)
+			}
+		})
 	}
 }
