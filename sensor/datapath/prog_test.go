@@ -445,3 +445,30 @@ func TestProgIncompatiblePins(t *testing.T) {
 		})
 	}
 }
+
+// TestProgKernelMemory checks KernelMemory against the kernel's accounting
+// of the loaded maps, and the budget of the default configuration with the
+// real tables on a 4-CPU board: 256 MB.
+func TestProgKernelMemory(t *testing.T) {
+	d := openTest(t, Config{})
+	maps := []*ebpf.Map{d.objs.State, d.objs.Globals, d.objs.Counters, d.objs.CountersEven, d.objs.CountersOdd,
+		d.objs.Cache, d.objs.V4Blocks, d.objs.V4Split, d.objs.V6Filter, d.objs.V6Local32, d.objs.V6LocalTrie, d.objs.V6Split}
+	var kernel uint64
+	for _, m := range maps {
+		info, err := m.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := info.Memlock() // 0 for the trie: it allocates per element
+		kernel += n
+	}
+	formula := KernelMemory(Config{}, d.ncpu)
+	if diff := int64(kernel) - int64(formula); diff < 0 || diff > 64<<10 {
+		t.Errorf("kernel accounts %d bytes, formula says %d (diff %d): update KernelMemory and docs/datapath.md", kernel, formula, diff)
+	}
+	four := KernelMemory(Config{}, 4)
+	t.Logf("default maps: %.1f MB on %d CPUs (kernel: %.1f MB), %.1f MB on 4 CPUs", float64(formula)/1e6, d.ncpu, float64(kernel)/1e6, float64(four)/1e6)
+	if four > 256<<20 {
+		t.Errorf("default maps take %d MB on 4 CPUs, over the 256 MB budget", four>>20)
+	}
+}
