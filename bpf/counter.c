@@ -143,13 +143,17 @@ static __always_inline void lookup_v6(__u32 set, const __u64 addr[2], struct v6_
 	if (!(w->local & bit))
 		return;
 
-	struct v6_net32_key k = {.set = set, .net = net32};
-	__u8 *state = bpf_map_lookup_elem(&v6_local32, &k);
-	if (!state)
-		return;
-	if (*state == LOCAL32_ALL) {
+	__u32 state = w->local_state;
+	if (!state || w->local_net != net32) {
+		struct v6_net32_key k = {.set = set, .net = net32};
+		__u8 *st = bpf_map_lookup_elem(&v6_local32, &k);
+		if (!st)
+			return;
+		state = *st;
+	}
+	if (state == LOCAL32_ALL) {
 		v->local = 1;
-	} else if (*state == LOCAL32_PARTIAL) {
+	} else if (state == LOCAL32_PARTIAL) {
 		struct v6_local_key lk = {.prefixlen = 32 + 128, .set = set};
 		__builtin_memcpy(lk.addr, addr, sizeof(lk.addr));
 		v->local = bpf_map_lookup_elem(&v6_local_trie, &lk) != 0;

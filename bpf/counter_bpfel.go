@@ -131,9 +131,11 @@ const (
 )
 
 type CounterV6FilterWord struct {
-	_     structs.HostLayout
-	Local uint64
-	Split uint64
+	_          structs.HostLayout
+	Local      uint64
+	Split      uint64
+	LocalNet   uint32
+	LocalState uint32
 }
 
 type CounterV6Layout uint32

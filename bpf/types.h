@@ -104,8 +104,8 @@ enum v4_layout {
 	V4_BLOCK_WORDS = 1 << 18,
 };
 struct v4_block {
-	__u64 local;      /* the whole /24 is local */
-	__u64 split;      /* the /24 has a split24 entry */
+	__u64 local;	  /* the whole /24 is local */
+	__u64 split;	  /* the /24 has a split24 entry */
 	__u32 split_base; /* v4_split index of this word's first split /24 */
 	__u32 pad;
 };
@@ -132,6 +132,12 @@ enum v6_layout {
 struct v6_filter_word {
 	__u64 local; /* some local prefix overlaps a /32 of this bucket */
 	__u64 split; /* some /48 of a /32 of this bucket is split */
+	/*
+	 * When the word's 64 buckets hold exactly one local /32, that /32 and
+	 * its local32_state, so that the usual case needs no hash lookup.
+	 */
+	__u32 local_net;
+	__u32 local_state; /* 0: ask v6_local32 */
 };
 
 /* Key of an IPv6 /32 in a table set. */

@@ -276,5 +276,18 @@ func (img *image) buildV6(bounds []netip.Addr, local []netip.Prefix, keyLen int)
 		img.v6Filter[w].Local |= bit
 		img.v6Trie = append(img.v6Trie, p)
 	}
+	// Words with exactly one local /32 carry it, so that the hot path skips
+	// the hash lookup for it.
+	perWord := map[uint32]int{}
+	for net := range img.v6Local32 {
+		w, _ := v6Bucket(net)
+		perWord[w]++
+	}
+	for net, state := range img.v6Local32 {
+		if w, _ := v6Bucket(net); perWord[w] == 1 {
+			img.v6Filter[w].LocalNet = net
+			img.v6Filter[w].LocalState = uint32(state)
+		}
+	}
 	return nil
 }
