@@ -7,10 +7,13 @@ CMDS := $(wildcard sensor/cmd/*)
 # Test tiers: pure Go (-short), BPF through BPF_PROG_TEST_RUN (root), integration with network
 # namespaces and real traffic (root). Root tests skip with a clear message without root.
 TEST_FLAGS ?= -count=1
+# A count rather than a duration: a timed run can end on a spurious deadline error of Go's
+# fuzzing coordinator (golang/go#75804).
+FUZZTIME ?= 300000x
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=5
 
 .PHONY: help deps generate check-generated build build-arm64 test test-unit test-bpf \
-	test-integration test-arm64 bench lint fmt clean
+	test-integration test-arm64 fuzz bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -46,6 +49,10 @@ test-bpf: ## tier 2: the program in the kernel through BPF_PROG_TEST_RUN (root)
 
 test-integration: ## tier 3: network namespaces, veth pairs and real traffic (root)
 	$(GO) test $(TEST_FLAGS) -run '^TestNetns' -timeout 20m ./sensor/...
+
+fuzz: ## fuzz the counter program through BPF_PROG_TEST_RUN and the table loaders (root)
+	$(GO) test -run '^$$' -fuzz '^FuzzCounter$$' -fuzztime $(FUZZTIME) ./bpf/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadIPLocationASN$$' -fuzztime $(FUZZTIME) ./sensor/prefixes/
 
 test-arm64: ## pure-Go tests of the arm64 build under qemu-aarch64-static
 	GOARCH=arm64 CGO_ENABLED=0 $(GO) test $(TEST_FLAGS) -short -exec qemu-aarch64-static ./...

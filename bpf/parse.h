@@ -211,6 +211,8 @@ static __always_inline int parse_ipv6(void *pos, void *data_end, struct packet *
 	}
 	if (is_ipv6_ext(nh)) /* a longer chain than we walk */
 		return PARSE_MALFORMED;
+	if (l4 > data_end) /* the last extension header must be there */
+		return PARSE_MALFORMED;
 	return classify(nh, l4, data_end, pkt);
 }
 
