@@ -10,84 +10,28 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/peerwatch/peerwatch/bpf"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
-// Direction of a packet seen from the operator's network.
-type Direction int
+// The counters are those of package traffic.
+type (
+	Counters  = traffic.Counters
+	Globals   = traffic.Globals
+	Direction = traffic.Direction
+	Class     = traffic.Class
+)
 
-// Directions index Counters.Packets and Counters.Bytes.
+// Directions and classes, for convenience.
 const (
-	In  Direction = Direction(bpf.CounterDirectionDIR_IN)  // remote to local
-	Out Direction = Direction(bpf.CounterDirectionDIR_OUT) // local to remote
+	In         = traffic.In
+	Out        = traffic.Out
+	TCP        = traffic.TCP
+	UDP        = traffic.UDP
+	ICMP       = traffic.ICMP
+	Tunnel     = traffic.Tunnel
+	Other      = traffic.Other
+	NumClasses = traffic.NumClasses
 )
-
-// Class is a packet's protocol class.
-type Class int
-
-// Classes index Counters.Class.
-const (
-	TCP    Class = Class(bpf.CounterProtoClassCLASS_TCP)
-	UDP    Class = Class(bpf.CounterProtoClassCLASS_UDP)
-	ICMP   Class = Class(bpf.CounterProtoClassCLASS_ICMP)
-	Tunnel Class = Class(bpf.CounterProtoClassCLASS_TUNNEL)
-	Other  Class = Class(bpf.CounterProtoClassCLASS_OTHER)
-	// NumClasses is the number of classes.
-	NumClasses = int(bpf.CounterProtoClassCLASS_MAX)
-)
-
-var classNames = [NumClasses]string{"tcp", "udp", "icmp", "tunnel", "other"}
-
-func (c Class) String() string {
-	if c < 0 || int(c) >= NumClasses {
-		return fmt.Sprintf("class(%d)", int(c))
-	}
-	return classNames[c]
-}
-
-// Counters of one remote key (or of a sum of keys).
-type Counters struct {
-	Packets [2]uint64 // by Direction
-	Bytes   [2]uint64 // by Direction; frame bytes as seen at the hook
-	Class   [NumClasses]uint64
-}
-
-// Add adds o to c.
-func (c *Counters) Add(o Counters) {
-	for i := range c.Packets {
-		c.Packets[i] += o.Packets[i]
-		c.Bytes[i] += o.Bytes[i]
-	}
-	for i := range c.Class {
-		c.Class[i] += o.Class[i]
-	}
-}
-
-// Total is the number of packets in both directions.
-func (c Counters) Total() uint64 { return c.Packets[In] + c.Packets[Out] }
-
-// Globals are the counters that do not belong to a remote key.
-type Globals struct {
-	Seen         uint64 // every packet the program saw
-	NonIP        uint64 // not IPv4/IPv6, or more than two VLAN tags
-	Malformed    uint64 // truncated or invalid headers
-	BothLocal    uint64 // both addresses local
-	NeitherLocal uint64 // neither address local (transit)
-	Overflow     uint64 // remote key did not fit in the counter map
-}
-
-func (g *Globals) add(o Globals) {
-	g.Seen += o.Seen
-	g.NonIP += o.NonIP
-	g.Malformed += o.Malformed
-	g.BothLocal += o.BothLocal
-	g.NeitherLocal += o.NeitherLocal
-	g.Overflow += o.Overflow
-}
-
-// Buckets is the number of packets counted in a global bucket.
-func (g Globals) Buckets() uint64 {
-	return g.NonIP + g.Malformed + g.BothLocal + g.NeitherLocal + g.Overflow
-}
 
 // RemoteKey is the start of a counting block: the remote address masked to
 // its granularity. IPv4 keys are plain IPv4 addresses.
@@ -167,7 +111,7 @@ func (d *Datapath) Drain() ([]*Interval, error) {
 	out := append(d.pending, iv)
 	d.pending = nil
 	for _, iv := range out {
-		d.totals.Globals.add(iv.Globals)
+		d.totals.Globals.Add(iv.Globals)
 		for _, r := range iv.Remote {
 			d.totals.Remote.Add(r.Counters)
 		}

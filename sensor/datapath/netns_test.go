@@ -123,7 +123,7 @@ func collect(t *testing.T, d *Datapath, want uint64) (Globals, map[netip.Addr]ui
 			if err := iv.Check(); err != nil {
 				t.Fatal(err)
 			}
-			g.add(iv.Globals)
+			g.Add(iv.Globals)
 			for _, r := range iv.Remote {
 				keys[r.Key] += r.Total()
 			}
@@ -258,7 +258,7 @@ func TestNetnsTableSwapUnderTraffic(t *testing.T) {
 			if err := iv.Check(); err != nil {
 				t.Fatal(err)
 			}
-			g.add(iv.Globals)
+			g.Add(iv.Globals)
 			for _, r := range iv.Remote {
 				remote += r.Total()
 			}

@@ -52,7 +52,7 @@ func drainOne(tb testing.TB, d *Datapath) *Interval {
 		if err := iv.Check(); err != nil {
 			tb.Fatalf("interval %d: %v", iv.Generation, err)
 		}
-		merged.Globals.add(iv.Globals)
+		merged.Globals.Add(iv.Globals)
 		merged.Remote = append(merged.Remote, iv.Remote...)
 		merged.Generation = iv.Generation
 	}
@@ -379,7 +379,7 @@ func TestProgTableSwap(t *testing.T) {
 			t.Fatalf("swap %d: remote %+v, want 10 packets in direction %d", i, last.Remote, dir)
 		}
 		for _, iv := range ivs {
-			total.add(iv.Globals)
+			total.Add(iv.Globals)
 		}
 	}
 	if total.Seen != 60 {

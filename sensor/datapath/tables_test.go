@@ -167,3 +167,26 @@ func TestKeyConversion(t *testing.T) {
 		}
 	}
 }
+
+// TestTrafficMatchesKernel checks that package traffic's directions and
+// classes have the values of the kernel's enums.
+func TestTrafficMatchesKernel(t *testing.T) {
+	pairs := []struct {
+		name      string
+		go_, kern int
+	}{
+		{"In", int(In), int(bpf.CounterDirectionDIR_IN)},
+		{"Out", int(Out), int(bpf.CounterDirectionDIR_OUT)},
+		{"TCP", int(TCP), int(bpf.CounterProtoClassCLASS_TCP)},
+		{"UDP", int(UDP), int(bpf.CounterProtoClassCLASS_UDP)},
+		{"ICMP", int(ICMP), int(bpf.CounterProtoClassCLASS_ICMP)},
+		{"Tunnel", int(Tunnel), int(bpf.CounterProtoClassCLASS_TUNNEL)},
+		{"Other", int(Other), int(bpf.CounterProtoClassCLASS_OTHER)},
+		{"NumClasses", NumClasses, int(bpf.CounterProtoClassCLASS_MAX)},
+	}
+	for _, p := range pairs {
+		if p.go_ != p.kern {
+			t.Errorf("%s is %d in package traffic, %d in the kernel", p.name, p.go_, p.kern)
+		}
+	}
+}
