@@ -93,6 +93,7 @@ type CounterRunState struct {
 	Generation uint64
 	Drained    uint64
 	Tables     [2]uint64
+	Instance   uint64
 }
 
 type CounterSplit24 struct {

@@ -91,6 +91,7 @@ struct run_state {
 	__u64 generation; /* intervals closed so far */
 	__u64 drained;	  /* the last interval whose epoch was read and cleared */
 	__u64 tables[2];  /* fingerprint of each table set's contents, 0 = empty */
+	__u64 instance;	  /* random, chosen when the maps were created */
 };
 
 /*

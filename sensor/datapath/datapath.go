@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,6 +237,7 @@ func (d *Datapath) load() error {
 	switch st.Abi {
 	case 0: // fresh maps
 		st.Abi = uint32(bpf.CounterStateBitsSTATE_ABI)
+		st.Instance = rand.Uint64() | 1
 		if err := writeState(objs.State, st); err != nil {
 			objs.Close()
 			return err
@@ -301,7 +303,7 @@ func (d *Datapath) recover() error {
 	if err != nil {
 		return fmt.Errorf("recover interval %d: %w", st.Generation, err)
 	}
-	iv.Generation = st.Generation
+	iv.Generation, iv.Instance = st.Generation, st.Instance
 	iv.Recovered = true
 	d.pending = append(d.pending, iv)
 	d.log.Info("recovered an interval that the previous run had not handed on",

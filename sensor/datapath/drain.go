@@ -48,6 +48,9 @@ type Interval struct {
 	// Generation numbers intervals since the maps were created; it survives
 	// restarts, so a consumer that stored an interval can recognise it again.
 	Generation uint64
+	// Instance identifies the maps (random, chosen when they were created):
+	// generations count again from 1 when the maps are new, after a reboot.
+	Instance   uint64
 	Start, End time.Time // Start is zero for a recovered interval
 	// Tables the keys were counted under; nil when unknown (an interval
 	// recovered after a restart that loaded other tables).
@@ -162,7 +165,7 @@ func (d *Datapath) switchEpoch(st bpf.CounterRunState, set int) (*Interval, erro
 	if err != nil {
 		return nil, err
 	}
-	iv.Generation = st.Generation
+	iv.Generation, iv.Instance = st.Generation, st.Instance
 	iv.Start, iv.End = d.since, now
 	iv.Tables = d.tables[oldSet]
 	d.since = now

@@ -336,6 +336,9 @@ func TestProgRecoveredInterval(t *testing.T) {
 	if len(ivs) != 2 || !ivs[0].Recovered {
 		t.Fatalf("got %d intervals, want the recovered one and the open one", len(ivs))
 	}
+	if ivs[0].Instance == 0 || ivs[0].Instance != lost.Instance || ivs[1].Instance != lost.Instance {
+		t.Errorf("instances %x and %x after restart, want %x: the maps are the same", ivs[0].Instance, ivs[1].Instance, lost.Instance)
+	}
 	if ivs[0].Generation != lost.Generation || ivs[0].Globals != lost.Globals {
 		t.Errorf("recovered generation %d %+v, want %d %+v", ivs[0].Generation, ivs[0].Globals, lost.Generation, lost.Globals)
 	}

@@ -51,9 +51,9 @@ func (c Class) String() string {
 
 // Counters of one remote key, prefix, country or AS, or of a sum of them.
 type Counters struct {
-	Packets [2]uint64 // by Direction
-	Bytes   [2]uint64 // by Direction; frame bytes as seen at the hook
-	Class   [NumClasses]uint64
+	Packets [2]uint64          `json:"packets"` // by Direction: [in, out]
+	Bytes   [2]uint64          `json:"bytes"`   // by Direction; frame bytes as seen at the hook
+	Class   [NumClasses]uint64 `json:"class"`   // packets: [tcp, udp, icmp, tunnel, other]
 }
 
 // Add adds o to c.
@@ -75,12 +75,12 @@ func (c Counters) TotalBytes() uint64 { return c.Bytes[In] + c.Bytes[Out] }
 
 // Globals are the counters that do not belong to a remote key.
 type Globals struct {
-	Seen         uint64 // every packet the program saw
-	NonIP        uint64 // not IPv4/IPv6, or more than two VLAN tags
-	Malformed    uint64 // truncated or invalid headers
-	BothLocal    uint64 // both addresses local
-	NeitherLocal uint64 // neither address local (transit)
-	Overflow     uint64 // remote key did not fit in the counter map
+	Seen         uint64 `json:"seen"`          // every packet the program saw
+	NonIP        uint64 `json:"non_ip"`        // not IPv4/IPv6, or more than two VLAN tags
+	Malformed    uint64 `json:"malformed"`     // truncated or invalid headers
+	BothLocal    uint64 `json:"both_local"`    // both addresses local
+	NeitherLocal uint64 `json:"neither_local"` // neither address local (transit)
+	Overflow     uint64 `json:"overflow"`      // remote key did not fit in the counter map
 }
 
 // Add adds o to g.
