@@ -72,6 +72,10 @@ func NewNamespace(tb testing.TB) *Namespace {
 // Netlink is a netlink handle that works inside the namespace.
 func (ns *Namespace) Netlink() *netlink.Handle { return ns.nl }
 
+// Handle is the namespace's file descriptor handle, for APIs that take a
+// netns.NsHandle (netlink subscriptions, netlink.NewHandleAt).
+func (ns *Namespace) Handle() netns.NsHandle { return ns.handle }
+
 // Do runs fn on an OS thread inside the namespace. Sockets and netlink
 // calls made there belong to the namespace, and stay usable afterwards.
 func (ns *Namespace) Do(fn func() error) error {
