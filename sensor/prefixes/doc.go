@@ -19,10 +19,20 @@
 //
 // # Loaders
 //
-// LoadIPLocationCountry, LoadIPLocationASN and LoadCIDRList read ip-location-db CSV files and
-// plain prefix lists. Each range line is converted to its minimal CIDR cover (RangeToPrefixes).
-// Bad lines are counted by reason in LoadStats and skipped, never fatal; only a read error stops a
-// load. Lines longer than MaxLineLength are skipped as malformed.
+// Each loader adds the prefixes of one file to a TableBuilder and returns a LoadStats:
+//
+//   - LoadIPLocationCountry and LoadIPLocationASN read ip-location-db CSV ranges;
+//   - LoadCIDRList reads a plain list of prefixes and addresses, all with the same labels;
+//   - LoadRIRDelegated reads a Regional Internet Registry's statistics file (delegated-apnic-latest,
+//     delegated-arin-extended-latest, …): the country of each allocated or assigned IPv4 and IPv6
+//     block;
+//   - LoadMMDB and LoadMMDBBytes walk a MaxMind DB (GeoLite2/GeoIP2 Country, City and ASN, and the
+//     flat records of DB-IP, ipinfo and ip-location-db): the country and origin AS of each network.
+//
+// Each address range is converted to its minimal CIDR cover (RangeToPrefixes). Bad lines, or bad
+// records of an MMDB file, are counted by reason in LoadStats and skipped, never fatal; only a read
+// error stops a load, or for an MMDB file a file that is not one or whose search tree is corrupt.
+// Lines longer than MaxLineLength are skipped as malformed.
 //
 // Real range data sometimes has ranges from different lines that overlap partially. Their CIDR
 // covers then either nest, and an address in the overlap resolves to whichever line produced the

@@ -27,6 +27,7 @@ const (
 	unknownFamily                   // start and end are not both IPv4 or both IPv6
 	startAfterEnd                   // the range ends before it starts
 	duplicateLine                   // every prefix of the line was already in the table
+	noLabels                        // an MMDB record with neither a country nor an AS number
 )
 
 func (r skipReason) String() string {
@@ -39,42 +40,60 @@ func (r skipReason) String() string {
 		return "start after end"
 	case duplicateLine:
 		return "duplicate"
+	case noLabels:
+		return "no labels"
 	}
 	return fmt.Sprintf("skipReason(%d)", int(r))
 }
 
 // LoadStats counts what a loader read. Every line is added, skipped or ignored:
-// Lines == Added + Skipped() + Ignored.
+// Lines == Added + Skipped() + Ignored. For an MMDB file a "line" is a network of its search
+// tree that has data.
 type LoadStats struct {
 	Source         string // name given to the loader
 	Lines          int    // lines read
 	Added          int    // lines that added at least one prefix
-	Ignored        int    // blank lines, and comment lines in CIDR lists
+	Ignored        int    // blank lines, comment lines, and lines that carry no prefix to load
 	CIDRs          int    // prefixes produced from the lines, duplicates included
 	DuplicateCIDRs int    // prefixes not added because the table already had the same prefix
 
 	// Lines skipped, by reason.
-	Malformed, UnknownFamily, StartAfterEnd, Duplicate int
+	Malformed, UnknownFamily, StartAfterEnd, Duplicate, NoLabels int
 
-	// FirstSkipped quotes the first few skipped lines as "source:line: reason".
+	// FirstSkipped quotes the first few skipped lines as "source:line: reason", or for an MMDB
+	// file as "source:prefix: reason".
 	FirstSkipped []string
 }
 
 // Skipped returns the number of lines skipped for any reason.
 func (s LoadStats) Skipped() int {
-	return s.Malformed + s.UnknownFamily + s.StartAfterEnd + s.Duplicate
+	return s.Malformed + s.UnknownFamily + s.StartAfterEnd + s.Duplicate + s.NoLabels
 }
 
 // String summarizes the counts on one line, for a log.
 func (s LoadStats) String() string {
 	return fmt.Sprintf("%s: %d lines, %d added as %d prefixes (%d duplicate prefixes dropped), "+
-		"%d ignored, skipped %d malformed, %d unknown family, %d start after end, %d duplicate",
+		"%d ignored, skipped %d malformed, %d unknown family, %d start after end, %d duplicate, %d no labels",
 		s.Source, s.Lines, s.Added, s.CIDRs-s.DuplicateCIDRs, s.DuplicateCIDRs, s.Ignored,
-		s.Malformed, s.UnknownFamily, s.StartAfterEnd, s.Duplicate)
+		s.Malformed, s.UnknownFamily, s.StartAfterEnd, s.Duplicate, s.NoLabels)
 }
 
 // skip counts a skipped line and quotes it if it is among the first few.
 func (s *LoadStats) skip(line int, err *lineError) {
+	if s.count(err) {
+		s.FirstSkipped = append(s.FirstSkipped, fmt.Sprintf("%s:%d: %v", s.Source, line, err))
+	}
+}
+
+// skipNetwork counts a skipped MMDB network and quotes it if it is among the first few.
+func (s *LoadStats) skipNetwork(p netip.Prefix, err *lineError) {
+	if s.count(err) {
+		s.FirstSkipped = append(s.FirstSkipped, fmt.Sprintf("%s:%v: %v", s.Source, p, err))
+	}
+}
+
+// count counts a skipped line by its reason and reports whether to quote it.
+func (s *LoadStats) count(err *lineError) bool {
 	switch err.reason {
 	case malformedLine:
 		s.Malformed++
@@ -84,10 +103,10 @@ func (s *LoadStats) skip(line int, err *lineError) {
 		s.StartAfterEnd++
 	case duplicateLine:
 		s.Duplicate++
+	case noLabels:
+		s.NoLabels++
 	}
-	if len(s.FirstSkipped) < maxSkippedShown {
-		s.FirstSkipped = append(s.FirstSkipped, fmt.Sprintf("%s:%d: %v", s.Source, line, err))
-	}
+	return len(s.FirstSkipped) < maxSkippedShown
 }
 
 // lineError is why one line was skipped.
@@ -192,13 +211,21 @@ func LoadCIDRList(r io.Reader, name string, b *TableBuilder, labels Entry) (Load
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-		}
-		f := familyOf(p.Addr())
-		first := addrValue(p.Addr())
-		return &ipRange{family: f, first: first, last: first.or(hostMask(f.bits() - p.Bits())), labels: labels}, nil
+		rg := prefixRange(p)
+		rg.labels = labels
+		return rg, nil
 	})
+}
+
+// prefixRange returns the addresses of a valid, masked prefix as a range. An IPv4-mapped IPv6
+// prefix (::ffff:a.b.c.d/96 and longer) becomes IPv4, as in (*TableBuilder).Add.
+func prefixRange(p netip.Prefix) *ipRange {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	f := familyOf(p.Addr())
+	first := addrValue(p.Addr())
+	return &ipRange{family: f, first: first, last: first.or(hostMask(f.bits() - p.Bits()))}
 }
 
 // parseRange parses the start and end addresses of an inclusive range.
@@ -297,15 +324,25 @@ func load(r io.Reader, name string, b *TableBuilder, parse parseLine) (LoadStats
 // add parses one line and adds its prefixes to b, reusing cidrs as scratch space.
 func (st *LoadStats) add(b *TableBuilder, lineNo int, line string, parse parseLine, cidrs []netip.Prefix) []netip.Prefix {
 	rg, lerr := parse(line)
-	if lerr != nil {
-		st.skip(lineNo, lerr)
-		return cidrs
-	}
-	if rg == nil {
+	switch {
+	case lerr != nil:
+	case rg == nil:
 		st.Ignored++
 		return cidrs
+	default:
+		cidrs, lerr = st.addRange(b, rg, cidrs)
 	}
-	cidrs = appendRangePrefixes(cidrs, rg.family, rg.first, rg.last)
+	if lerr != nil {
+		st.skip(lineNo, lerr)
+	}
+	return cidrs
+}
+
+// addRange adds the prefixes of one parsed line to b, reusing cidrs as scratch space, and counts
+// them. When every prefix was already in the table it returns the reason to skip the line, for
+// the caller to count and quote.
+func (st *LoadStats) addRange(b *TableBuilder, rg *ipRange, cidrs []netip.Prefix) ([]netip.Prefix, *lineError) {
+	cidrs = appendRangePrefixes(cidrs[:0], rg.family, rg.first, rg.last)
 	added := 0
 	for _, p := range cidrs {
 		e := rg.labels
@@ -319,14 +356,13 @@ func (st *LoadStats) add(b *TableBuilder, lineNo int, line string, parse parseLi
 	st.CIDRs += len(cidrs)
 	if added > 0 {
 		st.Added++
-		return cidrs
+		return cidrs, nil
 	}
 	detail := fmt.Sprintf("%v already in the table", cidrs[0])
 	if len(cidrs) > 1 {
 		detail = fmt.Sprintf("all %d prefixes from %v to %v already in the table", len(cidrs), cidrs[0], cidrs[len(cidrs)-1])
 	}
-	st.skip(lineNo, &lineError{duplicateLine, detail})
-	return cidrs
+	return cidrs, &lineError{duplicateLine, detail}
 }
 
 // trimLineEnd removes a trailing "\n" or "\r\n".
