@@ -1,0 +1,381 @@
+// Package daemon is sensord: it loads the counter program and the tables,
+// follows the configured interfaces, drains the counters into the store
+// every interval, evaluates the watch lists, and serves the status page,
+// the JSON API and /metrics.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/peerwatch/peerwatch/sensor/aggregate"
+	"github.com/peerwatch/peerwatch/sensor/config"
+	"github.com/peerwatch/peerwatch/sensor/datapath"
+	"github.com/peerwatch/peerwatch/sensor/linkwatch"
+	"github.com/peerwatch/peerwatch/sensor/prefixes"
+	"github.com/peerwatch/peerwatch/sensor/store"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
+	"github.com/peerwatch/peerwatch/sensor/version"
+	"github.com/peerwatch/peerwatch/sensor/watch"
+	"github.com/peerwatch/peerwatch/sensor/web"
+)
+
+// Daemon is a running sensord.
+type Daemon struct {
+	cfgPath string
+	log     *slog.Logger
+	started time.Time
+	kernel  string
+
+	dp    *datapath.Datapath
+	store *store.Store
+	links *linkwatch.Watcher
+
+	mu        sync.Mutex
+	cfg       *config.Config
+	tables    *datapath.Tables // the tables of the hot path now
+	labels    []*prefixes.Table
+	summarize *aggregate.Summarizer
+	alerts    *watch.Engine
+	lastDrain time.Time
+	drainDur  time.Duration
+	invariant error
+	totals    traffic.Globals
+	remote    traffic.Counters
+}
+
+// Run runs sensord with cfg, read from cfgPath, until ctx is done,
+// then drains one last time and closes the store. SIGHUP reloads the
+// tables and watch lists from the configuration file.
+func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logger) error {
+	d := &Daemon{cfgPath: cfgPath, cfg: cfg, log: log, started: time.Now(), kernel: kernelRelease()}
+	if err := d.open(); err != nil {
+		d.close()
+		return err
+	}
+	defer d.close()
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.links.Run(ctx) })
+	g.Go(func() error { return d.drainLoop(ctx) })
+	g.Go(func() error { return d.reloadOnHangup(ctx) })
+	h := web.New(&source{d}, web.Options{BasicAuth: d.basicAuth()}, log)
+	g.Go(func() error {
+		return web.ListenAndServe(ctx, cfg.HTTP.Listen, cfg.HTTP.TLS.CertFile, cfg.HTTP.TLS.KeyFile, h)
+	})
+	log.Info("sensord running", "version", version.Version, "sensor", cfg.Sensor.ID, "board", cfg.Sensor.Board,
+		"listen", cfg.HTTP.Listen, "interfaces", len(cfg.Interfaces), "drain", cfg.Drain.Interval)
+	err := g.Wait()
+	log.Info("sensord stopped", "error", err)
+	return err
+}
+
+func (d *Daemon) open() error {
+	cfg := d.cfg
+	st, err := store.Open(cfg.Store.Path, storeOptions(cfg), d.log)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	d.store = st
+	if aside, reason := st.Recovered(); aside != "" {
+		d.log.Error("the store was damaged and moved aside; a fresh one was started", "moved_to", aside, "reason", reason)
+	}
+
+	tables, labels, err := d.loadTables(cfg)
+	if err != nil {
+		return err
+	}
+	if err := ensureBPFFS(cfg.BPFFSDir, d.log); err != nil {
+		return err
+	}
+	dp, err := datapath.Open(datapath.Config{
+		PinDir:         cfg.BPFFSDir,
+		CounterEntries: cfg.Datapath.CounterEntries,
+		V4SplitEntries: cfg.Datapath.V4SplitEntries,
+		V6SplitEntries: cfg.Datapath.V6SplitEntries,
+		V4KeyLen:       cfg.Datapath.V4KeyLen,
+		V6KeyLen:       cfg.Datapath.V6KeyLen,
+		XDPDrop:        cfg.Datapath.XDPDrop,
+	}, d.log)
+	if err != nil {
+		return err
+	}
+	d.dp = dp
+	if err := dp.SetTables(tables); err != nil {
+		return fmt.Errorf("load tables into the kernel: %w", err)
+	}
+	d.tables, d.labels = tables, labels
+	d.summarize, d.alerts = d.watchLists(cfg)
+
+	sel := make([]linkwatch.Selector, len(cfg.Interfaces))
+	for i, ifc := range cfg.Interfaces {
+		sel[i] = linkwatch.Selector{Name: ifc.Name, MAC: ifc.MAC, Altname: ifc.AltName}
+	}
+	d.links = linkwatch.New(sel, &attacher{dp: dp, ifaces: cfg.Interfaces}, d.log)
+	return nil
+}
+
+func (d *Daemon) close() {
+	if d.dp != nil {
+		if err := d.dp.Close(); err != nil {
+			d.log.Warn("close datapath", "error", err)
+		}
+	}
+	if d.store != nil {
+		if err := d.store.Close(); err != nil {
+			d.log.Error("close store", "error", err)
+		}
+	}
+}
+
+func storeOptions(cfg *config.Config) store.Options {
+	opts := store.DefaultOptions()
+	opts.MaxSize = int64(cfg.Store.MaxSize)
+	opts.TopN = cfg.Drain.TopN
+	switch cfg.Store.Sync {
+	case config.SyncAlways:
+		opts.Sync = store.SyncAlways
+	case config.SyncNever:
+		opts.Sync = store.SyncNever
+	default:
+		opts.Sync = store.SyncEverySecond
+	}
+	retention := []time.Duration{cfg.Store.Retention.Interval, cfg.Store.Retention.Minute, cfg.Store.Retention.Hour, cfg.Store.Retention.Day}
+	for i := range opts.Levels {
+		if i < len(retention) && retention[i] > 0 {
+			opts.Levels[i].Retention = retention[i]
+		}
+	}
+	return opts
+}
+
+// loadTables loads the local prefixes, the prefix tables and the watch
+// lists' prefixes: everything the hot path's keys must respect.
+func (d *Daemon) loadTables(cfg *config.Config) (*datapath.Tables, []*prefixes.Table, error) {
+	inline := make([]netip.Prefix, 0, len(cfg.LocalPrefixes))
+	for _, s := range cfg.LocalPrefixes {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, nil, err // Validate refused this already
+		}
+		inline = append(inline, p)
+	}
+	local, err := loadLocal(inline, cfg.LocalPrefixFiles)
+	if err != nil {
+		return nil, nil, err
+	}
+	var labels []*prefixes.Table
+	for _, t := range cfg.Tables {
+		tbl, err := loadTable(TableSpec{Name: t.Name, Format: string(t.Format), Files: t.Files,
+			Labels: prefixes.Entry{Country: t.Labels.Country, ASN: t.Labels.ASN, ASName: t.Labels.ASName}}, d.log)
+		if err != nil {
+			return nil, nil, err
+		}
+		labels = append(labels, tbl)
+	}
+	all := append([]*prefixes.Table(nil), labels...)
+	if lists := watchLists(cfg); len(lists) > 0 {
+		all = append(all, aggregate.WatchTable(lists))
+	}
+	return &datapath.Tables{Local: local, Prefix: all}, labels, nil
+}
+
+func watchLists(cfg *config.Config) []aggregate.WatchList {
+	var out []aggregate.WatchList
+	for _, w := range cfg.WatchLists {
+		l := aggregate.WatchList{Name: w.Name, Countries: w.Countries, ASNs: w.ASNs}
+		for _, s := range w.Prefixes {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				l.Prefixes = append(l.Prefixes, p)
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func (d *Daemon) watchLists(cfg *config.Config) (*aggregate.Summarizer, *watch.Engine) {
+	lists := watchLists(cfg)
+	var wl []watch.List
+	var rules []watch.Rule
+	for i, w := range cfg.WatchLists {
+		wl = append(wl, watch.List{Name: w.Name, Countries: w.Countries, ASNs: w.ASNs, Prefixes: lists[i].Prefixes})
+		if w.Alert.IsZero() {
+			continue
+		}
+		rules = append(rules, watch.Rule{List: w.Name, Any: w.Alert.Any, PPS: w.Alert.PPS, BPS: w.Alert.BPS,
+			BaselineFactor: w.Alert.BaselineFactor, MinDuration: w.Alert.MinDuration})
+	}
+	return aggregate.New(lists, cfg.Datapath.V4KeyLen, cfg.Datapath.V6KeyLen, cfg.Drain.TopN), watch.New(wl, rules, d.log)
+}
+
+// drainLoop drains every interval, and once more when ctx is done.
+func (d *Daemon) drainLoop(ctx context.Context) error {
+	d.mu.Lock()
+	every := d.cfg.Drain.Interval
+	d.mu.Unlock()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.drainOnce()
+			return nil
+		case <-tick.C:
+			d.drainOnce()
+		}
+	}
+}
+
+// drainOnce reads the closed intervals, stores their summaries and feeds the
+// alert engine. Errors are logged: the kernel keeps counting, and an
+// interval that could not be stored is recovered at the next start.
+func (d *Daemon) drainOnce() {
+	start := time.Now()
+	ivs, err := d.dp.Drain()
+	if err != nil {
+		d.log.Error("drain", "error", err)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, iv := range ivs {
+		if err := iv.Check(); err != nil {
+			d.invariant = err
+			d.log.Error("interval does not reconcile", "generation", iv.Generation, "error", err)
+		} else {
+			d.invariant = nil
+		}
+		s := d.summarize.Summarize(iv)
+		s.Sensor = d.cfg.Sensor.ID
+		if s.Start.IsZero() { // recovered after a restart: its start is unknown
+			s.Start = s.End
+		}
+		if s.End.IsZero() {
+			s.End = start
+			s.Start = start
+		}
+		stored, err := d.store.Put(s, store.Origin{Instance: iv.Instance, Generation: iv.Generation})
+		if err != nil {
+			d.log.Error("store interval", "generation", iv.Generation, "error", err)
+			continue
+		}
+		if !stored {
+			d.log.Info("interval already stored, skipped", "generation", iv.Generation)
+			continue
+		}
+		d.totals.Add(s.Globals)
+		d.remote.Add(s.Remote)
+		for _, ev := range d.alerts.Observe(s) {
+			d.log.Info("alert "+ev.Kind.String(), "list", ev.Alert.List, "reason", ev.Alert.Reason, "id", ev.Alert.ID)
+		}
+	}
+	d.lastDrain = time.Now()
+	d.drainDur = time.Since(start)
+}
+
+// reloadOnHangup reloads tables and watch lists on SIGHUP. The kernel
+// switches to the new tables between two packets: nothing is lost or
+// counted twice.
+func (d *Daemon) reloadOnHangup(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			if err := d.Reload(); err != nil {
+				d.log.Error("reload refused, keeping the running configuration", "error", err)
+			}
+		}
+	}
+}
+
+// Reload reads the configuration file again and applies its tables and
+// watch lists. Other changes need a restart, and are reported.
+func (d *Daemon) Reload() error {
+	cfg, err := config.Load(d.cfgPath)
+	if err != nil {
+		return err
+	}
+	tables, labels, err := d.loadTables(cfg)
+	if err != nil {
+		return err
+	}
+	if err := d.dp.SetTables(tables); err != nil {
+		return fmt.Errorf("load tables into the kernel: %w", err)
+	}
+	summarize, alerts := d.watchLists(cfg)
+	d.mu.Lock()
+	d.tables, d.labels = tables, labels
+	d.summarize, d.alerts = summarize, alerts
+	d.cfg.Tables, d.cfg.WatchLists, d.cfg.LocalPrefixes, d.cfg.LocalPrefixFiles = cfg.Tables, cfg.WatchLists, cfg.LocalPrefixes, cfg.LocalPrefixFiles
+	d.mu.Unlock()
+	d.log.Info("reloaded tables and watch lists", "tables", len(labels), "watch_lists", len(cfg.WatchLists))
+	return nil
+}
+
+func (d *Daemon) basicAuth() web.BasicAuth {
+	ba := d.cfg.HTTP.BasicAuth
+	if ba.User == "" {
+		return web.BasicAuth{}
+	}
+	pw, err := os.ReadFile(ba.PasswordFile)
+	if err != nil {
+		d.log.Error("read the basic auth password file: the pages refuse every request", "file", ba.PasswordFile, "error", err)
+		return web.BasicAuth{User: ba.User, Password: string(randomPassword())}
+	}
+	return web.BasicAuth{User: ba.User, Password: string(trimNewline(pw))}
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func randomPassword() []byte {
+	b := make([]byte, 32)
+	_, _ = unix.Getrandom(b, 0)
+	return b
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// ensureBPFFS mounts the bpffs at /sys/fs/bpf when the pin directory is
+// below it and nothing is mounted there (systemd mounts it on most systems).
+func ensureBPFFS(dir string, log *slog.Logger) error {
+	const root = "/sys/fs/bpf"
+	var fs unix.Statfs_t
+	if err := unix.Statfs(root, &fs); err == nil && fs.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if len(dir) < len(root) || dir[:len(root)] != root {
+		return nil // elsewhere: datapath checks it
+	}
+	if err := unix.Mount("bpf", root, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount the bpffs on %s: %w", root, err)
+	}
+	log.Info("mounted the bpffs", "path", root)
+	return nil
+}
+
