@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/peerwatch/peerwatch/sensor/config"
@@ -17,7 +18,10 @@ import (
 	"github.com/peerwatch/peerwatch/sensor/version"
 )
 
-const defaultConfig = "/etc/peerwatch/sensord.yaml"
+const (
+	defaultConfig      = "/etc/peerwatch/sensord.yaml"
+	defaultMemoryLimit = 200 << 20
+)
 
 func main() {
 	if err := run(); err != nil {
@@ -67,6 +71,11 @@ Flags:
 		return nil
 	}
 
+	// A soft memory limit keeps the garbage collector's headroom small while
+	// the tables load: a board has little memory to spare. GOMEMLIMIT wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	log := newLogger(cfg.Log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
