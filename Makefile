@@ -50,9 +50,13 @@ test-bpf: ## tier 2: the program in the kernel through BPF_PROG_TEST_RUN (root)
 test-integration: ## tier 3: network namespaces, veth pairs and real traffic (root)
 	$(GO) test $(TEST_FLAGS) -run '^TestNetns' -timeout 20m ./sensor/...
 
-fuzz: ## fuzz the counter program through BPF_PROG_TEST_RUN and the table loaders (root)
-	$(GO) test -run '^$$' -fuzz '^FuzzCounter$$' -fuzztime $(FUZZTIME) ./bpf/
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadIPLocationASN$$' -fuzztime $(FUZZTIME) ./sensor/prefixes/
+fuzz: ## run every fuzz test for FUZZTIME (the counter program through BPF_PROG_TEST_RUN needs root)
+	@for pkg in $$($(GO) list ./...); do \
+		for fz in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$fz"; \
+			$(GO) test -run '^$$' -fuzz "^$$fz$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
+		done; \
+	done
 
 test-arm64: ## pure-Go tests of the arm64 build under qemu-aarch64-static
 	GOARCH=arm64 CGO_ENABLED=0 $(GO) test $(TEST_FLAGS) -short -exec qemu-aarch64-static ./...
