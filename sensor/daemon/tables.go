@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -25,7 +23,7 @@ func loadTable(spec TableSpec, log *slog.Logger) (*prefixes.Table, error) {
 	start := time.Now()
 	b := prefixes.NewTable(spec.Name)
 	for _, path := range spec.Files {
-		st, err := loadFile(spec.Format, path, spec.Labels, b)
+		st, err := prefixes.LoadFile(spec.Format, path, spec.Labels, b)
 		if err != nil {
 			return nil, fmt.Errorf("table %s: %w", spec.Name, err)
 		}
@@ -43,42 +41,13 @@ func loadTable(spec TableSpec, log *slog.Logger) (*prefixes.Table, error) {
 	return t, nil
 }
 
-var errUnknownFormat = errors.New("unknown table format")
-
-func loadFile(format, path string, labels prefixes.Entry, b *prefixes.TableBuilder) (prefixes.LoadStats, error) {
-	if format == "mmdb" {
-		return prefixes.LoadMMDB(path, path, b)
-	}
-	f, err := prefixes.OpenFile(path)
-	if err != nil {
-		return prefixes.LoadStats{}, err
-	}
-	defer f.Close()
-	var load func(io.Reader, string, *prefixes.TableBuilder) (prefixes.LoadStats, error)
-	switch format {
-	case "ip-location-country":
-		load = prefixes.LoadIPLocationCountry
-	case "ip-location-asn":
-		load = prefixes.LoadIPLocationASN
-	case "rir-delegated":
-		load = prefixes.LoadRIRDelegated
-	case "cidr-list":
-		load = func(r io.Reader, name string, b *prefixes.TableBuilder) (prefixes.LoadStats, error) {
-			return prefixes.LoadCIDRList(r, name, b, labels)
-		}
-	default:
-		return prefixes.LoadStats{}, fmt.Errorf("%s: %w %q", path, errUnknownFormat, format)
-	}
-	return load(f, path, b)
-}
-
 // loadLocal reads the local prefixes: the configured ones and those of
 // CIDR-list files.
 func loadLocal(inline []netip.Prefix, files []string) ([]netip.Prefix, error) {
 	local := append([]netip.Prefix(nil), inline...)
 	for _, path := range files {
 		b := prefixes.NewTable("local")
-		st, err := loadFile("cidr-list", path, prefixes.Entry{}, b)
+		st, err := prefixes.LoadFile(prefixes.FormatCIDRList, path, prefixes.Entry{}, b)
 		if err != nil {
 			return nil, fmt.Errorf("local prefixes: %w", err)
 		}

@@ -31,36 +31,19 @@ func loadRealTables(tb testing.TB) (country, asn *prefixes.Table) {
 	tb.Helper()
 	realTables.once.Do(func() {
 		start := time.Now()
-		load := func(name string, files []string, fn func(r *prefixes.TableBuilder, path string) error) *prefixes.Table {
+		load := func(name, format string, files ...string) *prefixes.Table {
 			b := prefixes.NewTable(name)
 			for _, f := range files {
-				if err := fn(b, filepath.Join(ipdbDir, f)); err != nil {
+				if _, err := prefixes.LoadFile(format, filepath.Join(ipdbDir, f), prefixes.Entry{}, b); err != nil {
 					realTables.err = err
 				}
 			}
 			t, _ := b.Build()
 			return t
 		}
-		realTables.country = load("country", []string{"geo-whois-asn-country-ipv4.csv.gz", "geo-whois-asn-country-ipv6.csv.gz"},
-			func(b *prefixes.TableBuilder, path string) error {
-				f, err := prefixes.OpenFile(path)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				_, err = prefixes.LoadIPLocationCountry(f, path, b)
-				return err
-			})
-		realTables.asn = load("asn", []string{"asn-ipv4.csv.gz", "asn-ipv6.csv.gz"},
-			func(b *prefixes.TableBuilder, path string) error {
-				f, err := prefixes.OpenFile(path)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				_, err = prefixes.LoadIPLocationASN(f, path, b)
-				return err
-			})
+		realTables.country = load("country", prefixes.FormatIPLocationCountry,
+			"geo-whois-asn-country-ipv4.csv.gz", "geo-whois-asn-country-ipv6.csv.gz")
+		realTables.asn = load("asn", prefixes.FormatIPLocationASN, "asn-ipv4.csv.gz", "asn-ipv6.csv.gz")
 		realTables.loadTime = time.Since(start)
 	})
 	if realTables.err != nil {
