@@ -14,10 +14,11 @@ import (
 	"github.com/peerwatch/peerwatch/sensor/summary"
 )
 
-// Put stores the summary of one interval: its raw record and its share of
-// every rollup level, each record with a TTL that ends its level's
-// retention after the end of its window. Levels whose window has already
-// passed its retention are skipped.
+// Put stores the summary of one interval: its raw record, and the record
+// of every rollup window that the interval closes (one that ends at or
+// before the interval's End and has no record yet), built from the next
+// finer level. Every record has a TTL that ends its level's retention after
+// the end of its window; a window already past its retention is skipped.
 //
 // origin identifies the datapath interval. When its instance is that of the
 // last interval stored and its generation is not above that one's, the
@@ -108,47 +109,29 @@ func checkPut(s *summary.Summary, origin Origin) error {
 	return nil
 }
 
-// apply writes the journaled interval into every level and records its
-// origin. It is idempotent: a record whose Seq is not below the interval's
-// already holds it.
+// apply writes the journaled interval's raw record, closes the rollup
+// windows that end at or before its End (finest level first), and records
+// its origin. A rollup window of the interval that is closed already gets
+// the interval merged into its record; one that is still open gets nothing
+// now. It is idempotent: a record whose Seq is not below the interval's
+// already holds it, and a closed window is not closed again.
 func (st *Store) apply(tx *buntdb.Tx, p *pendingRecord, now time.Time) error {
 	s := p.Summary
-	for i := range st.opts.Levels {
-		key, winEnd := st.place(i, s.End)
-		ttl := winEnd.Add(st.opts.Levels[i].Retention).Sub(now)
-		if ttl <= 0 {
-			continue // would expire at once
-		}
-		var rec *summary.Summary
-		old, err := tx.Get(key)
-		switch {
-		case errors.Is(err, buntdb.ErrNotFound):
-			if i == 0 {
-				rec = s
-			} else {
-				rec = &summary.Summary{Schema: s.Schema, Sensor: s.Sensor}
-				rec.Merge(s)
-				rec.TopN(st.opts.TopN)
-			}
-		case err != nil:
+	if err := st.mergeInto(tx, 0, s, now); err != nil {
+		return err
+	}
+	for i := 1; i < len(st.opts.Levels); i++ {
+		front, err := st.frontier(tx, i, now)
+		if err != nil {
 			return err
-		default:
-			if rec, err = decode(key, old); err != nil {
+		}
+		if _, winEnd := st.place(i, s.End); st.eager(i) || winEnd.UnixNano() <= front {
+			if err := st.mergeInto(tx, i, s, now); err != nil {
 				return err
 			}
-			if rec.Seq >= s.Seq {
-				continue // holds this interval already
-			}
-			// Two intervals ending at the same instant (or a window):
-			// merge them.
-			rec.Merge(s)
-			rec.TopN(st.opts.TopN)
+			continue
 		}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return fmt.Errorf("encode %s: %w", key, err)
-		}
-		if _, _, err := tx.Set(key, string(b), &buntdb.SetOptions{Expires: true, TTL: ttl}); err != nil {
+		if _, err := st.closeLevel(tx, i, nanos(s.End), now); err != nil {
 			return err
 		}
 	}

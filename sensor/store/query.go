@@ -31,9 +31,12 @@ func (st *Store) Intervals(from, to time.Time) ([]*summary.Summary, error) {
 }
 
 // Series returns the records of a level whose windows overlap [from, to),
-// oldest first. For the raw level it is Intervals. A record's Start and End
-// are those of the intervals merged into it, which may reach past its
-// window by the part of an interval that straddles the window's start.
+// oldest first. For the raw level it is Intervals. The windows that are
+// still open (the current one, usually) have no record yet; Series
+// computes them from the finer levels, as they will be written when they
+// close. A record's Start and End are those of the intervals merged into
+// it, which may reach past its window by the part of an interval that
+// straddles the window's start.
 func (st *Store) Series(level string, from, to time.Time) ([]*summary.Summary, error) {
 	i := slices.IndexFunc(st.opts.Levels, func(l Level) bool { return l.Name == level })
 	switch {
@@ -43,15 +46,37 @@ func (st *Store) Series(level string, from, to time.Time) ([]*summary.Summary, e
 		return st.Intervals(from, to)
 	}
 	w := int64(st.opts.Levels[i].Width)
+	lo, hi := floorDiv(nanos(from), w)*w, nanos(to)
 	var out []*summary.Summary
+	now := time.Now()
 	err := st.view(func(tx *buntdb.Tx) error {
-		return st.scanLevel(tx, i, floorDiv(nanos(from), w)*w, nanos(to), time.Now(), func(k, v string) error {
+		if err := st.scanLevel(tx, i, lo, hi, now, func(k, v string) error {
 			s, err := decode(k, v)
 			if err == nil {
 				out = append(out, s)
 			}
 			return err
-		})
+		}); err != nil {
+			return err
+		}
+		// The open windows come after every written one.
+		open, err := st.openWindows(tx, i, now)
+		if err != nil {
+			return err
+		}
+		for _, ws := range open {
+			if ws < lo || ws >= hi {
+				continue
+			}
+			s, err := st.buildWindow(tx, i, ws, now)
+			if err != nil {
+				return err
+			}
+			if s != nil {
+				out = append(out, s)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("series %s: %w", level, err)

@@ -219,21 +219,35 @@ func slicesConcat(parts ...[]byte) []byte {
 // holds that interval in every level exactly once after the daemon hands
 // it out again: never twice, never partly. buntdb writes the commands of a
 // transaction in random order, so several rounds try several orders.
+// In the "closing" rounds the last interval ends on an hour boundary, so
+// that its Put closes the 1m and 1h windows (and 1d at midnight): a crash
+// in the middle of writing them is completed at Open.
 func TestCrashDuringPut(t *testing.T) {
 	t.Parallel()
 	for round := range 4 {
-		t.Run(fmt.Sprint("round", round), func(t *testing.T) {
-			t.Parallel()
-			crashDuringPut(t, round)
-		})
+		for _, closing := range []bool{false, true} {
+			t.Run(fmt.Sprint("round", round, map[bool]string{true: "/closing"}[closing]), func(t *testing.T) {
+				t.Parallel()
+				crashDuringPut(t, round, closing)
+			})
+		}
 	}
 }
 
 // crashDuringPut stores four intervals, then cuts copies of the file at
 // every command boundary of the fifth Put and at points inside commands.
-func crashDuringPut(t *testing.T, round int) {
+func crashDuringPut(t *testing.T, round int, closing bool) {
 	st, path := openTest(t, Options{})
 	base := recent(20)
+	// Windows the last Put closes.
+	closed := 0
+	if closing {
+		base = time.Now().UTC().Truncate(time.Hour).Add(-50 * time.Second)
+		closed = 2
+		if base.Add(50 * time.Second).Truncate(24 * time.Hour).Equal(base.Add(50 * time.Second)) {
+			closed = 3
+		}
+	}
 	var ivs []*summary.Summary
 	for i := range 5 {
 		ivs = append(ivs, makeSummary(t, base.Add(time.Duration(i+1)*10*time.Second), 10*time.Second, uint64(10*round+i), 6, 6))
@@ -267,9 +281,10 @@ func crashDuringPut(t *testing.T, round int) {
 			journalEnd = p.off
 		}
 	}
-	// Journal and seq; raw, three rollups and origin; the journal's delete.
-	if journalEnd < 0 || len(ends) != 8 {
-		t.Fatalf("the last Put wrote %d commands, journal end %d", len(ends), journalEnd)
+	// Journal and seq; raw, origin and the closed windows' rollups; the
+	// journal's delete.
+	if journalEnd < 0 || len(ends) != 5+closed {
+		t.Fatalf("the last Put wrote %d commands, want %d; journal end %d", len(ends), 5+closed, journalEnd)
 	}
 	cuts := append([]int64{pre}, ends...)
 	for c := pre + 1; c < post; c += 97 {

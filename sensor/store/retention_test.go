@@ -14,7 +14,9 @@ import (
 // Records carry a TTL that ends their level's retention after the end of
 // their window, and buntdb expires them then. buntdb reads the system
 // clock, so the test places an interval just before a 10 s boundary and
-// sets the retentions so that it expires about 1.5 s after the Put.
+// sets the retentions so that it expires about 1.5 s after the Put. The
+// 10s level keeps its records for less than a minute, so the 1m level is
+// written on every Put rather than when its window closes.
 func TestRetentionExpires(t *testing.T) {
 	t.Parallel()
 	now := time.Now()

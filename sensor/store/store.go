@@ -17,15 +17,21 @@
 //
 // # Writes
 //
-// Put stores an interval's raw record and, in every rollup level, merges it
-// into the record of the window that holds it (summary.Merge, then TopN).
+// Put stores an interval's raw record. A rollup record is written once,
+// when its window closes: the Put of the interval that ends at or after
+// the window's end builds it from the next finer level's records in the
+// window (summary.Merge, then TopN), finest level first; Open closes the
+// windows that a stop or a crash left open. Queries compute the windows
+// that are still open from the finer levels (see rollup.go).
+//
 // buntdb writes the records of a transaction in no particular order, so a
 // crash in the middle of a write could leave any subset of them. Put
 // therefore writes the summary to a journal record first (meta:pending,
 // synced to disk), then applies it in one transaction, then drops the
 // journal record; Open completes a write that a crash interrupted. Every
 // record carries the sequence number of the newest interval merged into it,
-// so that completing a write twice changes nothing.
+// and a closed window is not closed again, so that completing a write twice
+// changes nothing.
 package store
 
 import (
@@ -203,6 +209,9 @@ func (o Options) Validate() error {
 			return fmt.Errorf("%w: %s.Width %v: want a whole number of seconds", ErrOptions, field, l.Width)
 		case i > 1 && l.Width <= o.Levels[i-1].Width:
 			return fmt.Errorf("%w: %s.Width %v: want wider than %s (%v)", ErrOptions, field, l.Width, o.Levels[i-1].Name, o.Levels[i-1].Width)
+		case i > 1 && l.Width%o.Levels[i-1].Width != 0:
+			// A window is built from the finer level's windows in it.
+			return fmt.Errorf("%w: %s.Width %v: want a multiple of %s (%v)", ErrOptions, field, l.Width, o.Levels[i-1].Name, o.Levels[i-1].Width)
 		}
 		seen[l.Name] = true
 	}
@@ -237,8 +246,11 @@ type Origin struct {
 // Stats of the store.
 type Stats struct {
 	FileSize int64
-	Records  map[string]int // per level name; expired records not counted
-	Evicted  uint64         // records deleted by the size cap since Open
+	// Records per level name: the windows a Series of all time returns,
+	// those written and those still open (computed on the fly); expired
+	// records are not counted.
+	Records map[string]int
+	Evicted uint64 // records deleted by the size cap since Open
 	// LastOrigin is the origin of the last interval stored.
 	LastOrigin Origin
 	// Seq is the last sequence number handed out (0: none yet).
@@ -372,6 +384,9 @@ func (st *Store) open() error {
 		st.next = max(st.next, p.Summary.Seq+1)
 		st.log.Info("completed the write of an interval that a crash interrupted", "seq", p.Summary.Seq,
 			"instance", p.Origin.Instance, "generation", p.Origin.Generation)
+	}
+	if err := st.closeAtOpen(); err != nil {
+		return err
 	}
 	newest, err := st.newestSeq()
 	if err != nil {
@@ -577,7 +592,11 @@ func (st *Store) Stats() Stats {
 			if err != nil {
 				return err
 			}
-			s.Records[l.Name] = n
+			open, err := st.openWindows(tx, i, now)
+			if err != nil {
+				return err
+			}
+			s.Records[l.Name] = n + len(open)
 		}
 		return nil
 	})

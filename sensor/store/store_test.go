@@ -398,6 +398,7 @@ func TestOptions(t *testing.T) {
 		"sub-second":      {Levels: []Level{{Name: "a", Retention: time.Hour}, {Name: "b", Width: 1500 * time.Millisecond, Retention: time.Hour}}},
 		"not increasing":  {Levels: []Level{{Name: "a", Retention: time.Hour}, {Name: "b", Width: time.Hour, Retention: time.Hour}, {Name: "c", Width: time.Minute, Retention: time.Hour}}},
 		"negative widths": {Levels: []Level{{Name: "a", Retention: time.Hour}, {Name: "b", Width: -time.Minute, Retention: time.Hour}}},
+		"not nested":      {Levels: []Level{{Name: "a", Retention: time.Hour}, {Name: "b", Width: 40 * time.Second, Retention: time.Hour}, {Name: "c", Width: time.Minute, Retention: time.Hour}}},
 	}
 	for name, o := range bad {
 		if err := o.Validate(); !errors.Is(err, ErrOptions) {
