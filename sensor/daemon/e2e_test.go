@@ -3,14 +3,19 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +94,7 @@ func TestNetnsSensord(t *testing.T) {
 	}
 	dir := t.TempDir()
 	sensord := buildBinary(t, dir, "sensor/cmd/sensord")
+	sensorctl := buildBinary(t, dir, "sensor/cmd/sensorctl")
 
 	peer, sensor := testutil.NewNamespace(t), testutil.NewNamespace(t)
 	testutil.Veth(t, peer, "pw-peer", sensor, "pw-sensor")
@@ -279,6 +285,126 @@ http:
 		t.Errorf("kp alerts carry %d packets, sent 150: %+v", kp, alerts)
 	}
 
+	// sensorctl, inside the sensor's namespace, says what the API says.
+	ctl := func(args ...string) string {
+		t.Helper()
+		c := exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + sensor.Name, sensorctl, "--addr", "http://127.0.0.1:19100"}, args...)...)
+		var stderr strings.Builder
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("sensorctl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+		}
+		return string(out)
+	}
+	countries := func(rows []row) map[string][2]uint64 {
+		m := map[string][2]uint64{}
+		for _, r := range rows {
+			m[r.Country] = [2]uint64{r.PacketsIn, r.PacketsOut}
+		}
+		return m
+	}
+	if err := getJSON(t, api, base+"top?by=country&window=1h&limit=100", &byCountry); err != nil {
+		t.Fatal(err)
+	}
+	var ctlTop top
+	if err := json.Unmarshal([]byte(ctl("top", "--by", "country", "--json")), &ctlTop); err != nil {
+		t.Fatalf("sensorctl top --json: %v", err)
+	}
+	if got, want := countries(ctlTop.Rows), countries(byCountry.Rows); !maps.Equal(got, want) || ctlTop.Total != byCountry.Total {
+		t.Errorf("sensorctl top --by country --json: %v total %+v; the API: %v total %+v", got, ctlTop.Total, want, byCountry.Total)
+	}
+	text := ctl("top", "--by", "country")
+	gotText, totalText := parseCountryTable(t, text)
+	wantText := map[string][2]uint64{}
+	for cc, n := range countries(byCountry.Rows) {
+		if cc == "" {
+			cc = "unknown"
+		}
+		wantText[cc] = n
+	}
+	if !maps.Equal(gotText, wantText) || totalText != [2]uint64{byCountry.Total.PacketsIn, byCountry.Total.PacketsOut} {
+		t.Errorf("sensorctl top --by country: %v total %v; the API: %v total %+v\n%s", gotText, totalText, wantText, byCountry.Total, text)
+	}
+
+	statusText := ctl("status")
+	var invariantOK, attached bool
+	for _, line := range strings.Split(statusText, "\n") {
+		f := strings.Fields(line)
+		invariantOK = invariantOK || (len(f) == 2 && f[0] == "invariant" && f[1] == "OK")
+		attached = attached || (len(f) >= 3 && f[0] == "pw-sensor" && f[2] == "attached")
+	}
+	if !invariantOK || !attached {
+		t.Errorf("sensorctl status: invariant OK %v, pw-sensor attached %v:\n%s", invariantOK, attached, statusText)
+	}
+
+	// The pid file names sensord; a second sensord with the same data_dir
+	// refuses to start.
+	pidFile := filepath.Join(dir, "sensord.pid")
+	if b, err := os.ReadFile(pidFile); err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(cmd.Process.Pid) {
+		t.Errorf("pid file %s: %q %v, want %d", pidFile, b, err, cmd.Process.Pid)
+	}
+	second, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	out, err := exec.CommandContext(second, sensord, "--config", cfg).CombinedOutput()
+	cancel()
+	if err == nil || !strings.Contains(string(out), fmt.Sprintf("another sensord (pid %d, pid file %s)", cmd.Process.Pid, pidFile)) {
+		t.Errorf("a second sensord with the same data_dir: %v\n%s", err, out)
+	}
+
+	// sensorctl reload: SIGHUP, the tables and watch lists reload, and
+	// sensord keeps counting every packet.
+	if got, want := ctl("reload", "--pid-file", pidFile),
+		fmt.Sprintf("sent SIGHUP to sensord (pid %d): tables and watch lists reload; see its log\n", cmd.Process.Pid); got != want {
+		t.Errorf("sensorctl reload: %q, want %q", got, want)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		log, _ := os.ReadFile(logFile.Name())
+		if strings.Contains(string(log), "reloaded tables and watch lists") {
+			break
+		}
+		if strings.Contains(string(log), "reload refused") || time.Now().After(deadline) {
+			t.Fatalf("sensord did not log the reload within 60 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	before := byCountry
+	nz := netip.MustParseAddr("202.36.5.5")
+	frames = frames[:0]
+	const moreIn, moreOut = 17, 6
+	for range moreIn {
+		frames = append(frames, testutil.Frame{Src: nz, Dst: local4, Proto: layers.IPProtocolTCP, SrcPort: 443, DstPort: 50001}.Bytes(t))
+	}
+	for range moreOut {
+		frames = append(frames, testutil.Frame{Src: local4, Dst: nz, Proto: layers.IPProtocolUDP, SrcPort: 50001, DstPort: 53}.Bytes(t))
+	}
+	if err := from.SendPaced(frames, 64); err != nil {
+		t.Fatal(err)
+	}
+	var after top
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		if err := getJSON(t, api, base+"top?by=country&window=1h&limit=100", &after); err != nil {
+			t.Fatal(err)
+		}
+		if after.Total.PacketsIn+after.Total.PacketsOut >= sent+moreIn+moreOut || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // two more drains: nothing else arrives
+	if err := getJSON(t, api, base+"top?by=country&window=1h&limit=100", &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Total.PacketsIn != before.Total.PacketsIn+moreIn || after.Total.PacketsOut != before.Total.PacketsOut+moreOut {
+		t.Errorf("after the reload: total in/out %d/%d, want %d/%d", after.Total.PacketsIn, after.Total.PacketsOut,
+			before.Total.PacketsIn+moreIn, before.Total.PacketsOut+moreOut)
+	}
+	nzBefore, nzAfter := countries(before.Rows)["NZ"], countries(after.Rows)["NZ"]
+	if nzAfter != [2]uint64{nzBefore[0] + moreIn, nzBefore[1] + moreOut} {
+		t.Errorf("after the reload: NZ in/out %v, was %v, sent %d/%d more", nzAfter, nzBefore, moreIn, moreOut)
+	}
+
 	// SIGTERM: a last drain, a clean exit.
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
@@ -295,6 +421,37 @@ http:
 	if !strings.Contains(string(log), "sensord stopped") {
 		t.Errorf("no final log line")
 	}
+	if _, err := os.Stat(pidFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the pid file is still there after sensord stopped: %v", err)
+	}
+}
+
+// parseCountryTable reads sensorctl top --by country's table: packets in
+// and out by country, and the total.
+func parseCountryTable(t *testing.T, text string) (rows map[string][2]uint64, total [2]uint64) {
+	t.Helper()
+	cols := regexp.MustCompile(`\s{2,}`)
+	num := func(s string) uint64 {
+		n, err := strconv.ParseUint(strings.ReplaceAll(s, ",", ""), 10, 64)
+		if err != nil {
+			t.Fatalf("%q in sensorctl's table is not a count: %v\n%s", s, err, text)
+		}
+		return n
+	}
+	rows = map[string][2]uint64{}
+	for _, line := range strings.Split(text, "\n") {
+		f := cols.Split(strings.TrimSpace(line), -1)
+		switch {
+		case len(f) == 8 && f[0] != "RANK": // rank, country, packets in, out, bytes in, out, share, tunnel
+			rows[f[1]] = [2]uint64{num(f[2]), num(f[3])}
+		case len(f) == 7 && f[0] == "total":
+			total = [2]uint64{num(f[1]), num(f[2])}
+		}
+	}
+	if len(rows) == 0 {
+		t.Fatalf("no rows in sensorctl's table:\n%s", text)
+	}
+	return rows, total
 }
 
 func loadTable(t *testing.T, format, stem string) *prefixes.Table {

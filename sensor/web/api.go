@@ -10,13 +10,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/peerwatch/peerwatch/sensor/api"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
-
-type errorBody struct {
-	Error string `json:"error"`
-}
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)
@@ -38,44 +35,15 @@ func (s *server) api(fn func(*http.Request) (any, error)) http.HandlerFunc {
 		var pe *paramError
 		switch {
 		case errors.As(err, &pe):
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: pe.Error()})
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: pe.Error()})
 		case err != nil:
 			if ok, n := s.errLog.allow(s.now()); ok {
 				s.log.Error("api request", "path", r.URL.Path, "err", err, "suppressed", n)
 			}
-			writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+			writeJSON(w, http.StatusInternalServerError, api.Error{Error: err.Error()})
 		default:
 			writeJSON(w, http.StatusOK, v)
 		}
-	}
-}
-
-// countersJSON is traffic.Counters with named fields.
-type countersJSON struct {
-	PacketsIn  uint64      `json:"packets_in"`
-	PacketsOut uint64      `json:"packets_out"`
-	BytesIn    uint64      `json:"bytes_in"`
-	BytesOut   uint64      `json:"bytes_out"`
-	Classes    classesJSON `json:"classes"`
-}
-
-// classesJSON are packets by protocol class, both directions.
-type classesJSON struct {
-	TCP    uint64 `json:"tcp"`
-	UDP    uint64 `json:"udp"`
-	ICMP   uint64 `json:"icmp"`
-	Tunnel uint64 `json:"tunnel"`
-	Other  uint64 `json:"other"`
-}
-
-func countersOf(c traffic.Counters) countersJSON {
-	return countersJSON{
-		PacketsIn: c.Packets[traffic.In], PacketsOut: c.Packets[traffic.Out],
-		BytesIn: c.Bytes[traffic.In], BytesOut: c.Bytes[traffic.Out],
-		Classes: classesJSON{
-			TCP: c.Class[traffic.TCP], UDP: c.Class[traffic.UDP], ICMP: c.Class[traffic.ICMP],
-			Tunnel: c.Class[traffic.Tunnel], Other: c.Class[traffic.Other],
-		},
 	}
 }
 
@@ -113,68 +81,6 @@ func (s *server) window(from, to time.Time) (*summary.Summary, error) {
 
 // --- status
 
-type statusJSON struct {
-	Sensor               string          `json:"sensor"`
-	Version              string          `json:"version"`
-	Board                string          `json:"board"`
-	Kernel               string          `json:"kernel"`
-	Now                  time.Time       `json:"now"`
-	Started              time.Time       `json:"started"`
-	UptimeSeconds        float64         `json:"uptime_seconds"`
-	Interfaces           []interfaceJSON `json:"interfaces"`
-	LastDrain            *time.Time      `json:"last_drain"`
-	DrainLagSeconds      *float64        `json:"drain_lag_seconds"`
-	DrainIntervalSeconds float64         `json:"drain_interval_seconds"`
-	DrainDurationSeconds float64         `json:"drain_duration_seconds"`
-	Invariant            invariantJSON   `json:"invariant"`
-	Totals               traffic.Globals `json:"totals"`
-	Remote               countersJSON    `json:"remote"`
-	Latest               *intervalJSON   `json:"latest"`
-	Store                storeJSON       `json:"store"`
-	Uplink               uplinkJSON      `json:"uplink"`
-}
-
-type interfaceJSON struct {
-	Name  string `json:"name"`
-	Mode  string `json:"mode"`
-	State string `json:"state"`
-	Error string `json:"error,omitempty"`
-}
-
-type invariantJSON struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-}
-
-// intervalJSON is the last interval: its counters and rates.
-type intervalJSON struct {
-	Start   time.Time       `json:"start"`
-	End     time.Time       `json:"end"`
-	Seconds float64         `json:"seconds"`
-	PPS     rateJSON        `json:"packets_per_second"`
-	BPS     rateJSON        `json:"bits_per_second"`
-	Globals traffic.Globals `json:"globals"`
-	Remote  countersJSON    `json:"remote"`
-}
-
-type rateJSON struct {
-	In  float64 `json:"in"`
-	Out float64 `json:"out"`
-}
-
-type storeJSON struct {
-	Path      string `json:"path"`
-	Bytes     int64  `json:"bytes"`
-	MaxBytes  int64  `json:"max_bytes"`
-	Evicted   uint64 `json:"evicted"`
-	Recovered string `json:"recovered,omitempty"`
-}
-
-type uplinkJSON struct {
-	State  string `json:"state"`
-	Outbox int    `json:"outbox"`
-}
-
 // rates are an interval's packets and bits per second by direction.
 func rates(s *summary.Summary) (pps, bps [2]float64) {
 	sec := s.End.Sub(s.Start).Seconds()
@@ -194,23 +100,23 @@ func (s *server) status(r *http.Request) (any, error) {
 	}
 	h := s.src.Health()
 	now := s.now()
-	st := statusJSON{
+	st := api.Status{
 		Sensor: h.Sensor, Version: h.Version, Board: h.Board, Kernel: h.Kernel,
 		Now: now.UTC(), Started: h.Started.UTC(), UptimeSeconds: durSeconds(now.Sub(h.Started), !h.Started.IsZero()),
-		Interfaces:           make([]interfaceJSON, 0, len(h.Interfaces)),
+		Interfaces:           make([]api.Interface, 0, len(h.Interfaces)),
 		DrainIntervalSeconds: h.DrainInterval.Seconds(),
 		DrainDurationSeconds: h.DrainDuration.Seconds(),
-		Invariant:            invariantJSON{OK: h.Invariant == nil},
+		Invariant:            api.Invariant{OK: h.Invariant == nil},
 		Totals:               h.Totals,
-		Remote:               countersOf(h.Remote),
-		Store:                storeJSON{Path: h.Store.Path, Bytes: h.Store.Size, MaxBytes: h.Store.MaxSize, Evicted: h.Store.Evicted, Recovered: h.Store.Recovered},
-		Uplink:               uplinkJSON{State: h.Uplink.State, Outbox: h.Uplink.Outbox},
+		Remote:               api.CountersOf(h.Remote),
+		Store:                api.Store{Path: h.Store.Path, Bytes: h.Store.Size, MaxBytes: h.Store.MaxSize, Evicted: h.Store.Evicted, Recovered: h.Store.Recovered},
+		Uplink:               api.Uplink{State: h.Uplink.State, Outbox: h.Uplink.Outbox},
 	}
 	if h.Invariant != nil {
 		st.Invariant.Error = h.Invariant.Error()
 	}
 	for _, i := range h.Interfaces {
-		st.Interfaces = append(st.Interfaces, interfaceJSON{Name: i.Name, Mode: i.Mode, State: i.State, Error: i.Err})
+		st.Interfaces = append(st.Interfaces, api.Interface{Name: i.Name, Mode: i.Mode, State: i.State, Error: i.Err})
 	}
 	if !h.LastDrain.IsZero() {
 		last, lag := h.LastDrain.UTC(), now.Sub(h.LastDrain).Seconds()
@@ -222,11 +128,11 @@ func (s *server) status(r *http.Request) (any, error) {
 	}
 	if hasData(l) {
 		pps, bps := rates(l)
-		st.Latest = &intervalJSON{
+		st.Latest = &api.Interval{
 			Start: l.Start.UTC(), End: l.End.UTC(), Seconds: l.End.Sub(l.Start).Seconds(),
-			PPS:     rateJSON{In: pps[traffic.In], Out: pps[traffic.Out]},
-			BPS:     rateJSON{In: bps[traffic.In], Out: bps[traffic.Out]},
-			Globals: l.Globals, Remote: countersOf(l.Remote),
+			PPS:     api.Rates{In: pps[traffic.In], Out: pps[traffic.Out]},
+			BPS:     api.Rates{In: bps[traffic.In], Out: bps[traffic.Out]},
+			Globals: l.Globals, Remote: api.CountersOf(l.Remote),
 		}
 	}
 	return st, nil
@@ -304,41 +210,6 @@ func subCounters(a, b traffic.Counters) traffic.Counters {
 	return a
 }
 
-type topJSON struct {
-	By          string       `json:"by"`
-	Direction   string       `json:"direction"`
-	Window      string       `json:"window"`
-	From        time.Time    `json:"from"`
-	To          time.Time    `json:"to"`
-	Limit       int          `json:"limit"`
-	Approximate bool         `json:"approximate"`
-	NoData      bool         `json:"no_data,omitempty"`
-	Total       countersJSON `json:"total"`
-	Rows        any          `json:"rows"`
-	Other       countersJSON `json:"other"`
-	DataStart   *time.Time   `json:"data_start,omitempty"`
-	DataEnd     *time.Time   `json:"data_end,omitempty"`
-}
-
-type prefixRowJSON struct {
-	Prefix  netip.Prefix `json:"prefix"`
-	Country string       `json:"country"`
-	ASN     uint32       `json:"asn"`
-	ASName  string       `json:"as_name"`
-	countersJSON
-}
-
-type countryRowJSON struct {
-	Country string `json:"country"`
-	countersJSON
-}
-
-type asRowJSON struct {
-	ASN    uint32 `json:"asn"`
-	ASName string `json:"as_name"`
-	countersJSON
-}
-
 func (s *server) top(r *http.Request) (any, error) {
 	v, err := readParams(r, "by", "window", "direction", "limit")
 	if err != nil {
@@ -367,10 +238,10 @@ func (s *server) top(r *http.Request) (any, error) {
 		return nil, err
 	}
 	items, all, other := topItems(w, by, dir, limit)
-	res := topJSON{
+	res := api.Top{
 		By: by, Direction: dir.String(), Window: formatSpan(span), From: from.UTC(), To: to.UTC(), Limit: limit,
 		Approximate: by == byPrefix, NoData: w == nil,
-		Total: countersOf(all), Other: countersOf(other),
+		Total: api.CountersOf(all), Other: api.CountersOf(other),
 	}
 	if w != nil {
 		start, end := w.Start.UTC(), w.End.UTC()
@@ -378,21 +249,21 @@ func (s *server) top(r *http.Request) (any, error) {
 	}
 	switch by {
 	case byPrefix:
-		rows := make([]prefixRowJSON, 0, len(items))
+		rows := make([]api.PrefixRow, 0, len(items))
 		for _, t := range items {
-			rows = append(rows, prefixRowJSON{Prefix: t.Prefix, Country: t.Country, ASN: t.ASN, ASName: t.ASName, countersJSON: countersOf(t.Counters)})
+			rows = append(rows, api.PrefixRow{Prefix: t.Prefix, Country: t.Country, ASN: t.ASN, ASName: t.ASName, Counters: api.CountersOf(t.Counters)})
 		}
 		res.Rows = rows
 	case byCountry:
-		rows := make([]countryRowJSON, 0, len(items))
+		rows := make([]api.CountryRow, 0, len(items))
 		for _, t := range items {
-			rows = append(rows, countryRowJSON{Country: t.Country, countersJSON: countersOf(t.Counters)})
+			rows = append(rows, api.CountryRow{Country: t.Country, Counters: api.CountersOf(t.Counters)})
 		}
 		res.Rows = rows
 	case byAS:
-		rows := make([]asRowJSON, 0, len(items))
+		rows := make([]api.ASRow, 0, len(items))
 		for _, t := range items {
-			rows = append(rows, asRowJSON{ASN: t.ASN, ASName: t.ASName, countersJSON: countersOf(t.Counters)})
+			rows = append(rows, api.ASRow{ASN: t.ASN, ASName: t.ASName, Counters: api.CountersOf(t.Counters)})
 		}
 		res.Rows = rows
 	}
@@ -400,28 +271,6 @@ func (s *server) top(r *http.Request) (any, error) {
 }
 
 // --- lookup
-
-type labelsJSON struct {
-	Prefix  netip.Prefix `json:"prefix"`
-	Country string       `json:"country"`
-	ASN     uint32       `json:"asn"`
-	ASName  string       `json:"as_name"`
-	Table   string       `json:"table"`
-}
-
-type lookupJSON struct {
-	Addr     netip.Addr    `json:"addr"`
-	Window   string        `json:"window"`
-	From     time.Time     `json:"from"`
-	To       time.Time     `json:"to"`
-	Labels   *labelsJSON   `json:"labels"`
-	InTop    bool          `json:"in_top"`
-	Prefix   *netip.Prefix `json:"prefix,omitempty"`
-	Counters *countersJSON `json:"counters,omitempty"`
-	Country  *countersJSON `json:"country_counters,omitempty"`
-	AS       *countersJSON `json:"as_counters,omitempty"`
-	Note     string        `json:"note,omitempty"`
-}
 
 func (s *server) lookup(r *http.Request) (any, error) {
 	v, err := readParams(r, "addr", "window")
@@ -438,10 +287,10 @@ func (s *server) lookup(r *http.Request) (any, error) {
 	}
 	to := s.now()
 	from := to.Add(-span)
-	res := lookupJSON{Addr: addr, Window: formatSpan(span), From: from.UTC(), To: to.UTC()}
+	res := api.Lookup{Addr: addr, Window: formatSpan(span), From: from.UTC(), To: to.UTC()}
 	l, known := s.src.Lookup(addr)
 	if known {
-		res.Labels = &labelsJSON{Prefix: l.Prefix, Country: l.Country, ASN: l.ASN, ASName: l.ASName, Table: l.Table}
+		res.Labels = &api.Labels{Prefix: l.Prefix, Country: l.Country, ASN: l.ASN, ASName: l.ASName, Table: l.Table}
 	}
 	w, err := s.window(from, to)
 	if err != nil {
@@ -463,19 +312,19 @@ func (s *server) lookup(r *http.Request) (any, error) {
 	}
 	if best >= 0 {
 		p := w.Prefixes[best]
-		c := countersOf(p.Counters)
+		c := api.CountersOf(p.Counters)
 		res.InTop, res.Prefix, res.Counters = true, &p.Prefix, &c
 	}
 	if known {
 		if l.Country != "" {
 			if i := slices.IndexFunc(w.Countries, func(c summary.CountryCount) bool { return c.Country == l.Country }); i >= 0 {
-				c := countersOf(w.Countries[i].Counters)
+				c := api.CountersOf(w.Countries[i].Counters)
 				res.Country = &c
 			}
 		}
 		if l.ASN != 0 {
 			if i := slices.IndexFunc(w.ASes, func(a summary.ASCount) bool { return a.ASN == l.ASN }); i >= 0 {
-				c := countersOf(w.ASes[i].Counters)
+				c := api.CountersOf(w.ASes[i].Counters)
 				res.AS = &c
 			}
 		}
@@ -493,24 +342,6 @@ func (s *server) lookup(r *http.Request) (any, error) {
 }
 
 // --- series
-
-type seriesJSON struct {
-	Key         string      `json:"key"`
-	Level       string      `json:"level"`
-	From        time.Time   `json:"from"`
-	To          time.Time   `json:"to"`
-	StepSeconds float64     `json:"step_seconds"`
-	Points      []pointJSON `json:"points"`
-}
-
-type pointJSON struct {
-	T          time.Time `json:"t"`
-	Seconds    float64   `json:"seconds"`
-	PacketsIn  uint64    `json:"packets_in"`
-	PacketsOut uint64    `json:"packets_out"`
-	BytesIn    uint64    `json:"bytes_in"`
-	BytesOut   uint64    `json:"bytes_out"`
-}
 
 // counters of a key in a summary; zero when the key had no traffic.
 func (k seriesKey) counters(s *summary.Summary) traffic.Counters {
@@ -580,13 +411,13 @@ func (s *server) series(r *http.Request) (any, error) {
 	if err != nil && !errors.Is(err, ErrNoData) {
 		return nil, fmt.Errorf("read the %s series: %w", level, err)
 	}
-	res := seriesJSON{Key: key.String(), Level: level, From: from.UTC(), To: to.UTC(), StepSeconds: step.Seconds(), Points: make([]pointJSON, 0, len(ss))}
+	res := api.Series{Key: key.String(), Level: level, From: from.UTC(), To: to.UTC(), StepSeconds: step.Seconds(), Points: make([]api.Point, 0, len(ss))}
 	for _, sm := range ss {
 		if sm == nil {
 			continue
 		}
 		c := key.counters(sm)
-		res.Points = append(res.Points, pointJSON{
+		res.Points = append(res.Points, api.Point{
 			T: sm.Start.UTC(), Seconds: sm.End.Sub(sm.Start).Seconds(),
 			PacketsIn: c.Packets[traffic.In], PacketsOut: c.Packets[traffic.Out],
 			BytesIn: c.Bytes[traffic.In], BytesOut: c.Bytes[traffic.Out],
@@ -597,29 +428,10 @@ func (s *server) series(r *http.Request) (any, error) {
 
 // --- alerts
 
-type alertsJSON struct {
-	Active []alertJSON `json:"active"`
-	Recent []alertJSON `json:"recent"`
-}
-
-type alertJSON struct {
-	ID       string         `json:"id"`
-	List     string         `json:"list"`
-	Reason   string         `json:"reason"`
-	Active   bool           `json:"active"`
-	Start    time.Time      `json:"start"`
-	End      *time.Time     `json:"end"`
-	PeakPPS  float64        `json:"peak_pps"`
-	PeakBPS  float64        `json:"peak_bps"`
-	Packets  uint64         `json:"packets"`
-	Bytes    uint64         `json:"bytes"`
-	Prefixes []netip.Prefix `json:"prefixes"`
-}
-
-func alertsOf(as []Alert) []alertJSON {
-	out := make([]alertJSON, 0, len(as))
+func alertsOf(as []Alert) []api.Alert {
+	out := make([]api.Alert, 0, len(as))
 	for _, a := range as {
-		j := alertJSON{
+		j := api.Alert{
 			ID: a.ID, List: a.List, Reason: a.Reason, Active: a.End.IsZero(), Start: a.Start.UTC(),
 			PeakPPS: a.PeakPPS, PeakBPS: a.PeakBPS, Packets: a.Packets, Bytes: a.Bytes,
 			Prefixes: append([]netip.Prefix{}, a.Prefixes...),
@@ -638,5 +450,5 @@ func (s *server) alerts(r *http.Request) (any, error) {
 		return nil, err
 	}
 	active, recent := s.src.Alerts()
-	return alertsJSON{Active: alertsOf(active), Recent: alertsOf(recent)}, nil
+	return api.Alerts{Active: alertsOf(active), Recent: alertsOf(recent)}, nil
 }

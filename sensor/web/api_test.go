@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/peerwatch/peerwatch/sensor/api"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
@@ -62,7 +63,7 @@ func getJSON(t *testing.T, h http.Handler, target string, v any) {
 func TestAPIStatus(t *testing.T) {
 	f := newFixture(t)
 	h := newHandler(f, Options{})
-	var st statusJSON
+	var st api.Status
 	getJSON(t, h, "/api/v1/status", &st)
 
 	if st.Sensor != "akl-ix-01" || st.Version != "0.4.1" || st.Board != "nanopi-r6s" || st.Kernel != "6.12.20-arm64" {
@@ -71,7 +72,7 @@ func TestAPIStatus(t *testing.T) {
 	if want := (9*24*time.Hour + 4*time.Hour + 12*time.Minute).Seconds(); st.UptimeSeconds != want {
 		t.Errorf("uptime %v, want %v", st.UptimeSeconds, want)
 	}
-	if len(st.Interfaces) != 3 || st.Interfaces[0] != (interfaceJSON{Name: "eth0", Mode: "xdp-native", State: "attached"}) ||
+	if len(st.Interfaces) != 3 || st.Interfaces[0] != (api.Interface{Name: "eth0", Mode: "xdp-native", State: "attached"}) ||
 		st.Interfaces[2].Error != "carrier lost 2026-03-14 09:12 UTC" {
 		t.Errorf("interfaces %+v", st.Interfaces)
 	}
@@ -81,7 +82,7 @@ func TestAPIStatus(t *testing.T) {
 	if !st.Invariant.OK || st.Invariant.Error != "" {
 		t.Errorf("invariant %+v", st.Invariant)
 	}
-	if st.Totals != f.health.Totals || st.Remote != countersOf(f.health.Remote) {
+	if st.Totals != f.health.Totals || st.Remote != api.CountersOf(f.health.Remote) {
 		t.Errorf("cumulative counters %+v %+v", st.Totals, st.Remote)
 	}
 	last := f.levels["interval"][len(f.levels["interval"])-1]
@@ -97,7 +98,7 @@ func TestAPIStatus(t *testing.T) {
 	if st.Latest.Globals != last.Globals || st.Latest.Seconds != 10 || !st.Latest.End.Equal(t0) {
 		t.Errorf("latest %+v", st.Latest)
 	}
-	if st.Store != (storeJSON{Path: "/var/lib/peerwatch/store.db", Bytes: 187 << 20, MaxBytes: 512 << 20, Evicted: 1234}) || st.Uplink != (uplinkJSON{State: "connected", Outbox: 3}) {
+	if st.Store != (api.Store{Path: "/var/lib/peerwatch/store.db", Bytes: 187 << 20, MaxBytes: 512 << 20, Evicted: 1234}) || st.Uplink != (api.Uplink{State: "connected", Outbox: 3}) {
 		t.Errorf("store %+v uplink %+v", st.Store, st.Uplink)
 	}
 
@@ -109,14 +110,14 @@ func TestAPIStatus(t *testing.T) {
 	}
 }
 
-// topResponse is topJSON as a client decodes it.
+// topResponse is api.Top as a client decodes it.
 type topResponse struct {
-	topJSON
-	Rows []prefixRowJSON `json:"rows"` // country and AS rows leave Prefix empty
+	api.Top
+	Rows []api.PrefixRow `json:"rows"` // country and AS rows leave Prefix empty
 }
 
 func (r topResponse) packets(i int, dir direction) uint64 {
-	c := r.Rows[i].countersJSON
+	c := r.Rows[i].Counters
 	switch dir {
 	case dirIn:
 		return c.PacketsIn
@@ -134,7 +135,7 @@ func TestAPITop(t *testing.T) {
 	var r topResponse
 	getJSON(t, h, "/api/v1/top", &r)
 	if r.By != "prefix" || r.Direction != "both" || r.Window != "1h" || r.Limit != 50 || !r.Approximate || r.NoData {
-		t.Errorf("defaults %+v", r.topJSON)
+		t.Errorf("defaults %+v", r.Top)
 	}
 	if !r.From.Equal(t0.Add(-time.Hour)) || !r.To.Equal(t0) || !r.DataStart.Equal(t0.Add(-time.Hour)) || !r.DataEnd.Equal(t0) {
 		t.Errorf("window %v-%v data %v-%v", r.From, r.To, r.DataStart, r.DataEnd)
@@ -144,10 +145,10 @@ func TestAPITop(t *testing.T) {
 	}
 	top := w.Prefixes[0]
 	if got := r.Rows[0]; got.Prefix.String() != "142.250.0.0/15" || got.Country != "US" || got.ASN != 15169 || got.ASName != "GOOGLE" ||
-		got.countersJSON != countersOf(top.Counters) {
+		got.Counters != api.CountersOf(top.Counters) {
 		t.Errorf("top row %+v, want %+v", got, top)
 	}
-	if r.Total != countersOf(w.Remote) {
+	if r.Total != api.CountersOf(w.Remote) {
 		t.Errorf("total %+v, want %+v", r.Total, w.Remote)
 	}
 	sum := r.Other.PacketsIn + r.Other.PacketsOut
@@ -205,15 +206,15 @@ func TestAPITop(t *testing.T) {
 		}
 	}
 	var rc struct {
-		Rows []countryRowJSON `json:"rows"`
+		Rows []api.CountryRow `json:"rows"`
 	}
 	getJSON(t, h, "/api/v1/top?by=country&limit=100", &rc)
 	found := false
 	for _, row := range rc.Rows {
 		if row.Country == "KP" {
 			found = true
-			if row.countersJSON != countersOf(kp) {
-				t.Errorf("KP %+v, want %+v", row.countersJSON, countersOf(kp))
+			if row.Counters != api.CountersOf(kp) {
+				t.Errorf("KP %+v, want %+v", row.Counters, api.CountersOf(kp))
 			}
 		}
 	}
@@ -261,7 +262,7 @@ func TestAPIBadParams(t *testing.T) {
 		if res.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", tc.target, res.StatusCode)
 		}
-		var e errorBody
+		var e api.Error
 		if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error != tc.msg {
 			t.Errorf("%s:\n got %s\nwant {\"error\":%q}", tc.target, strings.TrimSpace(body), tc.msg)
 		}
@@ -272,23 +273,23 @@ func TestAPILookup(t *testing.T) {
 	f := newFixture(t)
 	h := newHandler(f, Options{})
 	w, _ := f.Window(t0.Add(-time.Hour), t0)
-	countryOf := func(cc string) countersJSON {
+	countryOf := func(cc string) api.Counters {
 		for _, c := range w.Countries {
 			if c.Country == cc {
-				return countersOf(c.Counters)
+				return api.CountersOf(c.Counters)
 			}
 		}
 		t.Fatalf("no %s in the window", cc)
-		return countersJSON{}
+		return api.Counters{}
 	}
 
 	// In the top list, with labels.
-	var r lookupJSON
+	var r api.Lookup
 	getJSON(t, h, "/api/v1/lookup?addr=142.251.16.100", &r)
 	if r.Labels == nil || r.Labels.Prefix.String() != "142.250.0.0/15" || r.Labels.Country != "US" || r.Labels.ASN != 15169 || r.Labels.Table != "ipdb" {
 		t.Errorf("labels %+v", r.Labels)
 	}
-	if !r.InTop || r.Prefix == nil || r.Prefix.String() != "142.250.0.0/15" || r.Counters == nil || *r.Counters != countersOf(w.Prefixes[0].Counters) || r.Note != "" {
+	if !r.InTop || r.Prefix == nil || r.Prefix.String() != "142.250.0.0/15" || r.Counters == nil || *r.Counters != api.CountersOf(w.Prefixes[0].Counters) || r.Note != "" {
 		t.Errorf("in top: %+v", r)
 	}
 	if r.Country == nil || *r.Country != countryOf("US") || r.AS == nil {
@@ -296,7 +297,7 @@ func TestAPILookup(t *testing.T) {
 	}
 
 	// Labelled, but not in the top list: labels only, and it says so.
-	r = lookupJSON{}
+	r = api.Lookup{}
 	getJSON(t, h, "/api/v1/lookup?addr=210.52.109.9&window=1h", &r)
 	if r.Labels == nil || r.Labels.Country != "CN" || r.Labels.ASN != 4837 || r.InTop || r.Counters != nil || r.Prefix != nil {
 		t.Errorf("not in top: %+v", r)
@@ -309,7 +310,7 @@ func TestAPILookup(t *testing.T) {
 	}
 
 	// No table, but its fixed-length aggregate is in the top list.
-	r = lookupJSON{}
+	r = api.Lookup{}
 	getJSON(t, h, "/api/v1/lookup?addr=198.51.100.77", &r)
 	if r.Labels != nil || !r.InTop || r.Prefix.String() != "198.51.100.0/24" || r.Counters == nil ||
 		r.Note != "no loaded table holds 198.51.100.77; counters are those of its aggregate 198.51.100.0/24" {
@@ -317,7 +318,7 @@ func TestAPILookup(t *testing.T) {
 	}
 
 	// Neither.
-	r = lookupJSON{}
+	r = api.Lookup{}
 	getJSON(t, h, "/api/v1/lookup?addr=::ffff:192.0.2.1", &r)
 	if r.Addr.String() != "192.0.2.1" || r.Labels != nil || r.InTop || r.Counters != nil ||
 		r.Note != "no loaded table holds 192.0.2.1, and it is not in the 12 top prefixes of the last 1h" {
@@ -325,7 +326,7 @@ func TestAPILookup(t *testing.T) {
 	}
 
 	// IPv6, in the top list.
-	r = lookupJSON{}
+	r = api.Lookup{}
 	getJSON(t, h, "/api/v1/lookup?addr=2a03:2880:f10d:83:face:b00c:0:25de&window=10m", &r)
 	if r.Labels == nil || r.Labels.ASName != "FACEBOOK" || !r.InTop || r.Window != "10m" {
 		t.Errorf("ipv6: %+v", r)
@@ -336,7 +337,7 @@ func TestAPISeries(t *testing.T) {
 	f := newFixture(t)
 	h := newHandler(f, Options{})
 
-	var r seriesJSON
+	var r api.Series
 	getJSON(t, h, "/api/v1/series?level=interval", &r)
 	iv := f.levels["interval"]
 	if r.Key != "total" || r.Level != "interval" || r.StepSeconds != 10 || len(r.Points) != len(iv) ||
@@ -345,14 +346,14 @@ func TestAPISeries(t *testing.T) {
 	}
 	for i, p := range r.Points {
 		s := iv[i]
-		want := pointJSON{T: s.Start, Seconds: 10, PacketsIn: s.Remote.Packets[0], PacketsOut: s.Remote.Packets[1], BytesIn: s.Remote.Bytes[0], BytesOut: s.Remote.Bytes[1]}
+		want := api.Point{T: s.Start, Seconds: 10, PacketsIn: s.Remote.Packets[0], PacketsOut: s.Remote.Packets[1], BytesIn: s.Remote.Bytes[0], BytesOut: s.Remote.Bytes[1]}
 		if !p.T.Equal(want.T) || p.Seconds != want.Seconds || p.PacketsIn != want.PacketsIn || p.PacketsOut != want.PacketsOut || p.BytesIn != want.BytesIn || p.BytesOut != want.BytesOut {
 			t.Fatalf("point %d %+v, want %+v", i, p, want)
 		}
 	}
 
 	// Country, AS and watch list KP are the same traffic here.
-	var kp []pointJSON
+	var kp []api.Point
 	for _, key := range []string{"country:KP", "country:kp", "as:131279", "as:AS131279", "watch:kp"} {
 		getJSON(t, h, "/api/v1/series?level=1m&from=-1h&key="+url.QueryEscape(key), &r)
 		if len(r.Points) != 60 || r.Level != "1m" || r.StepSeconds != 60 {
@@ -389,7 +390,7 @@ func TestAPISeries(t *testing.T) {
 
 func TestAPIAlerts(t *testing.T) {
 	h := newHandler(newFixture(t), Options{})
-	var r alertsJSON
+	var r api.Alerts
 	getJSON(t, h, "/api/v1/alerts", &r)
 	if len(r.Active) != 1 || len(r.Recent) != 2 {
 		t.Fatalf("%d active, %d recent", len(r.Active), len(r.Recent))
@@ -421,7 +422,7 @@ func TestAPIFreshSensor(t *testing.T) {
 			t.Errorf("%s: %d %s\nwant it to contain %s", target, res.StatusCode, body, want)
 		}
 	}
-	var st statusJSON
+	var st api.Status
 	getJSON(t, h, "/api/v1/status", &st)
 	if st.LastDrain != nil || st.DrainLagSeconds != nil || !st.Invariant.OK || st.Uplink.State != "disabled" {
 		t.Errorf("fresh status %+v", st)
@@ -438,7 +439,7 @@ func TestAPISourceError(t *testing.T) {
 		"/api/v1/status": "read the last interval: store: database is closed",
 	} {
 		res, body := do(t, h, http.MethodGet, target)
-		var e errorBody
+		var e api.Error
 		if res.StatusCode != http.StatusInternalServerError || json.Unmarshal([]byte(body), &e) != nil || e.Error != want {
 			t.Errorf("%s: %d %s, want 500 %q", target, res.StatusCode, body, want)
 		}

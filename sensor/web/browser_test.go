@@ -17,6 +17,8 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/peerwatch/peerwatch/sensor/api"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/status.png with the browser test's screenshot")
@@ -203,14 +205,14 @@ func TestBrowserStatusPage(t *testing.T) {
 
 	// The page shows what the API says.
 	var top struct {
-		Rows []prefixRowJSON `json:"rows"`
+		Rows []api.PrefixRow `json:"rows"`
 	}
 	apiGet(t, base+"/api/v1/top?by=prefix&window=1h&limit=1", &top)
 	var countries struct {
-		Rows []countryRowJSON `json:"rows"`
+		Rows []api.CountryRow `json:"rows"`
 	}
 	apiGet(t, base+"/api/v1/top?by=country&window=1h&limit=1", &countries)
-	var status statusJSON
+	var status api.Status
 	apiGet(t, base+"/api/v1/status", &status)
 
 	if st.Sensor != status.Sensor {

@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+
+	"github.com/peerwatch/peerwatch/sensor/api"
 )
 
 // contentSecurityPolicy allows the page's own script, style and images, and
@@ -36,7 +38,7 @@ func onlyGet(next http.Handler) http.Handler {
 		w.Header().Set("Allow", "GET, HEAD")
 		msg := "method " + r.Method + " not allowed: use GET or HEAD"
 		if strings.HasPrefix(r.URL.Path, "/api/") {
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: msg})
+			writeJSON(w, http.StatusMethodNotAllowed, api.Error{Error: msg})
 			return
 		}
 		http.Error(w, msg, http.StatusMethodNotAllowed)
@@ -58,7 +60,7 @@ func basicAuth(acct BasicAuth, next http.Handler) http.Handler {
 		if !ok || userOK&passOK != 1 {
 			w.Header().Set("WWW-Authenticate", `Basic realm="peerwatch", charset="UTF-8"`)
 			if strings.HasPrefix(r.URL.Path, "/api/") {
-				writeJSON(w, http.StatusUnauthorized, errorBody{Error: "authentication required"})
+				writeJSON(w, http.StatusUnauthorized, api.Error{Error: "authentication required"})
 				return
 			}
 			http.Error(w, "authentication required", http.StatusUnauthorized)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/peerwatch/peerwatch/sensor/api"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
@@ -172,18 +173,18 @@ func New(src Source, opts Options, log *slog.Logger) http.Handler {
 	}
 	s := &server{src: src, log: log, now: now, errLog: &limiter{every: time.Minute}}
 
-	api := http.NewServeMux()
-	api.HandleFunc("/api/v1/status", s.api(s.status))
-	api.HandleFunc("/api/v1/top", s.api(s.top))
-	api.HandleFunc("/api/v1/lookup", s.api(s.lookup))
-	api.HandleFunc("/api/v1/series", s.api(s.series))
-	api.HandleFunc("/api/v1/alerts", s.api(s.alerts))
-	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such endpoint: " + r.URL.Path})
+	endpoints := http.NewServeMux()
+	endpoints.HandleFunc("/api/v1/status", s.api(s.status))
+	endpoints.HandleFunc("/api/v1/top", s.api(s.top))
+	endpoints.HandleFunc("/api/v1/lookup", s.api(s.lookup))
+	endpoints.HandleFunc("/api/v1/series", s.api(s.series))
+	endpoints.HandleFunc("/api/v1/alerts", s.api(s.alerts))
+	endpoints.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, api.Error{Error: "no such endpoint: " + r.URL.Path})
 	})
 
 	mux := http.NewServeMux()
-	mux.Handle("/api/", api)
+	mux.Handle("/api/", endpoints)
 	mux.Handle("/metrics", metricsHandler(reg, log))
 	mux.Handle("/static/", staticHandler())
 	mux.HandleFunc("/{$}", s.page)
