@@ -6,11 +6,16 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -37,9 +42,10 @@ type Daemon struct {
 	started time.Time
 	kernel  string
 
-	dp    *datapath.Datapath
-	store *store.Store
-	links *linkwatch.Watcher
+	dp      *datapath.Datapath
+	store   *store.Store
+	links   *linkwatch.Watcher
+	pidFile string // written once the store is open, removed at exit
 
 	mu        sync.Mutex
 	cfg       *config.Config
@@ -47,11 +53,14 @@ type Daemon struct {
 	labels    []*prefixes.Table
 	summarize *aggregate.Summarizer
 	alerts    *watch.Engine
-	lastDrain time.Time
-	drainDur  time.Duration
-	invariant error
-	totals    traffic.Globals
-	remote    traffic.Counters
+	// recentBefore are the alerts that had ended before this start.
+	recentBefore []watch.Alert
+	alertsSaved  time.Time
+	lastDrain    time.Time
+	drainDur     time.Duration
+	invariant    error
+	totals       traffic.Globals
+	remote       traffic.Counters
 }
 
 // Run runs sensord with cfg, read from cfgPath, until ctx is done,
@@ -82,11 +91,19 @@ func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logg
 
 func (d *Daemon) open() error {
 	cfg := d.cfg
+	pidFile := filepath.Join(cfg.DataDir, pidFileName)
+	if err := checkPidFile(pidFile); err != nil { // before a second sensord touches the store
+		return err
+	}
 	st, err := store.Open(cfg.Store.Path, storeOptions(cfg), d.log)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
 	d.store = st
+	if err := writePidFile(pidFile, d.log); err != nil {
+		return err
+	}
+	d.pidFile = pidFile
 	if aside, reason := st.Recovered(); aside != "" {
 		d.log.Error("the store was damaged and moved aside; a fresh one was started", "moved_to", aside, "reason", reason)
 	}
@@ -116,6 +133,11 @@ func (d *Daemon) open() error {
 	}
 	d.tables, d.labels = tables, labels
 	d.summarize, d.alerts = d.watchLists(cfg)
+	recent, err := loadAlerts(cfg.DataDir, d.alerts)
+	if err != nil {
+		d.log.Error("alert state", "error", err)
+	}
+	d.recentBefore = recent
 
 	sel := make([]linkwatch.Selector, len(cfg.Interfaces))
 	for i, ifc := range cfg.Interfaces {
@@ -126,6 +148,11 @@ func (d *Daemon) open() error {
 }
 
 func (d *Daemon) close() {
+	if d.alerts != nil && d.store != nil {
+		if err := saveAlerts(d.cfg.DataDir, d.alerts); err != nil {
+			d.log.Error("save alert state", "error", err)
+		}
+	}
 	if d.dp != nil {
 		if err := d.dp.Close(); err != nil {
 			d.log.Warn("close datapath", "error", err)
@@ -135,6 +162,9 @@ func (d *Daemon) close() {
 		if err := d.store.Close(); err != nil {
 			d.log.Error("close store", "error", err)
 		}
+	}
+	if d.pidFile != "" { // last: the next sensord may start once it is gone
+		removePidFile(d.pidFile, d.log)
 	}
 }
 
@@ -219,6 +249,10 @@ func (d *Daemon) watchLists(cfg *config.Config) (*aggregate.Summarizer, *watch.E
 	return aggregate.New(lists, cfg.Datapath.V4KeyLen, cfg.Datapath.V6KeyLen, cfg.Drain.TopN), watch.New(wl, rules, d.log)
 }
 
+// alertSaveEvery is how often the alert engine's baselines are saved when
+// no alert changes.
+const alertSaveEvery = 5 * time.Minute
+
 // drainLoop drains every interval, and once more when ctx is done.
 func (d *Daemon) drainLoop(ctx context.Context) error {
 	d.mu.Lock()
@@ -276,8 +310,17 @@ func (d *Daemon) drainOnce() {
 		}
 		d.totals.Add(s.Globals)
 		d.remote.Add(s.Remote)
-		for _, ev := range d.alerts.Observe(s) {
+		events := d.alerts.Observe(s)
+		for _, ev := range events {
 			d.log.Info("alert "+ev.Kind.String(), "list", ev.Alert.List, "reason", ev.Alert.Reason, "id", ev.Alert.ID)
+		}
+		// Alerts and learned baselines survive a restart: saved when an
+		// alert changes, and every few minutes for the baselines.
+		if len(events) > 0 || time.Since(d.alertsSaved) > alertSaveEvery {
+			if err := saveAlerts(d.cfg.DataDir, d.alerts); err != nil {
+				d.log.Error("save alert state", "error", err)
+			}
+			d.alertsSaved = time.Now()
 		}
 	}
 	d.lastDrain = time.Now()
@@ -320,6 +363,11 @@ func (d *Daemon) Reload() error {
 	summarize, alerts := d.watchLists(cfg)
 	d.mu.Lock()
 	d.tables, d.labels = tables, labels
+	if state, err := d.alerts.MarshalState(); err == nil { // baselines and active alerts go on
+		if err := alerts.RestoreState(state); err != nil {
+			d.log.Warn("alert state not carried over the reload", "error", err)
+		}
+	}
 	d.summarize, d.alerts = summarize, alerts
 	d.cfg.Tables, d.cfg.WatchLists, d.cfg.LocalPrefixes, d.cfg.LocalPrefixFiles = cfg.Tables, cfg.WatchLists, cfg.LocalPrefixes, cfg.LocalPrefixFiles
 	d.mu.Unlock()
@@ -379,3 +427,110 @@ func ensureBPFFS(dir string, log *slog.Logger) error {
 	return nil
 }
 
+// pidFileName is sensord's pid file in data_dir. sensorctl reload reads it
+// to send SIGHUP, and a second sensord with the same data_dir refuses to
+// start while the process it names runs.
+const pidFileName = "sensord.pid"
+
+// checkPidFile refuses to start when the pid file names a running sensord
+// other than this process. A stale file (a crash, a reboot, a process that
+// reused the pid) is replaced by writePidFile.
+func checkPidFile(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return nil
+	}
+	if runningSensord(pid) {
+		return fmt.Errorf("another sensord (pid %d, pid file %s) is running with data_dir %s: stop it first, or give this one another data_dir",
+			pid, path, filepath.Dir(path))
+	}
+	return nil
+}
+
+// runningSensord tells whether pid is a running (not a zombie) process
+// named like sensord or like this program.
+func runningSensord(pid int) bool {
+	name, state, ok := procStat(strconv.Itoa(pid))
+	if !ok || state == "Z" || state == "X" {
+		return false
+	}
+	self, _, _ := procStat("self")
+	return strings.HasPrefix(name, "sensord") || (self != "" && name == self)
+}
+
+// procStat is a process's command name and state from /proc/PID/stat.
+func procStat(pid string) (name, state string, ok bool) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return "", "", false
+	}
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return "", "", false
+	}
+	fields := strings.Fields(s[end+1:])
+	if len(fields) == 0 {
+		return "", "", false
+	}
+	return s[open+1 : end], fields[0], true
+}
+
+// writePidFile writes this process's pid into path, created exclusively so
+// that of two sensords starting together one refuses; a stale file is
+// replaced.
+func writePidFile(path string, log *slog.Logger) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("write the pid file: %w", err)
+	}
+	for range 3 {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			if err := checkPidFile(path); err != nil {
+				return err
+			}
+			old, _ := os.ReadFile(path)
+			log.Warn("replacing a stale pid file", "file", path, "pid", strings.TrimSpace(string(old)))
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove the stale pid file: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write the pid file: %w", err)
+		}
+		_, err = fmt.Fprintf(f, "%d\n", os.Getpid())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(path)
+			return fmt.Errorf("write the pid file: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("write the pid file %s: it keeps reappearing", path)
+}
+
+// removePidFile removes the pid file if it still names this process.
+func removePidFile(path string, log *slog.Logger) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		log.Warn("remove the pid file", "file", path, "error", err)
+		return
+	}
+	if strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+		log.Warn("the pid file names another process: left in place", "file", path, "pid", strings.TrimSpace(string(b)))
+		return
+	}
+	if err := os.Remove(path); err != nil {
+		log.Warn("remove the pid file", "file", path, "error", err)
+	}
+}

@@ -75,12 +75,12 @@ func noData(err error) error {
 
 func (s *source) Alerts() (active, recent []web.Alert) {
 	s.d.mu.Lock()
-	eng := s.d.alerts
+	eng, before := s.d.alerts, s.d.recentBefore
 	s.d.mu.Unlock()
 	for _, a := range eng.Active() {
 		active = append(active, webAlert(a))
 	}
-	for _, a := range eng.Recent(100) {
+	for _, a := range append(eng.Recent(100), before...) {
 		recent = append(recent, webAlert(a))
 	}
 	return active, recent
