@@ -91,6 +91,9 @@ func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logg
 
 func (d *Daemon) open() error {
 	cfg := d.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
 	pidFile := filepath.Join(cfg.DataDir, pidFileName)
 	if err := checkPidFile(pidFile); err != nil { // before a second sensord touches the store
 		return err
