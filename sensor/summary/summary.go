@@ -37,6 +37,10 @@ type Summary struct {
 	Countries []CountryCount   `json:"countries"`
 	ASes      []ASCount        `json:"ases"`
 	Watch     []WatchCount     `json:"watch,omitempty"`
+	// Truncated is the number of prefix entries that Encode moved from
+	// Prefixes into Other to keep the message under its size cap (summed by
+	// Merge, so a rollup counts entries, not distinct prefixes).
+	Truncated int `json:"truncated,omitempty"`
 }
 
 // PrefixCount is the traffic of one remote prefix: the longest prefix of the
@@ -111,6 +115,7 @@ func (s *Summary) Merge(o *Summary) {
 	s.Globals.Add(o.Globals)
 	s.Remote.Add(o.Remote)
 	s.Other.Add(o.Other)
+	s.Truncated += o.Truncated
 	s.Prefixes = mergeBy(s.Prefixes, o.Prefixes, func(p PrefixCount) netip.Prefix { return p.Prefix },
 		func(a *PrefixCount, b PrefixCount) { a.Counters.Add(b.Counters) })
 	s.Countries = mergeBy(s.Countries, o.Countries, func(c CountryCount) string { return c.Country },
