@@ -60,6 +60,8 @@ const SchemaVersion = 1
 const (
 	DefaultMaxSize = 256 << 20
 	DefaultTopN    = 1000
+	// DefaultMaxOutbox is one day of 10 s intervals.
+	DefaultMaxOutbox = 8640
 	// MinMaxSize is the smallest size cap Options accepts.
 	MinMaxSize = 16 << 10
 )
@@ -167,6 +169,9 @@ type Options struct {
 	// TopN is the number of prefixes a rollup record, or the result of
 	// Window, keeps (default 1000); the others are summed in Other.
 	TopN int
+	// MaxOutbox bounds the outbox, in items (default DefaultMaxOutbox):
+	// Enqueue drops the oldest item when it is full (see outbox.go).
+	MaxOutbox int
 }
 
 // DefaultOptions returns the options with every default filled in.
@@ -186,6 +191,9 @@ func (o Options) Validate() error {
 	}
 	if o.TopN < 0 {
 		return fmt.Errorf("%w: TopN %d: want 0 (default) or more", ErrOptions, o.TopN)
+	}
+	if o.MaxOutbox < 0 {
+		return fmt.Errorf("%w: MaxOutbox %d: want 0 (default) or more", ErrOptions, o.MaxOutbox)
 	}
 	if o.Levels == nil {
 		return nil
@@ -228,6 +236,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.TopN == 0 {
 		o.TopN = DefaultTopN
 	}
+	if o.MaxOutbox == 0 {
+		o.MaxOutbox = DefaultMaxOutbox
+	}
 	if o.Levels == nil {
 		o.Levels = DefaultLevels()
 	} else {
@@ -255,6 +266,9 @@ type Stats struct {
 	LastOrigin Origin
 	// Seq is the last sequence number handed out (0: none yet).
 	Seq uint64
+	// OutboxDropped counts the outbox items dropped since Open because the
+	// outbox was full (or an item could not be read).
+	OutboxDropped uint64
 }
 
 // Store is a sensor's store. Its methods are safe for concurrent use.
@@ -275,6 +289,7 @@ type Store struct {
 	evicted         uint64
 	evictedSinceLog uint64
 	lastEvictLog    time.Time
+	ob              outboxState
 }
 
 // Keys of the meta records; see docs/store.md.
@@ -581,7 +596,8 @@ func (st *Store) Close() error {
 // Stats returns the store's statistics.
 func (st *Store) Stats() Stats {
 	st.mu.Lock()
-	s := Stats{Evicted: st.evicted, LastOrigin: st.origin.Origin, Seq: st.next - 1, Records: map[string]int{}}
+	s := Stats{Evicted: st.evicted, LastOrigin: st.origin.Origin, Seq: st.next - 1, Records: map[string]int{},
+		OutboxDropped: st.ob.dropped}
 	st.mu.Unlock()
 	s.FileSize = st.fileSize()
 	now := time.Now()
