@@ -61,6 +61,8 @@ type Config struct {
 	WatchLists []WatchList `yaml:"watch_lists"`
 	// The status page, the JSON API and Prometheus /metrics.
 	HTTP HTTP `yaml:"http"`
+	// Summaries and alerts to an MQTT broker, for the fleet collector.
+	Uplink Uplink `yaml:"uplink"`
 
 	// file is the name errors carry; lines maps a field's YAML path (drain.interval,
 	// interfaces[1].hook) to its line in that file.
@@ -324,6 +326,31 @@ type TLS struct {
 	KeyFile string `yaml:"key_file"`
 }
 
+// Uplink sends each interval's summary and every alert to an MQTT broker (QoS 1) from a
+// durable outbox in the store, so that a broker outage or a reboot delays summaries but loses
+// none.
+type Uplink struct {
+	// Broker URL: tcp://host:1883, or ssl://host:8883 for TLS. Empty: no uplink; summaries stay
+	// on the sensor.
+	Broker string `yaml:"broker"`
+	// First level of the topics: <topic_prefix>/<sensor id>/summary, /alert and /status.
+	TopicPrefix string `yaml:"topic_prefix"`
+	// User name for the broker; empty for none (client certificates, or an open broker).
+	Username string `yaml:"username"`
+	// File that holds the broker password (its first line). Set with username.
+	PasswordFile string `yaml:"password_file"`
+	// PEM file of the certificate authorities that sign the broker's certificate; empty: the
+	// system's.
+	CAFile string `yaml:"ca_file"`
+	// PEM file of the sensor's client certificate. Set both cert_file and key_file or neither.
+	CertFile string `yaml:"cert_file"`
+	// PEM file of the client certificate's private key.
+	KeyFile string `yaml:"key_file"`
+	// Largest summary message; larger summaries keep fewer top prefixes (totals stay exact).
+	// Between 4KiB and 16MiB.
+	MaxPayload ByteSize `yaml:"max_payload"`
+}
+
 // Defaults that are not plain values.
 const (
 	// DefaultTableDir is where the boards install the default country and AS tables.
@@ -391,6 +418,7 @@ func defaults() Config {
 				Day:      2 * 365 * 24 * time.Hour,
 			},
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:9100"},
+		HTTP:   HTTP{Listen: "127.0.0.1:9100"},
+		Uplink: Uplink{TopicPrefix: "peerwatch", MaxPayload: 256 * KiB},
 	}
 }

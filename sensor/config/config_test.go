@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -128,7 +129,7 @@ func TestParseErrors(t *testing.T) {
 
 		// Unknown and repeated fields.
 		{"unknown top-level", "sensor:\n  id: a\nintefaces: []\n", "s.yaml:3: intefaces: unknown field (did you mean interfaces?)"},
-		{"unknown far from any", "colour: blue\n", "s.yaml:1: colour: unknown field (want sensor, data_dir, bpffs_dir, log, interfaces, local_prefixes, local_prefix_files, tables, datapath, drain, store, watch_lists or http)"},
+		{"unknown far from any", "colour: blue\n", "s.yaml:1: colour: unknown field (want sensor, data_dir, bpffs_dir, log, interfaces, local_prefixes, local_prefix_files, tables, datapath, drain, store, watch_lists, http or uplink)"},
 		{"unknown nested", "drain:\n  interval: 10s\n  intervall: 20s\n", "s.yaml:3: drain.intervall: unknown field (did you mean interval?)"},
 		{"unknown in list entry", "interfaces:\n  - name: eth0\n    hok: tc\n", "s.yaml:3: interfaces[0].hok: unknown field (did you mean hook?)"},
 		{"unknown in alert", "watch_lists:\n  - name: a\n    countries: [NZ]\n    alert:\n      ppps: 5\n", "s.yaml:5: watch_lists[0].alert.ppps: unknown field (did you mean pps?)"},
@@ -533,4 +534,28 @@ func TestRetentionAgainstInterval(t *testing.T) {
 	c.Drain.Interval = 4 * time.Minute
 	c.Store.Retention.Interval = 5 * time.Minute
 	wantError(t, c.Validate(), "s.yaml:2: store.retention.interval_10s: 5m is less than twice drain.interval (4m): the raw intervals must be kept for at least two intervals")
+}
+
+func TestUplinkErrors(t *testing.T) {
+	for in, want := range map[string]string{
+		"uplink:\n  broker: http://b:1883\n": `s.yaml:2: uplink.broker: "http://b:1883": scheme "http" (want tcp://host:1883 or ssl://host:8883)`,
+		"uplink:\n  topic_prefix: a/#\n":     `s.yaml:2: uplink.topic_prefix: "a/#" is not a topic prefix (no + or #, no leading or trailing /)`,
+		"uplink:\n  username: s1\n":          `s.yaml:1: uplink.password_file: set username and password_file together, or neither`,
+		"uplink:\n  cert_file: /c.pem\n":     `s.yaml:1: uplink.key_file: set cert_file and key_file together, or neither`,
+		"uplink:\n  max_payload: 1KiB\n":     `s.yaml:2: uplink.max_payload: 1KiB is out of range (4KiB to 16MiB)`,
+	} {
+		_, err := Parse([]byte("sensor: {id: s1}\n"+in), "s.yaml")
+		if err == nil {
+			t.Errorf("%q accepted", in)
+			continue
+		}
+		// Lines count from the sensor line; compare without the line number.
+		got := err.Error()
+		if i := strings.Index(got, ": "); i > 0 && strings.Contains(want, ": ") {
+			got, want = got[i:], want[strings.Index(want, ": "):]
+		}
+		if got != want {
+			t.Errorf("%q:\n got %s\nwant %s", in, got, want)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	neturl "net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -93,6 +94,7 @@ func (c *Config) Validate() error {
 	c.validateDrainAndStore(p)
 	c.validateWatchLists(p)
 	c.validateHTTP(p)
+	c.validateUplink(p)
 	errs := p.sorted()
 	if len(errs) == 0 {
 		return nil
@@ -401,6 +403,33 @@ func (c *Config) validateHTTP(p *problems) {
 	}
 	pair("http.basic_auth", "user", h.BasicAuth.User, "password_file", h.BasicAuth.PasswordFile)
 	pair("http.tls", "cert_file", h.TLS.CertFile, "key_file", h.TLS.KeyFile)
+}
+
+func (c *Config) validateUplink(p *problems) {
+	u := c.Uplink
+	if u.Broker != "" {
+		url, err := neturl.Parse(u.Broker)
+		switch {
+		case err != nil:
+			p.add("uplink.broker", "%q is not a URL", u.Broker)
+		case url.Scheme != "tcp" && url.Scheme != "ssl" && url.Scheme != "tls":
+			p.add("uplink.broker", "%q: scheme %q (want tcp://host:1883 or ssl://host:8883)", u.Broker, url.Scheme)
+		case url.Hostname() == "":
+			p.add("uplink.broker", "%q has no host", u.Broker)
+		}
+	}
+	if u.TopicPrefix == "" || strings.ContainsAny(u.TopicPrefix, "+#") || strings.HasPrefix(u.TopicPrefix, "/") || strings.HasSuffix(u.TopicPrefix, "/") {
+		p.add("uplink.topic_prefix", "%q is not a topic prefix (no + or #, no leading or trailing /)", u.TopicPrefix)
+	}
+	if (u.Username == "") != (u.PasswordFile == "") {
+		p.add("uplink.password_file", "set username and password_file together, or neither")
+	}
+	if (u.CertFile == "") != (u.KeyFile == "") {
+		p.add("uplink.key_file", "set cert_file and key_file together, or neither")
+	}
+	if u.MaxPayload < 4*KiB || u.MaxPayload > 16*MiB {
+		p.add("uplink.max_payload", "%s is out of range (4KiB to 16MiB)", u.MaxPayload)
+	}
 }
 
 // splitListen checks a listen address and returns its host.

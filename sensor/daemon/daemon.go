@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,7 +30,9 @@ import (
 	"github.com/peerwatch/peerwatch/sensor/linkwatch"
 	"github.com/peerwatch/peerwatch/sensor/prefixes"
 	"github.com/peerwatch/peerwatch/sensor/store"
+	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
+	"github.com/peerwatch/peerwatch/sensor/uplink"
 	"github.com/peerwatch/peerwatch/sensor/version"
 	"github.com/peerwatch/peerwatch/sensor/watch"
 	"github.com/peerwatch/peerwatch/sensor/web"
@@ -45,6 +48,7 @@ type Daemon struct {
 	dp      *datapath.Datapath
 	store   *store.Store
 	links   *linkwatch.Watcher
+	uplink  *uplink.Uplink
 	pidFile string // written once the store is open, removed at exit
 
 	mu        sync.Mutex
@@ -78,6 +82,7 @@ func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logg
 	g.Go(func() error { return d.links.Run(ctx) })
 	g.Go(func() error { return d.drainLoop(ctx) })
 	g.Go(func() error { return d.reloadOnHangup(ctx) })
+	g.Go(func() error { return d.uplink.Run(ctx) })
 	h := web.New(&source{d}, web.Options{BasicAuth: d.basicAuth()}, log)
 	g.Go(func() error {
 		return web.ListenAndServe(ctx, cfg.HTTP.Listen, cfg.HTTP.TLS.CertFile, cfg.HTTP.TLS.KeyFile, h)
@@ -147,6 +152,20 @@ func (d *Daemon) open() error {
 		sel[i] = linkwatch.Selector{Name: ifc.Name, MAC: ifc.MAC, Altname: ifc.AltName}
 	}
 	d.links = linkwatch.New(sel, &attacher{dp: dp, ifaces: cfg.Interfaces}, d.log)
+
+	upCfg := uplink.Config{
+		Broker: cfg.Uplink.Broker, SensorID: cfg.Sensor.ID, TopicPrefix: cfg.Uplink.TopicPrefix,
+		Username: cfg.Uplink.Username, CAFile: cfg.Uplink.CAFile, CertFile: cfg.Uplink.CertFile, KeyFile: cfg.Uplink.KeyFile,
+		Version: version.Version, Board: cfg.Sensor.Board,
+	}
+	if cfg.Uplink.PasswordFile != "" {
+		pw, err := os.ReadFile(cfg.Uplink.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("uplink.password_file: %w", err)
+		}
+		upCfg.Password = string(trimNewline(pw))
+	}
+	d.uplink = uplink.New(upCfg, st, d.log)
 	return nil
 }
 
@@ -252,6 +271,40 @@ func (d *Daemon) watchLists(cfg *config.Config) (*aggregate.Summarizer, *watch.E
 	return aggregate.New(lists, cfg.Datapath.V4KeyLen, cfg.Datapath.V6KeyLen, cfg.Drain.TopN), watch.New(wl, rules, d.log)
 }
 
+// enqueue hands a stored summary to the uplink through the store's outbox.
+func (d *Daemon) enqueue(s *summary.Summary) {
+	if !d.uplink.Enabled() {
+		return
+	}
+	payload, err := summary.Encode(s, summary.EncodeOptions{MaxBytes: int(d.cfg.Uplink.MaxPayload)})
+	if err == nil {
+		err = d.store.Enqueue(d.uplink.SummaryTopic(), payload, s.Seq)
+	}
+	if err != nil {
+		d.log.Error("queue summary for the uplink", "seq", s.Seq, "error", err)
+		return
+	}
+	d.uplink.Notify()
+}
+
+// sendAlert hands an alert's start and end to the uplink.
+func (d *Daemon) sendAlert(ev watch.Event) {
+	if !d.uplink.Enabled() || ev.Kind == watch.Updated {
+		return
+	}
+	payload, err := json.Marshal(struct {
+		Sensor string      `json:"sensor"`
+		Event  string      `json:"event"`
+		Alert  watch.Alert `json:"alert"`
+	}{d.cfg.Sensor.ID, ev.Kind.String(), ev.Alert})
+	if err == nil {
+		err = d.uplink.PublishAlert(payload)
+	}
+	if err != nil {
+		d.log.Error("queue alert for the uplink", "id", ev.Alert.ID, "error", err)
+	}
+}
+
 // alertSaveEvery is how often the alert engine's baselines are saved when
 // no alert changes.
 const alertSaveEvery = 5 * time.Minute
@@ -311,11 +364,13 @@ func (d *Daemon) drainOnce() {
 			d.log.Info("interval already stored, skipped", "generation", iv.Generation)
 			continue
 		}
+		d.enqueue(s)
 		d.totals.Add(s.Globals)
 		d.remote.Add(s.Remote)
 		events := d.alerts.Observe(s)
 		for _, ev := range events {
 			d.log.Info("alert "+ev.Kind.String(), "list", ev.Alert.List, "reason", ev.Alert.Reason, "id", ev.Alert.ID)
+			d.sendAlert(ev)
 		}
 		// Alerts and learned baselines survive a restart: saved when an
 		// alert changes, and every few minutes for the baselines.

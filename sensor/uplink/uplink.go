@@ -218,6 +218,9 @@ func New(cfg Config, q Queue, log *slog.Logger) *Uplink {
 	return u
 }
 
+// Enabled reports whether a broker is configured.
+func (u *Uplink) Enabled() bool { return u.cfg.Enabled() }
+
 // SummaryTopic is the topic sensord enqueues summaries under.
 func (u *Uplink) SummaryTopic() string { return u.topic(KindSummary) }
 

@@ -1,0 +1,166 @@
+package daemon_test
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/peerwatch/peerwatch/internal/testutil"
+	"github.com/peerwatch/peerwatch/sensor/summary"
+)
+
+// received collects what the broker saw on the sensor's topics.
+type received struct {
+	mu        sync.Mutex
+	seqs      map[uint64]bool
+	packets   uint64
+	status    string
+	rejected  []error
+	summaries int
+}
+
+func (r *received) add(topic string, payload []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case strings.HasSuffix(topic, "/summary"):
+		s, err := summary.Decode(payload, summary.Limits{})
+		if err != nil {
+			r.rejected = append(r.rejected, err)
+			return
+		}
+		r.summaries++
+		if r.seqs[s.Seq] { // a QoS 1 redelivery: the collector drops it
+			return
+		}
+		r.seqs[s.Seq] = true
+		r.packets += s.Remote.Total()
+	case strings.HasSuffix(topic, "/status"):
+		r.status = string(payload)
+	}
+}
+
+func (r *received) snapshot() (uint64, int, string, []error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.packets, len(r.seqs), r.status, append([]error(nil), r.rejected...)
+}
+
+// TestNetnsSensordUplink runs sensord with an MQTT broker in its namespace
+// (the embedded mochi broker, as collectord will run it): every summary
+// arrives, decodes strictly, and the remote packets they carry add up to
+// what was sent.
+func TestNetnsSensordUplink(t *testing.T) {
+	testutil.RequireBPF(t)
+	dir := t.TempDir()
+	sensord := buildBinary(t, dir, "sensor/cmd/sensord")
+	peer, sensor := testutil.NewNamespace(t), testutil.NewNamespace(t)
+	testutil.Veth(t, peer, "pw-peer", sensor, "pw-sensor")
+	from := testutil.NewSender(t, peer, "pw-peer")
+
+	// The broker listens inside the sensor's namespace.
+	var ln net.Listener
+	if err := sensor.Do(func() (err error) { ln, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	got := &received{seqs: map[uint64]bool{}}
+	broker := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	if err := broker.AddHook(new(auth.AllowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.AddListener(listeners.NewNet("ns", ln)); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Subscribe("peerwatch/#", 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		got.add(pk.TopicName, pk.Payload)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+
+	cfg := filepath.Join(dir, "sensord.yaml")
+	err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+sensor: {id: up-1}
+data_dir: %[1]s
+bpffs_dir: %[2]s
+interfaces: [{name: pw-sensor}]
+local_prefixes: ["192.0.2.0/24"]
+tables:
+  - {name: country, format: ip-location-country, files: [%[3]s/geo-whois-asn-country-ipv4.csv.gz]}
+drain: {interval: 1s}
+http: {listen: "127.0.0.1:19102"}
+uplink: {broker: "tcp://%[4]s"}
+`, dir, testutil.PinDir(t), ipdb, ln.Addr())), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile, _ := os.Create(filepath.Join(dir, "sensord.log"))
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+sensor.Name, sensord, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile.Name())
+			t.Logf("sensord log:\n%s", b)
+		}
+	}()
+
+	// Wait until sensord is online at the broker.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, _, status, _ := got.snapshot(); strings.Contains(status, `"online"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sensord did not come online at the broker within 60 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	var frames [][]byte
+	for i := range 300 {
+		src := netip.AddrFrom4([4]byte{175, 45, 176, byte(i % 4)}) // KP
+		if i%3 == 0 {
+			src = netip.MustParseAddr("202.36.5.5") // NZ
+		}
+		frames = append(frames, testutil.Frame{Src: src, Dst: netip.MustParseAddr("192.0.2.1")}.Bytes(t))
+	}
+	if err := from.SendPaced(frames, 64); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		packets, seqs, _, rejected := got.snapshot()
+		if len(rejected) > 0 {
+			t.Fatalf("the broker got summaries that do not decode: %v", rejected)
+		}
+		if packets == uint64(len(frames)) {
+			t.Logf("%d summaries carried the %d packets sent", seqs, packets)
+			break
+		}
+		if packets > uint64(len(frames)) || time.Now().After(deadline) {
+			t.Fatalf("summaries at the broker carry %d remote packets, %d were sent", packets, len(frames))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
