@@ -9,6 +9,7 @@ package api
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -266,4 +267,22 @@ type Alert struct {
 	Packets  uint64         `json:"packets"` // since Start
 	Bytes    uint64         `json:"bytes"`
 	Prefixes []netip.Prefix `json:"prefixes"` // the remote prefixes that carried most of it
+}
+
+// CountryLabel is a country of the API for people: "" is traffic that no
+// table places.
+func CountryLabel(cc string) string {
+	if cc == "" {
+		return "unknown"
+	}
+	return cc
+}
+
+// ASLabel is an AS number of the API for people: 0 is traffic that no
+// table places.
+func ASLabel(asn uint32) string {
+	if asn == 0 {
+		return "unknown"
+	}
+	return "AS" + strconv.FormatUint(uint64(asn), 10)
 }

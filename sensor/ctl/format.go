@@ -3,7 +3,6 @@ package ctl
 import (
 	"github.com/peerwatch/peerwatch/sensor/human"
 	"math"
-	"strconv"
 	"time"
 )
 
@@ -44,22 +43,6 @@ func fmtSpan(from, to time.Time) string {
 		layout = "2006-01-02 15:04:05"
 	}
 	return from.Format("2006-01-02 15:04:05") + " to " + to.Format(layout) + " UTC"
-}
-
-// countryLabel is a country of the API: "" is traffic no table places.
-func countryLabel(cc string) string {
-	if cc == "" {
-		return "unknown"
-	}
-	return cc
-}
-
-// asLabel is an AS number of the API: 0 is traffic no table places.
-func asLabel(asn uint32) string {
-	if asn == 0 {
-		return "unknown"
-	}
-	return "AS" + strconv.FormatUint(uint64(asn), 10)
 }
 
 // shorten cuts s to n runes, marking the cut.

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"bytes"
+	"github.com/peerwatch/peerwatch/sensor/api"
 	"math"
 	"testing"
 	"time"
@@ -52,10 +53,10 @@ func TestFormat(t *testing.T) {
 		{fmtTime(time.Date(2026, 3, 14, 13, 0, 0, 0, time.FixedZone("NZDT", 13*3600))), "2026-03-14 00:00:00 UTC"},
 		{fmtSpan(time.Date(2026, 3, 14, 11, 0, 0, 0, time.UTC), time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)), "2026-03-14 11:00:00 to 12:00:00 UTC"},
 		{fmtSpan(time.Date(2026, 3, 13, 12, 0, 0, 0, time.UTC), time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)), "2026-03-13 12:00:00 to 2026-03-14 12:00:00 UTC"},
-		{countryLabel(""), "unknown"},
-		{countryLabel("KP"), "KP"},
-		{asLabel(0), "unknown"},
-		{asLabel(131279), "AS131279"},
+		{api.CountryLabel(""), "unknown"},
+		{api.CountryLabel("KP"), "KP"},
+		{api.ASLabel(0), "unknown"},
+		{api.ASLabel(131279), "AS131279"},
 		{shorten("CHINA169-BACKBONE", 30), "CHINA169-BACKBONE"},
 		{shorten("CHINA169-BACKBONE CHINA UNICOM", 10), "CHINA169-…"},
 		{plural(1, "summary", "summaries"), "1 summary"},

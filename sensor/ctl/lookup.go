@@ -49,8 +49,8 @@ func writeLookup(w io.Writer, l *api.Lookup) error {
 		f.add("prefix", "no loaded table holds it")
 	} else {
 		f.add("prefix", fmt.Sprintf("%s (table %s)", lb.Prefix, orDash(lb.Table)))
-		f.add("country", countryLabel(lb.Country))
-		as := asLabel(lb.ASN)
+		f.add("country", api.CountryLabel(lb.Country))
+		as := api.ASLabel(lb.ASN)
 		if lb.ASName != "" {
 			as += " " + lb.ASName
 		}
@@ -72,8 +72,8 @@ func writeLookup(w io.Writer, l *api.Lookup) error {
 		add("prefix "+l.Prefix.String(), l.Counters)
 	}
 	if l.Labels != nil {
-		add("country "+countryLabel(l.Labels.Country), l.Country)
-		add(asLabel(l.Labels.ASN), l.AS)
+		add("country "+api.CountryLabel(l.Labels.Country), l.Country)
+		add(api.ASLabel(l.Labels.ASN), l.AS)
 	}
 	fmt.Fprintln(w)
 	if len(t.rows) == 0 {

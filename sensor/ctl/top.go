@@ -117,17 +117,17 @@ func writeTop(w io.Writer, t *api.Top) error {
 	case api.ByPrefix:
 		keys = []string{"PREFIX", "COUNTRY", "AS", "AS NAME"}
 		for _, r := range t.PrefixRows() {
-			rows = append(rows, topRow{[]string{r.Prefix.String(), countryLabel(r.Country), asLabel(r.ASN), shorten(r.ASName, 28)}, r.Counters})
+			rows = append(rows, topRow{[]string{r.Prefix.String(), api.CountryLabel(r.Country), api.ASLabel(r.ASN), shorten(r.ASName, 28)}, r.Counters})
 		}
 	case api.ByCountry:
 		keys = []string{"COUNTRY"}
 		for _, r := range t.CountryRows() {
-			rows = append(rows, topRow{[]string{countryLabel(r.Country)}, r.Counters})
+			rows = append(rows, topRow{[]string{api.CountryLabel(r.Country)}, r.Counters})
 		}
 	case api.ByAS:
 		keys = []string{"AS", "AS NAME"}
 		for _, r := range t.ASRows() {
-			rows = append(rows, topRow{[]string{asLabel(r.ASN), shorten(r.ASName, 28)}, r.Counters})
+			rows = append(rows, topRow{[]string{api.ASLabel(r.ASN), shorten(r.ASName, 28)}, r.Counters})
 		}
 	}
 	if len(rows) == 0 {

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"fmt"
+	"github.com/peerwatch/peerwatch/sensor/api"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -486,20 +487,6 @@ func classLabel(c traffic.Class) string {
 	return "Other"
 }
 
-func countryLabel(cc string) string {
-	if cc == "" {
-		return "unknown"
-	}
-	return cc
-}
-
-func asLabel(asn uint32) string {
-	if asn == 0 {
-		return "unknown"
-	}
-	return "AS" + strconv.FormatUint(uint64(asn), 10)
-}
-
 func topTable(w *summary.Summary, by, title, keyName string) topView {
 	t := topView{Title: title, KeyName: keyName}
 	items, all, other := topItems(w, by, dirBoth, pageTopRows)
@@ -509,13 +496,13 @@ func topTable(w *summary.Summary, by, title, keyName string) topView {
 		switch by {
 		case byPrefix:
 			r.Key, r.KeyTitle = it.Prefix.String(), prefixTitle(it.Prefix)
-			r.Country, r.ASN, r.ASName = countryLabel(it.Country), asLabel(it.ASN), it.ASName
+			r.Country, r.ASN, r.ASName = api.CountryLabel(it.Country), api.ASLabel(it.ASN), it.ASName
 			r.UnknownCountry, r.UnknownAS = it.Country == "", it.ASN == 0
 		case byCountry:
-			r.Key, r.KeyTitle = countryLabel(it.Country), "country "+countryLabel(it.Country)
+			r.Key, r.KeyTitle = api.CountryLabel(it.Country), "country "+api.CountryLabel(it.Country)
 			r.UnknownCountry = it.Country == ""
 		case byAS:
-			r.Key, r.KeyTitle = asLabel(it.ASN), asLabel(it.ASN)
+			r.Key, r.KeyTitle = api.ASLabel(it.ASN), api.ASLabel(it.ASN)
 			r.ASName, r.UnknownAS = it.ASName, it.ASN == 0
 			if it.ASN == 0 {
 				r.ASName = "no table knows the origin AS"
