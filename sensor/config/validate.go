@@ -234,22 +234,28 @@ func (c *Config) validateLocal(p *problems) {
 	}
 }
 
+// checkName checks the name of list[i]: present, well formed, not taken by
+// an earlier entry (seen maps names to indexes).
+func (p *problems) checkName(at, what, list, name string, i int, seen map[string]int) {
+	switch {
+	case name == "":
+		p.add(at+".name", "empty")
+	case len(name) > maxNameLen || !namePattern.MatchString(name):
+		p.add(at+".name", "%q is not a %s name (lower-case letters, digits, \"_\" and \"-\", at most %d)", name, what, maxNameLen)
+	default:
+		if j, ok := seen[name]; ok {
+			p.add(at+".name", "%q is already the name of %s[%d]", name, list, j)
+		} else {
+			seen[name] = i
+		}
+	}
+}
+
 func (c *Config) validateTables(p *problems) {
 	seen := map[string]int{}
 	for i, t := range c.Tables {
 		at := fmt.Sprintf("tables[%d]", i)
-		switch {
-		case t.Name == "":
-			p.add(at+".name", "empty")
-		case len(t.Name) > maxNameLen || !namePattern.MatchString(t.Name):
-			p.add(at+".name", "%q is not a table name (lower-case letters, digits, \"_\" and \"-\", at most %d)", t.Name, maxNameLen)
-		default:
-			if j, ok := seen[t.Name]; ok {
-				p.add(at+".name", "%q is already the name of tables[%d]", t.Name, j)
-			} else {
-				seen[t.Name] = i
-			}
-		}
+		p.checkName(at, "table", "tables", t.Name, i, seen)
 		if !slices.Contains(tableFormats, t.Format) {
 			p.add(at+".format", "unknown format %q (want %s)", t.Format, oneOf(tableFormats))
 		}
@@ -340,18 +346,7 @@ func (c *Config) validateWatchLists(p *problems) {
 	seen := map[string]int{}
 	for i, w := range c.WatchLists {
 		at := fmt.Sprintf("watch_lists[%d]", i)
-		switch {
-		case w.Name == "":
-			p.add(at+".name", "empty")
-		case len(w.Name) > maxNameLen || !namePattern.MatchString(w.Name):
-			p.add(at+".name", "%q is not a watch list name (lower-case letters, digits, \"_\" and \"-\", at most %d)", w.Name, maxNameLen)
-		default:
-			if j, ok := seen[w.Name]; ok {
-				p.add(at+".name", "%q is already the name of watch_lists[%d]", w.Name, j)
-			} else {
-				seen[w.Name] = i
-			}
-		}
+		p.checkName(at, "watch list", "watch_lists", w.Name, i, seen)
 		if len(w.Countries) == 0 && len(w.ASNs) == 0 && len(w.Prefixes) == 0 {
 			p.add(at, "watches nothing (set countries, asns or prefixes)")
 		}
