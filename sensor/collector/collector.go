@@ -1,0 +1,658 @@
+// Package collector is the core of collectord: it takes the messages that
+// sensors publish over MQTT (docs/mqtt.md), checks them, drops duplicate
+// summaries, tracks each sensor's health and sequence gaps, and aggregates
+// the summaries fleet-wide per time window.
+//
+// It does no I/O: the caller subscribes to the broker and feeds every
+// message to Handle, which only takes a mutex for in-memory updates, so it
+// is safe to call from MQTT handler goroutines. Aggregates are kept in
+// memory, the last few windows per level.
+package collector
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
+)
+
+// Sentinels of the rejects that are not the summary package's; every error
+// Handle returns wraps one of these or one of summary.ErrVersion,
+// ErrTooLarge, ErrMalformed and ErrInconsistent (see Reason).
+var (
+	// ErrTopic: the topic is not <prefix>/<sensor-id>/summary|alert|status.
+	ErrTopic = errors.New("unexpected topic")
+	// ErrSensorMismatch: the payload names another sensor than its topic.
+	ErrSensorMismatch = errors.New("payload sensor id differs from the topic's")
+	// ErrDuplicate: a summary whose (sensor, seq) was already received.
+	ErrDuplicate = errors.New("duplicate summary")
+	// ErrClock: a summary that ends too far after the collector's now
+	// (Options.MaxSkew); its sensor's clock is wrong.
+	ErrClock = errors.New("summary ends in the future")
+)
+
+// Reasons of rejects, the keys of Rejects.
+const (
+	ReasonTopic          = "topic"
+	ReasonVersion        = "version"
+	ReasonTooLarge       = "too_large"
+	ReasonMalformed      = "malformed"
+	ReasonInconsistent   = "inconsistent"
+	ReasonSensorMismatch = "sensor_mismatch"
+	ReasonDuplicate      = "duplicate"
+	ReasonClock          = "clock"
+)
+
+var reasons = []struct {
+	err    error
+	reason string
+}{
+	{ErrTopic, ReasonTopic},
+	{summary.ErrVersion, ReasonVersion},
+	{summary.ErrTooLarge, ReasonTooLarge},
+	{summary.ErrMalformed, ReasonMalformed},
+	{summary.ErrInconsistent, ReasonInconsistent},
+	{ErrSensorMismatch, ReasonSensorMismatch},
+	{ErrDuplicate, ReasonDuplicate},
+	{ErrClock, ReasonClock},
+}
+
+// Reason names the reject reason of an error returned by Handle ("" for
+// nil, "malformed" for an error that wraps no known sentinel).
+func Reason(err error) string {
+	if err == nil {
+		return ""
+	}
+	for _, r := range reasons {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
+	}
+	return ReasonMalformed
+}
+
+// Defaults of Options, used for fields left at zero.
+const (
+	DefaultTopicPrefix = "peerwatch"
+	DefaultTopN        = 1000
+	DefaultMaxSkew     = 5 * time.Minute
+	// DefaultMaxAlerts is how many alerts the collector keeps.
+	DefaultMaxAlerts = 1000
+	// MaxMessageBytes bounds status and alert payloads.
+	MaxMessageBytes = 64 << 10
+)
+
+// DefaultWindows are the window widths used when Options.Windows is empty.
+var DefaultWindows = []time.Duration{time.Minute, time.Hour, 24 * time.Hour}
+
+// Options of a Collector; zero fields take their defaults.
+type Options struct {
+	// TopicPrefix is the first part of the topics, without a trailing
+	// slash; it may itself have several levels.
+	TopicPrefix string
+	// Limits bound the summaries Decode accepts.
+	Limits summary.Limits
+	// Windows are the widths of the aggregation levels; each window starts
+	// at a multiple of its width in UTC (a day at midnight UTC).
+	// Non-positive and repeated widths are ignored.
+	Windows []time.Duration
+	// Retention is, per entry of Windows, how many windows of that level
+	// are kept, the current one included. A missing or non-positive
+	// entry keeps 60 windows under an hour wide, 48 under a day, else 30.
+	Retention []int
+	// TopN is how many remote prefixes each window keeps; the others are
+	// added to Other, so totals stay exact but a prefix cut early in a
+	// window does not come back.
+	TopN int
+	// MaxSkew is how far after now a summary may end (sensor clocks
+	// drift); later ones are refused with ErrClock.
+	MaxSkew time.Duration
+}
+
+func defaultRetention(width time.Duration) int {
+	switch {
+	case width < time.Hour:
+		return 60
+	case width < 24*time.Hour:
+		return 48
+	}
+	return 30
+}
+
+// LevelName is the name of the level of windows of the given width, as
+// Window takes it: "1m", "1h", "1d", "10s", "90m".
+func LevelName(width time.Duration) string {
+	switch {
+	case width%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", width/(24*time.Hour))
+	case width%time.Hour == 0:
+		return fmt.Sprintf("%dh", width/time.Hour)
+	case width%time.Minute == 0:
+		return fmt.Sprintf("%dm", width/time.Minute)
+	case width%time.Second == 0:
+		return fmt.Sprintf("%ds", width/time.Second)
+	}
+	return width.String()
+}
+
+// SensorState is what the collector knows of one sensor.
+type SensorState struct {
+	ID       string    `json:"id"`
+	Online   bool      `json:"online"`
+	Version  string    `json:"version,omitempty"`
+	Board    string    `json:"board,omitempty"`
+	LastSeen time.Time `json:"last_seen"` // the last message of any kind, rejects included
+	// LastSeq is the highest sequence number received.
+	LastSeq    uint64 `json:"last_seq"`
+	Summaries  uint64 `json:"summaries"` // accepted
+	Duplicates uint64 `json:"duplicates"`
+	// Gaps are the sequence numbers below LastSeq not received (yet), at
+	// most the last 1000 ranges.
+	Gaps []SeqRange `json:"gaps,omitempty"`
+	// LastEnd is the latest end of an accepted summary, and Lag how far
+	// it is behind the now given to Sensors (0 before any summary).
+	LastEnd time.Time     `json:"last_end"`
+	Lag     time.Duration `json:"lag"`
+	// Rejects counts this sensor's rejected messages by reason.
+	Rejects map[string]uint64 `json:"rejects,omitempty"`
+}
+
+// SensorCount is the traffic of one sensor.
+type SensorCount struct {
+	Sensor string `json:"sensor"`
+	traffic.Counters
+}
+
+// Alert is an alert a sensor published.
+type Alert struct {
+	Sensor   string          `json:"sensor"`
+	Event    string          `json:"event"`
+	Received time.Time       `json:"received"`
+	Alert    json.RawMessage `json:"alert"`
+}
+
+type sensor struct {
+	id               string
+	online           bool
+	version, board   string
+	lastSeen         time.Time
+	lastEnd          time.Time
+	summaries, dupes uint64
+	seqs             seqTracker
+	rejects          map[string]uint64
+}
+
+// bucket is one window of one level.
+type bucket struct {
+	sum     summary.Summary
+	bySeen  map[string]map[string]*traffic.Counters // country -> sensor -> counters
+	started time.Time
+}
+
+type level struct {
+	name    string
+	width   time.Duration
+	keep    int
+	buckets map[time.Time]*bucket // by window start, UTC
+	pruned  time.Time             // the horizon of the last prune
+}
+
+// horizon is the start of the oldest window the level keeps at now.
+func (l *level) horizon(now time.Time) time.Time {
+	return now.UTC().Truncate(l.width).Add(-time.Duration(l.keep-1) * l.width)
+}
+
+// Collector aggregates what the fleet's sensors publish.
+type Collector struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	clock   time.Time // the latest now given to Handle
+	sensors map[string]*sensor
+	levels  []*level // finest first
+	rejects map[string]uint64
+	alerts  []Alert // ring of DefaultMaxAlerts
+	alertAt int     // next slot once the ring is full
+}
+
+// New returns a collector. log may be nil.
+func New(opts Options, log *slog.Logger) *Collector {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.TopicPrefix == "" {
+		opts.TopicPrefix = DefaultTopicPrefix
+	}
+	opts.TopicPrefix = strings.TrimSuffix(opts.TopicPrefix, "/")
+	if opts.TopN <= 0 {
+		opts.TopN = DefaultTopN
+	}
+	if opts.MaxSkew <= 0 {
+		opts.MaxSkew = DefaultMaxSkew
+	}
+	windows := opts.Windows
+	if len(windows) == 0 {
+		windows = DefaultWindows
+	}
+	c := &Collector{
+		opts:    opts,
+		log:     log.With("component", "collector"),
+		sensors: make(map[string]*sensor),
+		rejects: make(map[string]uint64),
+	}
+	for i, w := range windows {
+		if w <= 0 || slices.ContainsFunc(c.levels, func(l *level) bool { return l.width == w }) {
+			c.log.Warn("ignoring window width", "width", w)
+			continue
+		}
+		keep := 0
+		if i < len(opts.Retention) {
+			keep = opts.Retention[i]
+		}
+		if keep <= 0 {
+			keep = defaultRetention(w)
+		}
+		c.levels = append(c.levels, &level{name: LevelName(w), width: w, keep: keep, buckets: make(map[time.Time]*bucket)})
+	}
+	slices.SortFunc(c.levels, func(a, b *level) int { return cmp.Compare(a.width, b.width) })
+	return c
+}
+
+// Levels names the aggregation levels, finest first.
+func (c *Collector) Levels() []string {
+	names := make([]string, len(c.levels))
+	for i, l := range c.levels {
+		names[i] = l.name
+	}
+	return names
+}
+
+// Handle takes one message as received on topic at now. A refused message
+// is counted by reason (Rejects) and returned as an error that wraps the
+// reason's sentinel; the caller should log these rate-limited.
+func (c *Collector) Handle(topic string, payload []byte, now time.Time) error {
+	id, kind, ok := c.parseTopic(topic)
+	if !ok {
+		return c.reject(nil, now, fmt.Errorf("%w: %q", ErrTopic, truncate(topic)))
+	}
+	var err error
+	switch kind {
+	case "summary":
+		err = c.handleSummary(id, payload, now)
+	case "status":
+		err = c.handleStatus(id, payload, now)
+	case "alert":
+		err = c.handleAlert(id, payload, now)
+	}
+	if err != nil {
+		return c.reject(&id, now, fmt.Errorf("%s from sensor %s: %w", kind, id, err))
+	}
+	return nil
+}
+
+func (c *Collector) parseTopic(topic string) (id, kind string, ok bool) {
+	rest, ok := strings.CutPrefix(topic, c.opts.TopicPrefix+"/")
+	if !ok {
+		return "", "", false
+	}
+	id, kind, ok = strings.Cut(rest, "/")
+	if !ok || !validSensorID(id) {
+		return "", "", false
+	}
+	switch kind {
+	case "summary", "status", "alert":
+		return id, kind, true
+	}
+	return "", "", false
+}
+
+// reject counts err under its reason, fleet-wide and for the sensor id
+// when the topic named one, and returns it.
+func (c *Collector) reject(id *string, now time.Time, err error) error {
+	r := Reason(err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick(now)
+	c.rejects[r]++
+	if id != nil {
+		s := c.sensorLocked(*id)
+		s.lastSeen = now
+		if r == ReasonDuplicate {
+			s.dupes++
+		}
+		if s.rejects == nil {
+			s.rejects = make(map[string]uint64)
+		}
+		s.rejects[r]++
+	}
+	return err
+}
+
+// tick advances the collector's clock and drops the windows past every
+// level's retention.
+func (c *Collector) tick(now time.Time) {
+	if !now.After(c.clock) {
+		return
+	}
+	c.clock = now
+	for _, l := range c.levels {
+		h := l.horizon(now)
+		if !h.After(l.pruned) {
+			continue
+		}
+		l.pruned = h
+		for start := range l.buckets {
+			if start.Before(h) {
+				delete(l.buckets, start)
+			}
+		}
+	}
+}
+
+func (c *Collector) sensorLocked(id string) *sensor {
+	s, ok := c.sensors[id]
+	if !ok {
+		s = &sensor{id: id}
+		c.sensors[id] = s
+		c.log.Info("new sensor", "sensor", id)
+	}
+	return s
+}
+
+func (c *Collector) handleSummary(id string, payload []byte, now time.Time) error {
+	// Decoding is the costly part, and needs no lock.
+	sum, err := summary.Decode(payload, c.opts.Limits)
+	if err != nil {
+		return err
+	}
+	if sum.Sensor != id {
+		return fmt.Errorf("%w: payload says %q", ErrSensorMismatch, sum.Sensor)
+	}
+	if sum.End.After(now.Add(c.opts.MaxSkew)) {
+		return fmt.Errorf("%w: seq %d ends at %s, now is %s", ErrClock, sum.Seq, sum.End.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick(now)
+	s := c.sensorLocked(id)
+	if !s.seqs.add(sum.Seq) {
+		// Counted by reject, which takes the lock again.
+		return fmt.Errorf("%w: seq %d", ErrDuplicate, sum.Seq)
+	}
+	s.lastSeen = now
+	s.summaries++
+	if sum.End.After(s.lastEnd) {
+		s.lastEnd = sum.End
+	}
+	for _, l := range c.levels {
+		start := sum.End.UTC().Truncate(l.width)
+		if start.Before(l.horizon(c.clock)) {
+			continue // older than this level keeps
+		}
+		b := l.buckets[start]
+		if b == nil {
+			b = &bucket{started: start, bySeen: make(map[string]map[string]*traffic.Counters)}
+			l.buckets[start] = b
+		}
+		b.sum.Merge(sum)
+		b.sum.TopN(c.opts.TopN)
+		for _, cc := range sum.Countries {
+			m := b.bySeen[cc.Country]
+			if m == nil {
+				m = make(map[string]*traffic.Counters)
+				b.bySeen[cc.Country] = m
+			}
+			if m[id] == nil {
+				m[id] = new(traffic.Counters)
+			}
+			m[id].Add(cc.Counters)
+		}
+	}
+	return nil
+}
+
+type statusMessage struct {
+	State   string `json:"state"`
+	Version string `json:"version"`
+	Board   string `json:"board"`
+}
+
+func (c *Collector) handleStatus(id string, payload []byte, now time.Time) error {
+	var st statusMessage
+	if err := decodeMessage(payload, &st); err != nil {
+		return err
+	}
+	if st.State != "online" && st.State != "offline" {
+		return fmt.Errorf("%w: state %q is neither online nor offline", summary.ErrMalformed, truncate(st.State))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick(now)
+	s := c.sensorLocked(id)
+	s.lastSeen = now
+	s.online = st.State == "online"
+	if s.online {
+		s.version, s.board = st.Version, st.Board
+	}
+	return nil
+}
+
+type alertMessage struct {
+	Sensor string          `json:"sensor"`
+	Event  string          `json:"event"`
+	Alert  json.RawMessage `json:"alert"`
+}
+
+func (c *Collector) handleAlert(id string, payload []byte, now time.Time) error {
+	var m alertMessage
+	if err := decodeMessage(payload, &m); err != nil {
+		return err
+	}
+	if m.Sensor != id {
+		return fmt.Errorf("%w: payload says %q", ErrSensorMismatch, truncate(m.Sensor))
+	}
+	if m.Event == "" {
+		return fmt.Errorf("%w: alert without an event", summary.ErrMalformed)
+	}
+	if len(m.Alert) == 0 || m.Alert[0] != '{' {
+		return fmt.Errorf("%w: alert is not a JSON object", summary.ErrMalformed)
+	}
+	a := Alert{Sensor: id, Event: m.Event, Received: now, Alert: m.Alert}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick(now)
+	c.sensorLocked(id).lastSeen = now
+	if len(c.alerts) < DefaultMaxAlerts {
+		c.alerts = append(c.alerts, a)
+	} else {
+		c.alerts[c.alertAt] = a
+		c.alertAt = (c.alertAt + 1) % DefaultMaxAlerts
+	}
+	return nil
+}
+
+// decodeMessage decodes a status or alert payload: one JSON object, at most
+// MaxMessageBytes; unknown fields are allowed (these messages carry no
+// schema version).
+func decodeMessage(payload []byte, v any) error {
+	if len(payload) > MaxMessageBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", summary.ErrTooLarge, len(payload), MaxMessageBytes)
+	}
+	if len(payload) == 0 || payload[0] != '{' {
+		return fmt.Errorf("%w: not a JSON object", summary.ErrMalformed)
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", summary.ErrMalformed, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: data after the JSON object", summary.ErrMalformed)
+	}
+	return nil
+}
+
+// Rejects counts the refused messages by reason; every reason is present.
+func (c *Collector) Rejects() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]uint64, len(reasons))
+	for _, r := range reasons {
+		out[r.reason] = c.rejects[r.reason]
+	}
+	return out
+}
+
+// Sensors lists every sensor heard from, by id, with its lag at now.
+func (c *Collector) Sensors(now time.Time) []SensorState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]SensorState, 0, len(c.sensors))
+	for _, s := range c.sensors {
+		st := SensorState{
+			ID: s.id, Online: s.online, Version: s.version, Board: s.board,
+			LastSeen: s.lastSeen, LastSeq: s.seqs.high, Summaries: s.summaries, Duplicates: s.dupes,
+			LastEnd: s.lastEnd,
+		}
+		if len(s.seqs.gaps) > 0 {
+			st.Gaps = slices.Clone(s.seqs.gaps)
+		}
+		if !s.lastEnd.IsZero() {
+			st.Lag = now.Sub(s.lastEnd)
+		}
+		if len(s.rejects) > 0 {
+			st.Rejects = make(map[string]uint64, len(s.rejects))
+			for k, v := range s.rejects {
+				st.Rejects[k] = v
+			}
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b SensorState) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (c *Collector) levelLocked(name string) *level {
+	for _, l := range c.levels {
+		if l.name == name {
+			return l
+		}
+	}
+	return nil
+}
+
+// windowsLocked returns the buckets of l that start in [from, to), oldest first.
+func windowsLocked(l *level, from, to time.Time) []*bucket {
+	var out []*bucket
+	for start, b := range l.buckets {
+		if !start.Before(from) && start.Before(to) {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, func(a, b *bucket) int { return a.started.Compare(b.started) })
+	return out
+}
+
+// Window returns the fleet's traffic in the windows of the level (as
+// named by LevelName) that start in [from, to): a merge of every sensor's
+// summaries, with at most TopN prefixes. It is nil when the level is
+// unknown, and an empty summary when no window holds data.
+func (c *Collector) Window(levelName string, from, to time.Time) *summary.Summary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.levelLocked(levelName)
+	if l == nil {
+		return nil
+	}
+	out := &summary.Summary{Schema: summary.SchemaVersion}
+	for _, b := range windowsLocked(l, from, to) {
+		out.Merge(&b.sum)
+	}
+	out.Sensor, out.Seq = "", 0
+	out.TopN(c.opts.TopN)
+	return out
+}
+
+// WhoSees returns how much traffic of a country ("" for traffic no table
+// places) each sensor saw in the windows that start in [from, to), most
+// packets first. It reads the finest level that still keeps the window
+// of from, or the coarsest level.
+func (c *Collector) WhoSees(country string, from, to time.Time) []SensorCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.levels) == 0 {
+		return nil
+	}
+	l := c.levels[len(c.levels)-1]
+	for _, cand := range c.levels {
+		if !from.UTC().Truncate(cand.width).Before(cand.horizon(c.clock)) {
+			l = cand
+			break
+		}
+	}
+	sums := make(map[string]*traffic.Counters)
+	for _, b := range windowsLocked(l, from.UTC().Truncate(l.width), to) {
+		for id, n := range b.bySeen[country] {
+			if sums[id] == nil {
+				sums[id] = new(traffic.Counters)
+			}
+			sums[id].Add(*n)
+		}
+	}
+	out := make([]SensorCount, 0, len(sums))
+	for id, n := range sums {
+		out = append(out, SensorCount{Sensor: id, Counters: *n})
+	}
+	slices.SortFunc(out, func(a, b SensorCount) int {
+		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.Sensor, b.Sensor))
+	})
+	return out
+}
+
+// Alerts returns up to n of the latest alerts, newest first.
+func (c *Collector) Alerts(n int) []Alert {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n = min(n, len(c.alerts))
+	out := make([]Alert, 0, max(n, 0))
+	for i := range n {
+		// The newest is just before alertAt (or last, while not full).
+		j := (c.alertAt - 1 - i + 2*len(c.alerts)) % len(c.alerts)
+		out = append(out, c.alerts[j])
+	}
+	return out
+}
+
+// validSensorID is the rule of docs/mqtt.md: 1 to 64 of A-Z a-z 0-9 . _ -
+// (summary.Decode checks the same for the payload).
+func validSensorID(id string) bool {
+	if len(id) == 0 || len(id) > summary.MaxSensorID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
