@@ -1,0 +1,72 @@
+// Command collectord is the peerwatch fleet collector: it receives the
+// summaries, alerts and status messages the sensors publish over MQTT and
+// serves the fleet's traffic as a JSON API (docs/collectord.md).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/peerwatch/peerwatch/sensor/collectord"
+	"github.com/peerwatch/peerwatch/sensor/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "collectord:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("collectord", flag.ContinueOnError)
+	var cfg collectord.Config
+	fs.StringVar(&cfg.EmbeddedBroker, "embedded-broker", "", "run an MQTT broker in-process on `ADDR` (e.g. :1883) and collect from it")
+	fs.StringVar(&cfg.Broker, "broker", "", "collect from the external broker at `URL` (tcp://host:1883)")
+	fs.StringVar(&cfg.ShareGroup, "share-group", "", "with --broker, subscribe as a member of the shared subscription `NAME`")
+	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", collectord.DefaultTopicPrefix, "the first level(s) of the sensors' topics")
+	listen := fs.String("listen", collectord.DefaultListen, "serve the JSON API on `ADDR`")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: collectord (--embedded-broker ADDR | --broker URL [--share-group NAME]) [flags]
+
+collectord receives what the peerwatch sensors publish over MQTT, checks it,
+aggregates the fleet's traffic per window in memory and serves it as a JSON
+API under /api/v1/ (see docs/collectord.md).
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *showVersion {
+		fmt.Println(version.String("collectord"))
+		return nil
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	d, err := collectord.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	log.Info("starting", "version", version.Version)
+	return d.Run(ctx, ln)
+}
