@@ -306,7 +306,7 @@ func (c *Collector) parseTopic(topic string) (id, kind string, ok bool) {
 		return "", "", false
 	}
 	id, kind, ok = strings.Cut(rest, "/")
-	if !ok || !validSensorID(id) {
+	if !ok || !summary.ValidSensorID(id) {
 		return "", "", false
 	}
 	switch kind {
@@ -631,23 +631,6 @@ func (c *Collector) Alerts(n int) []Alert {
 		out = append(out, c.alerts[j])
 	}
 	return out
-}
-
-// validSensorID is the rule of docs/mqtt.md: 1 to 64 of A-Z a-z 0-9 . _ -
-// (summary.Decode checks the same for the payload).
-func validSensorID(id string) bool {
-	if len(id) == 0 || len(id) > summary.MaxSensorID {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func truncate(s string) string {

@@ -304,7 +304,7 @@ func validate(s *Summary, l Limits) error {
 	if s.Schema != SchemaVersion {
 		return fmt.Errorf("%w: schema version %d, this code reads version %d", ErrVersion, s.Schema, SchemaVersion)
 	}
-	if !validSensorID(s.Sensor) {
+	if !ValidSensorID(s.Sensor) {
 		return fmt.Errorf("%w: sensor id %q is not 1 to %d of A-Z a-z 0-9 . _ -", ErrMalformed, truncateForError(s.Sensor), MaxSensorID)
 	}
 	if s.Seq == 0 {
@@ -369,7 +369,9 @@ func noDuplicates[T any, K comparable](name string, list []T, key func(T) K) err
 	return nil
 }
 
-func validSensorID(id string) bool {
+// ValidSensorID reports whether id is a sensor id (docs/mqtt.md): 1 to 64
+// of A-Z a-z 0-9 . _ -, so that it is one topic level and never a wildcard.
+func ValidSensorID(id string) bool {
 	if len(id) == 0 || len(id) > MaxSensorID {
 		return false
 	}

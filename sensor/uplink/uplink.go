@@ -15,10 +15,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/peerwatch/peerwatch/sensor/summary"
 	"log/slog"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -125,13 +125,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
-var sensorID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
 // ValidateSensorID checks that id is 1 to 64 of A-Z a-z 0-9 . _ -
 // (docs/mqtt.md), so that it is always one topic level, never '+', '#'
 // or '/'.
 func ValidateSensorID(id string) error {
-	if !sensorID.MatchString(id) {
+	if !summary.ValidSensorID(id) {
 		return fmt.Errorf("%q: want 1 to 64 of A-Z a-z 0-9 . _ -", id)
 	}
 	return nil
