@@ -26,11 +26,11 @@ type WatchList struct {
 	Prefixes  []netip.Prefix
 }
 
-func (w *WatchList) matches(key netip.Addr, l labels) bool {
-	if l.country != "" && slices.Contains(w.Countries, l.country) {
+func (w *WatchList) matches(key netip.Addr, l Labels) bool {
+	if l.Country != "" && slices.Contains(w.Countries, l.Country) {
 		return true
 	}
-	if l.asn != 0 && slices.Contains(w.ASNs, l.asn) {
+	if l.ASN != 0 && slices.Contains(w.ASNs, l.ASN) {
 		return true
 	}
 	for _, p := range w.Prefixes {
@@ -67,38 +67,49 @@ func WatchTable(lists []WatchList) *prefixes.Table {
 	return t
 }
 
-type labels struct {
-	prefix  netip.Prefix
-	country string
-	asn     uint32
-	asName  string
+// Labels are what the tables say of an address: its remote prefix (the
+// longest table prefix that holds it, from Table) and the first country and
+// AS that a table knows.
+type Labels struct {
+	Prefix  netip.Prefix
+	Table   string
+	Country string
+	ASN     uint32
+	ASName  string
 }
 
-// resolve finds a key's remote prefix (the longest table prefix that holds
-// it) and its labels (the first table that knows a country, an AS).
-func (s *Summarizer) resolve(tables []*prefixes.Table, key netip.Addr) labels {
-	var l labels
+// Resolve looks an address up in every table. Prefix is invalid when no
+// table holds it.
+func Resolve(tables []*prefixes.Table, addr netip.Addr) Labels {
+	var l Labels
 	for _, t := range tables {
-		e, ok := t.Lookup(key)
+		e, ok := t.Lookup(addr)
 		if !ok {
 			continue
 		}
-		if !l.prefix.IsValid() || e.Prefix.Bits() > l.prefix.Bits() {
-			l.prefix = e.Prefix
+		if !l.Prefix.IsValid() || e.Prefix.Bits() > l.Prefix.Bits() {
+			l.Prefix, l.Table = e.Prefix, t.Name()
 		}
-		if l.country == "" {
-			l.country = e.Country
+		if l.Country == "" {
+			l.Country = e.Country
 		}
-		if l.asn == 0 && e.ASN != 0 {
-			l.asn, l.asName = e.ASN, e.ASName
+		if l.ASN == 0 && e.ASN != 0 {
+			l.ASN, l.ASName = e.ASN, e.ASName
 		}
 	}
-	if !l.prefix.IsValid() {
+	return l
+}
+
+// resolve is Resolve for a counting key: keys no table holds keep their
+// fixed-length block.
+func (s *Summarizer) resolve(tables []*prefixes.Table, key netip.Addr) Labels {
+	l := Resolve(tables, key)
+	if !l.Prefix.IsValid() {
 		bits := s.v4KeyLen
 		if key.Is6() {
 			bits = s.v6KeyLen
 		}
-		l.prefix = netip.PrefixFrom(key, bits).Masked()
+		l.Prefix = netip.PrefixFrom(key, bits).Masked()
 	}
 	return l
 }
@@ -122,22 +133,22 @@ func (s *Summarizer) Summarize(iv *datapath.Interval) *summary.Summary {
 	for _, r := range iv.Remote {
 		l := s.resolve(tables, r.Key)
 		sum.Remote.Add(r.Counters)
-		p := byPrefix[l.prefix]
+		p := byPrefix[l.Prefix]
 		if p == nil {
-			p = &summary.PrefixCount{Prefix: l.prefix, Country: l.country, ASN: l.asn, ASName: l.asName}
-			byPrefix[l.prefix] = p
+			p = &summary.PrefixCount{Prefix: l.Prefix, Country: l.Country, ASN: l.ASN, ASName: l.ASName}
+			byPrefix[l.Prefix] = p
 		}
 		p.Counters.Add(r.Counters)
-		c := byCountry[l.country]
+		c := byCountry[l.Country]
 		if c == nil {
 			c = &traffic.Counters{}
-			byCountry[l.country] = c
+			byCountry[l.Country] = c
 		}
 		c.Add(r.Counters)
-		a := byAS[l.asn]
+		a := byAS[l.ASN]
 		if a == nil {
-			a = &summary.ASCount{ASN: l.asn, ASName: l.asName}
-			byAS[l.asn] = a
+			a = &summary.ASCount{ASN: l.ASN, ASName: l.ASName}
+			byAS[l.ASN] = a
 		}
 		a.Counters.Add(r.Counters)
 		for i := range s.watch {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/peerwatch/peerwatch/sensor/aggregate"
 	"github.com/peerwatch/peerwatch/sensor/linkwatch"
 	"github.com/peerwatch/peerwatch/sensor/store"
 	"github.com/peerwatch/peerwatch/sensor/summary"
@@ -102,23 +103,8 @@ func (s *source) Lookup(addr netip.Addr) (web.Labels, bool) {
 	s.d.mu.Lock()
 	tables := s.d.labels
 	s.d.mu.Unlock()
-	var l web.Labels
-	for _, t := range tables {
-		e, ok := t.Lookup(addr)
-		if !ok {
-			continue
-		}
-		if !l.Prefix.IsValid() || e.Prefix.Bits() > l.Prefix.Bits() {
-			l.Prefix, l.Table = e.Prefix, t.Name()
-		}
-		if l.Country == "" {
-			l.Country = e.Country
-		}
-		if l.ASN == 0 {
-			l.ASN, l.ASName = e.ASN, e.ASName
-		}
-	}
-	return l, l.Prefix.IsValid()
+	l := aggregate.Resolve(tables, addr)
+	return web.Labels{Prefix: l.Prefix, Country: l.Country, ASN: l.ASN, ASName: l.ASName, Table: l.Table}, l.Prefix.IsValid()
 }
 
 var _ linkwatch.State
