@@ -6,7 +6,8 @@
 // It does no I/O: the caller subscribes to the broker and feeds every
 // message to Handle, which only takes a mutex for in-memory updates, so it
 // is safe to call from MQTT handler goroutines. Aggregates are kept in
-// memory, the last few windows per level.
+// memory, the last few windows per level. The caller persists them with
+// Checkpoint and Restore (persist.go).
 package collector
 
 import (
@@ -189,6 +190,7 @@ type sensor struct {
 	summaries, dupes uint64
 	seqs             seqTracker
 	rejects          map[string]uint64
+	dirty            bool // changed since the last Checkpoint
 }
 
 // bucket is one window of one level.
@@ -196,6 +198,7 @@ type bucket struct {
 	sum     summary.Summary
 	bySeen  map[string]map[string]*traffic.Counters // country -> sensor -> counters
 	started time.Time
+	dirty   bool // changed since the last Checkpoint
 }
 
 type level struct {
@@ -223,6 +226,11 @@ type Collector struct {
 	rejects map[string]uint64
 	alerts  []Alert // ring of DefaultMaxAlerts
 	alertAt int     // next slot once the ring is full
+	// alertsNext is the index of the next alert: the alerts ever received
+	// (restored by Restore); the ring holds the last len(alerts) of them.
+	alertsNext uint64
+	// alertsSaved is the alertsNext of the last Checkpoint.
+	alertsSaved uint64
 }
 
 // New returns a collector. log may be nil.
@@ -281,9 +289,17 @@ func (c *Collector) Levels() []string {
 // is counted by reason (Rejects) and returned as an error that wraps the
 // reason's sentinel; the caller should log these rate-limited.
 func (c *Collector) Handle(topic string, payload []byte, now time.Time) error {
+	return c.handle(topic, payload, now, false)
+}
+
+func (c *Collector) handle(topic string, payload []byte, now time.Time, replay bool) error {
 	id, kind, ok := c.parseTopic(topic)
 	if !ok {
-		return c.reject(nil, now, fmt.Errorf("%w: %q", ErrTopic, truncate(topic)))
+		err := fmt.Errorf("%w: %q", ErrTopic, truncate(topic))
+		if replay {
+			return err
+		}
+		return c.reject(nil, now, err)
 	}
 	var err error
 	switch kind {
@@ -292,7 +308,12 @@ func (c *Collector) Handle(topic string, payload []byte, now time.Time) error {
 	case "status":
 		err = c.handleStatus(id, payload, now)
 	case "alert":
-		err = c.handleAlert(id, payload, now)
+		err = c.handleAlert(id, payload, now, replay)
+	}
+	if err != nil && replay {
+		// Replay (persist.go) counts nothing it refuses: the message was
+		// counted when it was first received.
+		return fmt.Errorf("%s from sensor %s: %w", kind, id, err)
 	}
 	if err != nil {
 		return c.reject(&id, now, fmt.Errorf("%s from sensor %s: %w", kind, id, err))
@@ -366,6 +387,7 @@ func (c *Collector) sensorLocked(id string) *sensor {
 		c.sensors[id] = s
 		c.log.Info("new sensor", "sensor", id)
 	}
+	s.dirty = true // every caller changes it
 	return s
 }
 
@@ -405,6 +427,7 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 			b = &bucket{started: start, bySeen: make(map[string]map[string]*traffic.Counters)}
 			l.buckets[start] = b
 		}
+		b.dirty = true
 		b.sum.Merge(sum)
 		b.sum.TopN(c.opts.TopN)
 		for _, cc := range sum.Countries {
@@ -454,7 +477,7 @@ type alertMessage struct {
 	Alert  json.RawMessage `json:"alert"`
 }
 
-func (c *Collector) handleAlert(id string, payload []byte, now time.Time) error {
+func (c *Collector) handleAlert(id string, payload []byte, now time.Time, replay bool) error {
 	var m alertMessage
 	if err := decodeMessage(payload, &m); err != nil {
 		return err
@@ -472,7 +495,11 @@ func (c *Collector) handleAlert(id string, payload []byte, now time.Time) error 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick(now)
+	if replay && c.hasAlertLocked(a) {
+		return ErrReplayed
+	}
 	c.sensorLocked(id).lastSeen = now
+	c.alertsNext++
 	if len(c.alerts) < DefaultMaxAlerts {
 		c.alerts = append(c.alerts, a)
 	} else {

@@ -1,0 +1,488 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
+)
+
+// Persistence, without I/O: Checkpoint hands the caller what changed since
+// the previous checkpoint (or everything), in types that encoding/json
+// writes and reads; Restore loads a full checkpoint into a new collector;
+// Replay then takes the messages received after that checkpoint again, from
+// the caller's journal, without counting twice what the checkpoint already
+// holds. collectord's store (sensor/fleetstore) does the I/O.
+
+// ErrRestore: Restore refused a checkpoint; the error names the record.
+var ErrRestore = errors.New("invalid collector checkpoint")
+
+// Bounds of what Restore accepts, beyond summary.Limits.
+const (
+	// MaxRestoreSensors bounds the sensors of a checkpoint, and of one
+	// country of a window.
+	MaxRestoreSensors = 100_000
+	// maxSeqRuns is how many runs of received sequence numbers a SeqState
+	// lists before it carries the bitmap instead.
+	maxSeqRuns = 64
+)
+
+// Checkpoint is the collector's state, or the part of it that changed since
+// the previous Checkpoint.
+type Checkpoint struct {
+	// Full: everything, not only what changed.
+	Full bool `json:"full,omitempty"`
+	// Clock is the latest now given to Handle.
+	Clock time.Time `json:"clock"`
+	// Levels are the configured levels; windows of other levels, and the
+	// windows of a level that start before its Horizon, are gone.
+	Levels []LevelState `json:"levels"`
+	// Windows that changed (all of them when Full).
+	Windows []WindowState `json:"windows,omitempty"`
+	// Sensors that changed (all of them when Full).
+	Sensors []SensorRecord `json:"sensors,omitempty"`
+	// Alerts received since the previous Checkpoint (all that are kept
+	// when Full), oldest first. Alerts with an index below
+	// AlertsNext-DefaultMaxAlerts are gone.
+	Alerts     []AlertRecord `json:"alerts,omitempty"`
+	AlertsNext uint64        `json:"alerts_next"`
+	// Rejects by reason, fleet-wide (always complete).
+	Rejects map[string]uint64 `json:"rejects"`
+}
+
+// LevelState is one aggregation level.
+type LevelState struct {
+	Name  string        `json:"name"`
+	Width time.Duration `json:"width"`
+	Keep  int           `json:"keep"`
+	// Horizon is the start of the oldest window the level keeps (zero
+	// before the first message).
+	Horizon time.Time `json:"horizon,omitzero"`
+}
+
+// WindowState is one window of one level.
+type WindowState struct {
+	Level   string          `json:"level"`
+	Start   time.Time       `json:"start"`
+	Summary summary.Summary `json:"summary"`
+	// BySeen is each country's traffic per sensor (country -> sensor).
+	BySeen map[string]map[string]traffic.Counters `json:"by_seen,omitempty"`
+}
+
+// SensorRecord is what the collector knows of one sensor.
+type SensorRecord struct {
+	ID         string            `json:"id"`
+	Online     bool              `json:"online,omitempty"`
+	Version    string            `json:"version,omitempty"`
+	Board      string            `json:"board,omitempty"`
+	LastSeen   time.Time         `json:"last_seen"`
+	LastEnd    time.Time         `json:"last_end,omitzero"`
+	Summaries  uint64            `json:"summaries,omitempty"`
+	Duplicates uint64            `json:"duplicates,omitempty"`
+	Rejects    map[string]uint64 `json:"rejects,omitempty"`
+	Seqs       SeqState          `json:"seqs"`
+}
+
+// SeqState is a sensor's sequence tracker: the highest seq received, the
+// seqs received among the 100000 up to it (as runs, or when there are many
+// runs as the tracker's bitmap, 12.5 KiB), and the gaps below.
+type SeqState struct {
+	High     uint64     `json:"high"`
+	Received []SeqRange `json:"received,omitempty"`
+	Bitmap   []byte     `json:"bitmap,omitempty"`
+	Gaps     []SeqRange `json:"gaps,omitempty"`
+}
+
+// AlertRecord is an alert and its index: the alerts ever received before it.
+type AlertRecord struct {
+	Index uint64 `json:"index"`
+	Alert
+}
+
+// Checkpoint returns what changed since the previous Checkpoint, or the
+// whole state when full, and marks it unchanged. A caller whose write of a
+// checkpoint failed asks for a full one next.
+func (c *Collector) Checkpoint(full bool) *Checkpoint {
+	type rawSensor struct {
+		rec  SensorRecord
+		seqs seqTracker
+	}
+	var raw []rawSensor
+	cp := &Checkpoint{Full: full, Rejects: make(map[string]uint64, len(reasons))}
+
+	c.mu.Lock()
+	cp.Clock = c.clock
+	maps.Copy(cp.Rejects, c.rejects)
+	for _, l := range c.levels {
+		ls := LevelState{Name: l.name, Width: l.width, Keep: l.keep}
+		if !c.clock.IsZero() {
+			ls.Horizon = l.horizon(c.clock)
+		}
+		cp.Levels = append(cp.Levels, ls)
+		for start, b := range l.buckets {
+			if !full && !b.dirty {
+				continue
+			}
+			b.dirty = false
+			cp.Windows = append(cp.Windows, WindowState{Level: l.name, Start: start, Summary: cloneSummary(&b.sum), BySeen: cloneBySeen(b.bySeen)})
+		}
+	}
+	for _, s := range c.sensors {
+		if !full && !s.dirty {
+			continue
+		}
+		s.dirty = false
+		raw = append(raw, rawSensor{
+			rec: SensorRecord{ID: s.id, Online: s.online, Version: s.version, Board: s.board, LastSeen: s.lastSeen, LastEnd: s.lastEnd,
+				Summaries: s.summaries, Duplicates: s.dupes, Rejects: maps.Clone(s.rejects)},
+			seqs: seqTracker{high: s.seqs.high, bits: slices.Clone(s.seqs.bits), gaps: slices.Clone(s.seqs.gaps)},
+		})
+	}
+	cp.AlertsNext = c.alertsNext
+	first := c.alertsNext - uint64(len(c.alerts)) // the oldest index kept
+	from := first
+	if !full {
+		from = max(from, c.alertsSaved)
+	}
+	for i := from; i < c.alertsNext; i++ {
+		pos := (uint64(c.alertAt) + i - first) % uint64(len(c.alerts))
+		cp.Alerts = append(cp.Alerts, AlertRecord{Index: i, Alert: c.alerts[pos]})
+	}
+	c.alertsSaved = c.alertsNext
+	c.mu.Unlock()
+
+	// Encoding the trackers takes a scan of each bitmap: outside the lock.
+	for _, r := range raw {
+		r.rec.Seqs = r.seqs.state()
+		cp.Sensors = append(cp.Sensors, r.rec)
+	}
+	slices.SortFunc(cp.Sensors, func(a, b SensorRecord) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(cp.Windows, func(a, b WindowState) int {
+		if a.Level != b.Level {
+			return cmpString(a.Level, b.Level)
+		}
+		return a.Start.Compare(b.Start)
+	})
+	return cp
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cloneSummary(s *summary.Summary) summary.Summary {
+	out := *s
+	out.Prefixes = slices.Clone(s.Prefixes)
+	out.Countries = slices.Clone(s.Countries)
+	out.ASes = slices.Clone(s.ASes)
+	out.Watch = slices.Clone(s.Watch)
+	return out
+}
+
+func cloneBySeen(m map[string]map[string]*traffic.Counters) map[string]map[string]traffic.Counters {
+	out := make(map[string]map[string]traffic.Counters, len(m))
+	for country, bySensor := range m {
+		o := make(map[string]traffic.Counters, len(bySensor))
+		for id, n := range bySensor {
+			o[id] = *n
+		}
+		out[country] = o
+	}
+	return out
+}
+
+// Restore loads a full checkpoint into a collector that has not handled a
+// message yet. Windows of levels that are not configured, and windows
+// older than their level keeps, are left out (they are gone from the
+// store at the next checkpoint); a window with more prefixes than TopN is
+// cut to TopN. Anything invalid or over a bound refuses the whole
+// checkpoint with an error that wraps ErrRestore and names the record.
+func (c *Collector) Restore(cp *Checkpoint) error {
+	limits := restoreLimits(c.opts.Limits)
+	byLevel := map[string]*level{}
+	for _, l := range c.levels {
+		byLevel[l.name] = l
+	}
+	type key struct {
+		level string
+		start time.Time
+	}
+	buckets := map[key]*bucket{}
+	ignored := 0
+	for _, w := range cp.Windows {
+		name := fmt.Sprintf("window %s %s", w.Level, w.Start.UTC().Format(time.RFC3339))
+		l := byLevel[w.Level]
+		if l == nil {
+			ignored++
+			continue
+		}
+		start := w.Start.UTC()
+		if !start.Equal(start.Truncate(l.width)) {
+			return fmt.Errorf("%w: %s: start not a multiple of %s", ErrRestore, name, l.width)
+		}
+		if !cp.Clock.IsZero() && start.Before(l.horizon(cp.Clock)) {
+			ignored++
+			continue
+		}
+		k := key{w.Level, start}
+		if buckets[k] != nil {
+			return fmt.Errorf("%w: %s: twice", ErrRestore, name)
+		}
+		s := w.Summary
+		switch {
+		case len(s.Prefixes) > limits.MaxPrefixes:
+			return fmt.Errorf("%w: %s: %d prefixes, limit %d", ErrRestore, name, len(s.Prefixes), limits.MaxPrefixes)
+		case len(s.Countries) > limits.MaxCountries || len(w.BySeen) > limits.MaxCountries:
+			return fmt.Errorf("%w: %s: %d countries, limit %d", ErrRestore, name, max(len(s.Countries), len(w.BySeen)), limits.MaxCountries)
+		case len(s.ASes) > limits.MaxASes:
+			return fmt.Errorf("%w: %s: %d ASes, limit %d", ErrRestore, name, len(s.ASes), limits.MaxASes)
+		case len(s.Watch) > limits.MaxWatch:
+			return fmt.Errorf("%w: %s: %d watch lists, limit %d", ErrRestore, name, len(s.Watch), limits.MaxWatch)
+		}
+		if err := s.Check(); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrRestore, name, err)
+		}
+		s.Sort()
+		s.TopN(c.opts.TopN)
+		b := &bucket{sum: s, started: start, bySeen: make(map[string]map[string]*traffic.Counters, len(w.BySeen))}
+		for country, bySensor := range w.BySeen {
+			if len(bySensor) > MaxRestoreSensors {
+				return fmt.Errorf("%w: %s: country %q seen by %d sensors, limit %d", ErrRestore, name, country, len(bySensor), MaxRestoreSensors)
+			}
+			m := make(map[string]*traffic.Counters, len(bySensor))
+			for id, n := range bySensor {
+				if !summary.ValidSensorID(id) {
+					return fmt.Errorf("%w: %s: country %q: invalid sensor id %q", ErrRestore, name, country, truncate(id))
+				}
+				m[id] = &n
+			}
+			b.bySeen[country] = m
+		}
+		buckets[k] = b
+	}
+
+	if len(cp.Sensors) > MaxRestoreSensors {
+		return fmt.Errorf("%w: %d sensors, limit %d", ErrRestore, len(cp.Sensors), MaxRestoreSensors)
+	}
+	sensors := make(map[string]*sensor, len(cp.Sensors))
+	for _, r := range cp.Sensors {
+		if !summary.ValidSensorID(r.ID) {
+			return fmt.Errorf("%w: sensor %q: invalid id", ErrRestore, truncate(r.ID))
+		}
+		if sensors[r.ID] != nil {
+			return fmt.Errorf("%w: sensor %s: twice", ErrRestore, r.ID)
+		}
+		if err := checkRejects(r.Rejects); err != nil {
+			return fmt.Errorf("%w: sensor %s: %w", ErrRestore, r.ID, err)
+		}
+		seqs, err := restoreSeqs(r.Seqs)
+		if err != nil {
+			return fmt.Errorf("%w: sensor %s: %w", ErrRestore, r.ID, err)
+		}
+		sensors[r.ID] = &sensor{id: r.ID, online: r.Online, version: r.Version, board: r.Board, lastSeen: r.LastSeen, lastEnd: r.LastEnd,
+			summaries: r.Summaries, dupes: r.Duplicates, seqs: seqs, rejects: maps.Clone(r.Rejects)}
+	}
+	if err := checkRejects(cp.Rejects); err != nil {
+		return fmt.Errorf("%w: %w", ErrRestore, err)
+	}
+
+	if len(cp.Alerts) > DefaultMaxAlerts {
+		return fmt.Errorf("%w: %d alerts, limit %d", ErrRestore, len(cp.Alerts), DefaultMaxAlerts)
+	}
+	var alerts []Alert
+	for i, a := range cp.Alerts {
+		switch {
+		case a.Index >= cp.AlertsNext:
+			return fmt.Errorf("%w: alert %d: index not below alerts_next %d", ErrRestore, a.Index, cp.AlertsNext)
+		case i > 0 && a.Index <= cp.Alerts[i-1].Index:
+			return fmt.Errorf("%w: alert %d: indexes not increasing", ErrRestore, a.Index)
+		case cp.AlertsNext-a.Index > DefaultMaxAlerts:
+			continue // older than the ring keeps
+		case !summary.ValidSensorID(a.Sensor):
+			return fmt.Errorf("%w: alert %d: invalid sensor id %q", ErrRestore, a.Index, truncate(a.Sensor))
+		case len(a.Alert.Alert) > MaxMessageBytes:
+			return fmt.Errorf("%w: alert %d: %d bytes, limit %d", ErrRestore, a.Index, len(a.Alert.Alert), MaxMessageBytes)
+		}
+		alerts = append(alerts, a.Alert)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.clock.IsZero() || len(c.sensors) > 0 || c.alertsNext > 0 {
+		return fmt.Errorf("%w: the collector already has state", ErrRestore)
+	}
+	c.clock = cp.Clock
+	for _, l := range c.levels {
+		for k, b := range buckets {
+			if k.level == l.name {
+				l.buckets[k.start] = b
+			}
+		}
+	}
+	c.sensors = sensors
+	for r, n := range cp.Rejects {
+		c.rejects[r] = n
+	}
+	c.alerts = alerts
+	c.alertAt = 0 // the oldest is first
+	c.alertsNext, c.alertsSaved = cp.AlertsNext, cp.AlertsNext
+	if ignored > 0 {
+		c.log.Info("restore: left out windows of levels not configured or past their retention", "windows", ignored)
+	}
+	return nil
+}
+
+func checkRejects(m map[string]uint64) error {
+next:
+	for r := range m {
+		for _, x := range reasons {
+			if x.reason == r {
+				continue next
+			}
+		}
+		return fmt.Errorf("unknown reject reason %q", truncate(r))
+	}
+	return nil
+}
+
+// restoreLimits are the limits of summary.Decode, with its defaults for
+// the fields left at zero.
+func restoreLimits(l summary.Limits) summary.Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxPrefixes, summary.DefaultMaxPrefixes)
+	def(&l.MaxCountries, summary.DefaultMaxCountries)
+	def(&l.MaxASes, summary.DefaultMaxASes)
+	def(&l.MaxWatch, summary.DefaultMaxWatch)
+	return l
+}
+
+// Replay takes again a message that was received at received, before the
+// restart, after Restore: as Handle, except that a summary whose (sensor,
+// seq) is already known, or an alert equal to one kept (same sensor, event,
+// time received and body), is skipped, and that nothing refused is counted
+// (it was counted when first received). It returns nil when the message
+// changed the state, else an error that says why not.
+func (c *Collector) Replay(topic string, payload []byte, received time.Time) error {
+	return c.handle(topic, payload, received, true)
+}
+
+// ErrReplayed: Replay skipped an alert that the collector already keeps.
+var ErrReplayed = errors.New("already restored")
+
+func (c *Collector) hasAlertLocked(a Alert) bool {
+	for _, x := range c.alerts {
+		if x.Sensor == a.Sensor && x.Event == a.Event && x.Received.Equal(a.Received) && bytes.Equal(x.Alert, a.Alert) {
+			return true
+		}
+	}
+	return false
+}
+
+// window is the range of seqs the bitmap covers: [lo, t.high].
+func (t *seqTracker) window() (lo uint64) {
+	if t.high >= seqWindow {
+		return t.high - seqWindow + 1
+	}
+	return 1
+}
+
+// state encodes the tracker.
+func (t *seqTracker) state() SeqState {
+	st := SeqState{High: t.high, Gaps: slices.Clone(t.gaps)}
+	if t.bits == nil || t.high == 0 {
+		return st
+	}
+	var runs []SeqRange
+	for s := t.window(); s <= t.high; s++ {
+		if !t.bit(s) {
+			continue
+		}
+		if n := len(runs); n > 0 && runs[n-1].Last == s-1 {
+			runs[n-1].Last = s
+			continue
+		}
+		if len(runs) == maxSeqRuns {
+			st.Bitmap = make([]byte, 8*len(t.bits))
+			for i, w := range t.bits {
+				binary.LittleEndian.PutUint64(st.Bitmap[8*i:], w)
+			}
+			return st
+		}
+		runs = append(runs, SeqRange{s, s})
+	}
+	st.Received = runs
+	return st
+}
+
+// restoreSeqs decodes and checks a SeqState.
+func restoreSeqs(st SeqState) (seqTracker, error) {
+	t := seqTracker{high: st.High}
+	if len(st.Gaps) > maxGaps {
+		return t, fmt.Errorf("%d gaps, limit %d", len(st.Gaps), maxGaps)
+	}
+	for i, g := range st.Gaps {
+		if g.First == 0 || g.First > g.Last || g.Last >= st.High || (i > 0 && g.First <= st.Gaps[i-1].Last) {
+			return t, fmt.Errorf("gap %d-%d: not inside [1, %d) and above the previous gap", g.First, g.Last, st.High)
+		}
+	}
+	t.gaps = slices.Clone(st.Gaps)
+	if st.High == 0 {
+		if len(st.Received) > 0 || len(st.Bitmap) > 0 || len(st.Gaps) > 0 {
+			return t, errors.New("seqs received but high is 0")
+		}
+		return t, nil
+	}
+	t.bits = make([]uint64, (seqWindow+63)/64)
+	lo := t.window()
+	switch {
+	case len(st.Bitmap) > 0 && len(st.Received) > 0:
+		return t, errors.New("both received runs and bitmap")
+	case len(st.Bitmap) > 0:
+		if len(st.Bitmap) != 8*len(t.bits) {
+			return t, fmt.Errorf("bitmap of %d bytes, want %d", len(st.Bitmap), 8*len(t.bits))
+		}
+		// Only the bits of seqs in the window: anything else in the
+		// bitmap would be taken for a seq received.
+		src := seqTracker{bits: make([]uint64, len(t.bits))}
+		for i := range src.bits {
+			src.bits[i] = binary.LittleEndian.Uint64(st.Bitmap[8*i:])
+		}
+		for s := lo; s <= t.high; s++ {
+			if src.bit(s) {
+				t.setBit(s)
+			}
+		}
+	default:
+		if len(st.Received) > maxSeqRuns {
+			return t, fmt.Errorf("%d received runs, limit %d", len(st.Received), maxSeqRuns)
+		}
+		for i, r := range st.Received {
+			if r.First < lo || r.First > r.Last || r.Last > t.high || (i > 0 && r.First <= st.Received[i-1].Last) {
+				return t, fmt.Errorf("received run %d-%d: not inside [%d, %d] and above the previous run", r.First, r.Last, lo, t.high)
+			}
+			for s := r.First; s <= r.Last; s++ {
+				t.setBit(s)
+			}
+		}
+	}
+	if !t.bit(t.high) {
+		return t, fmt.Errorf("high %d not among the seqs received", t.high)
+	}
+	return t, nil
+}
