@@ -417,62 +417,136 @@ func (st *Store) open() error {
 // load opens the file with buntdb after checking it; a damaged file is
 // moved aside and a new one started.
 func (st *Store) load() (*buntdb.DB, meta, error) {
-	sc, err := scanLog(st.path)
+	var m meta
+	db, rec, err := loadFile(st.path, st.log, func(db *buntdb.DB) error {
+		var err error
+		m, err = st.readMeta(db)
+		return err
+	})
+	st.aside, st.reason = rec.Aside, rec.Reason
+	return db, m, err
+}
+
+// Recovery is what opening a buntdb file found wrong with it.
+type Recovery struct {
+	// Aside is the file the damaged file, or the unfinished write at its
+	// end, was moved to ("" when the file was sound).
+	Aside  string
+	Reason error // wraps ErrDamaged, ErrSchema or ErrUnfinishedWrite
+}
+
+// loadFile opens the buntdb file at path after checking its log: a write
+// that a crash cut short at the end is cut off and kept in a damaged-file;
+// a file that buntdb would refuse or mis-load, or whose content check
+// refuses (with an error wrapping ErrDamaged or ErrSchema), is moved aside
+// and a new, empty file started, on which check runs again.
+func loadFile(path string, log *slog.Logger, check func(*buntdb.DB) error) (*buntdb.DB, Recovery, error) {
+	var rec Recovery
+	replace := func(reason error) (*buntdb.DB, Recovery, error) {
+		aside, err := moveAside(path)
+		if err != nil {
+			return nil, rec, fmt.Errorf("move the damaged file aside (%v): %w", reason, err)
+		}
+		log.Error("store file damaged: moved it aside and started a new store", "path", path, "aside", aside, "reason", reason)
+		rec = Recovery{aside, reason}
+		db, err := openBunt(path)
+		if err != nil {
+			return nil, rec, err
+		}
+		if err := check(db); err != nil {
+			_ = db.Close()
+			return nil, rec, err
+		}
+		return db, rec, nil
+	}
+	sc, err := scanLog(path)
 	if errors.Is(err, errLogInvalid) {
-		return st.replace(fmt.Errorf("%w: %w", ErrDamaged, err))
+		return replace(fmt.Errorf("%w: %w", ErrDamaged, err))
 	}
 	if err != nil {
-		return nil, meta{}, err
+		return nil, rec, err
 	}
 	if sc.good == 0 && sc.size > 0 && !sc.tail {
 		// All NUL: whatever was written never reached the disk.
-		return st.replace(fmt.Errorf("%w: the file is %d NUL bytes", ErrDamaged, sc.size))
+		return replace(fmt.Errorf("%w: the file is %d NUL bytes", ErrDamaged, sc.size))
 	}
 	if sc.good < sc.size {
 		if sc.tail {
-			aside, err := cutTail(st.path, sc.good)
+			aside, err := cutTail(path, sc.good)
 			if err != nil {
-				return nil, meta{}, err
+				return nil, rec, err
 			}
 			reason := fmt.Errorf("%w: %d bytes from offset %d", ErrUnfinishedWrite, sc.size-sc.good, sc.good)
-			st.log.Warn("store file ended in a write that a crash cut short: moved those bytes aside and cut them off",
-				"path", st.path, "aside", aside, "reason", reason)
-			st.aside, st.reason = aside, reason
+			log.Warn("store file ended in a write that a crash cut short: moved those bytes aside and cut them off",
+				"path", path, "aside", aside, "reason", reason)
+			rec = Recovery{aside, reason}
 		} else {
-			if err := os.Truncate(st.path, sc.good); err != nil {
-				return nil, meta{}, err
+			if err := os.Truncate(path, sc.good); err != nil {
+				return nil, rec, err
 			}
-			st.log.Warn("removed the NUL bytes a crash left at the end of the store file", "path", st.path, "bytes", sc.size-sc.good)
+			log.Warn("removed the NUL bytes a crash left at the end of the store file", "path", path, "bytes", sc.size-sc.good)
 		}
 	}
-	db, err := openBunt(st.path)
+	db, err := openBunt(path)
 	if err != nil {
 		if !isLoadDamage(err) {
-			return nil, meta{}, err
+			return nil, rec, err
 		}
-		return st.replace(fmt.Errorf("%w: %w", ErrDamaged, err))
+		return replace(fmt.Errorf("%w: %w", ErrDamaged, err))
 	}
-	m, err := st.readMeta(db)
-	if err != nil {
+	if err := check(db); err != nil {
 		_ = db.Close()
-		return st.replace(err)
+		if !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrSchema) {
+			return nil, rec, err
+		}
+		return replace(err)
 	}
-	return db, m, nil
+	return db, rec, nil
 }
 
-// replace moves the file aside and opens a new one.
-func (st *Store) replace(reason error) (*buntdb.DB, meta, error) {
-	aside, err := moveAside(st.path)
-	if err != nil {
-		return nil, meta{}, fmt.Errorf("move the damaged file aside (%v): %w", reason, err)
+// File is a buntdb file of another kind of store (collectord's), opened
+// with the same checks and recovery as Open and locked against a second
+// opener.
+type File struct {
+	DB *buntdb.DB
+	// Recovery is what opening found wrong with the file.
+	Recovery Recovery
+	lock     *os.File
+}
+
+// OpenFile opens (creating it and its directory if needed) and locks the
+// buntdb file at path. It cuts off a write that a crash left unfinished at
+// the end of the file and moves a file that buntdb cannot load exactly
+// aside, as Open does, keeping the bytes in "<path>.damaged-<unix time>".
+// check then reads the loaded database; when it returns an error that wraps
+// ErrDamaged or ErrSchema, the file is moved aside as well and a new one
+// started (check runs on it too). Any other error fails OpenFile.
+func OpenFile(path string, check func(*buntdb.DB) error, log *slog.Logger) (*File, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	st.log.Error("store file damaged: moved it aside and started a new store", "path", st.path, "aside", aside, "reason", reason)
-	st.aside, st.reason = aside, reason
-	db, err := openBunt(st.path)
-	if err != nil {
-		return nil, meta{}, err
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return db, meta{fresh: true}, nil
+	lock, err := lockFile(path + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db, rec, err := loadFile(path, log, check)
+	if err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &File{DB: db, Recovery: rec, lock: lock}, nil
+}
+
+// Close closes the database and releases the lock.
+func (f *File) Close() error {
+	err := f.DB.Close()
+	if lerr := f.lock.Close(); err == nil {
+		err = lerr
+	}
+	return err
 }
 
 var errBuntPanic = errors.New("buntdb panicked")
