@@ -2,7 +2,8 @@
 // sensors publish over MQTT (docs/mqtt.md) to a collector.Collector, either
 // from an embedded mochi-mqtt broker or from a paho subscriber to an
 // external broker, and serves the fleet's view as a JSON API
-// (docs/collectord.md).
+// (docs/collectord.md). With a data directory, the collector's state is
+// kept in a store (sensor/fleetstore) across restarts and crashes.
 package collectord
 
 import (
@@ -14,6 +15,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +30,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/peerwatch/peerwatch/sensor/collector"
+	"github.com/peerwatch/peerwatch/sensor/fleetstore"
+	"github.com/peerwatch/peerwatch/sensor/store"
 )
 
 // Defaults of Config.
@@ -35,6 +40,14 @@ const (
 	DefaultListen      = "127.0.0.1:9200"
 	// RejectLogInterval is how often a reject of one reason is logged.
 	RejectLogInterval = time.Minute
+	// DefaultDataDir is where the daemon keeps its store.
+	DefaultDataDir = "/var/lib/peerwatch-collectord"
+	// DefaultFlushInterval is how often the collector's state is written.
+	DefaultFlushInterval = 10 * time.Second
+	// DefaultSync is the store's sync policy.
+	DefaultSync = "always"
+	// MaxKeep bounds the windows a level keeps.
+	MaxKeep = 100_000
 )
 
 // ErrConfig: the configuration is invalid.
@@ -52,10 +65,24 @@ type Config struct {
 	// several collectors split the messages.
 	ShareGroup string
 	// ClientID of the subscriber to Broker (default
-	// "peerwatch-collectord-<host>-<pid>").
+	// "peerwatch-collectord-<host>"). The session is persistent: the
+	// broker queues the messages that arrive while the collector is away
+	// for the next connection with this id.
 	ClientID string
 	// TopicPrefix is the first level(s) of the sensors' topics.
 	TopicPrefix string
+	// DataDir holds the store (fleetstore.FileName); "" keeps everything
+	// in memory only.
+	DataDir string
+	// FlushInterval is how often the collector's state is written to the
+	// store (default DefaultFlushInterval).
+	FlushInterval time.Duration
+	// Sync is the store's sync policy: always (default), everysecond or
+	// never (see docs/collectord.md for the loss window of each).
+	Sync string
+	// Keep is how many windows each level keeps, by level name (1m, 1h,
+	// 1d); missing levels keep their default (60, 48, 30).
+	Keep map[string]int
 }
 
 // Validate names the first invalid field and the reason.
@@ -71,6 +98,23 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: share group %q: must not hold / + #", ErrConfig, c.ShareGroup)
 	case strings.ContainsAny(c.TopicPrefix, "+#"):
 		return fmt.Errorf("%w: topic prefix %q: must not hold + #", ErrConfig, c.TopicPrefix)
+	}
+	if c.FlushInterval < 0 {
+		return fmt.Errorf("%w: flush interval %v: must not be negative", ErrConfig, c.FlushInterval)
+	}
+	if c.Sync != "" {
+		var p store.SyncPolicy
+		if err := p.UnmarshalText([]byte(c.Sync)); err != nil {
+			return fmt.Errorf("%w: sync %q: want always, everysecond or never", ErrConfig, c.Sync)
+		}
+	}
+	for name, n := range c.Keep {
+		if !slices.Contains(levelNames(), name) {
+			return fmt.Errorf("%w: keep %s: unknown level, want one of %s", ErrConfig, name, strings.Join(levelNames(), ", "))
+		}
+		if n < 1 || n > MaxKeep {
+			return fmt.Errorf("%w: keep %s=%d: want 1 to %d windows", ErrConfig, name, n, MaxKeep)
+		}
 	}
 	if c.Broker != "" {
 		u, err := url.Parse(c.Broker)
@@ -88,9 +132,56 @@ func (c Config) withDefaults() Config {
 	c.TopicPrefix = strings.TrimSuffix(c.TopicPrefix, "/")
 	if c.ClientID == "" {
 		host, _ := os.Hostname()
-		c.ClientID = fmt.Sprintf("peerwatch-collectord-%s-%d", host, os.Getpid())
+		c.ClientID = "peerwatch-collectord-" + host
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.Sync == "" {
+		c.Sync = DefaultSync
 	}
 	return c
+}
+
+func levelNames() []string {
+	var out []string
+	for _, w := range windowWidths() {
+		out = append(out, collector.LevelName(w))
+	}
+	return out
+}
+
+// Levels are the aggregation levels, finest first, with the windows each
+// keeps (Config.Keep or the default).
+func (c Config) Levels() []collector.LevelState {
+	var out []collector.LevelState
+	keep := windowKeep()
+	for i, w := range windowWidths() {
+		name := collector.LevelName(w)
+		n := keep[i]
+		if k, ok := c.Keep[name]; ok {
+			n = k
+		}
+		out = append(out, collector.LevelState{Name: name, Width: w, Keep: n})
+	}
+	return out
+}
+
+// ParseKeep reads "1m=120,1d=60" into Config.Keep.
+func ParseKeep(s string) (map[string]int, error) {
+	out := map[string]int{}
+	if s == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		name, n, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		count, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("%w: keep %q: want LEVEL=COUNT, e.g. 1m=60", ErrConfig, kv)
+		}
+		out[name] = count
+	}
+	return out, nil
 }
 
 // Filter is the subscription that receives every sensor message.
@@ -107,6 +198,7 @@ type Daemon struct {
 	cfg Config
 	log *slog.Logger
 	col *collector.Collector
+	st  *fleetstore.Store // nil without DataDir
 	now func() time.Time
 	// subscribed: the subscription to the broker is in place.
 	subscribed atomic.Bool
@@ -125,14 +217,61 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	return &Daemon{
+	opts := collector.Options{TopicPrefix: cfg.TopicPrefix}
+	for _, l := range cfg.Levels() {
+		opts.Windows = append(opts.Windows, l.Width)
+		opts.Retention = append(opts.Retention, l.Keep)
+	}
+	d := &Daemon{
 		cfg:       cfg,
 		log:       log.With("component", "collectord"),
-		col:       collector.New(collector.Options{TopicPrefix: cfg.TopicPrefix, Windows: windowWidths(), Retention: windowKeep()}, log),
+		col:       collector.New(opts, log),
 		now:       time.Now,
 		rejectLog: make(map[string]time.Time),
 		skipped:   make(map[string]uint64),
-	}, nil
+	}
+	if cfg.DataDir != "" {
+		var sync store.SyncPolicy
+		_ = sync.UnmarshalText([]byte(cfg.Sync)) // checked by Validate
+		st, err := fleetstore.Open(fleetstore.Path(cfg.DataDir), d.col, fleetstore.Options{Sync: sync}, log)
+		if err != nil {
+			return nil, err
+		}
+		d.st = st
+	}
+	return d, nil
+}
+
+// StoreStats returns the statistics of the store; false without one.
+func (d *Daemon) StoreStats() (fleetstore.Stats, bool) {
+	if d.st == nil {
+		return fleetstore.Stats{}, false
+	}
+	return d.st.Stats(), true
+}
+
+// Levels are the collector's aggregation levels with the windows each keeps.
+func (d *Daemon) Levels() []collector.LevelState { return d.cfg.Levels() }
+
+// Close releases the store of a daemon that Run did not run (Run closes it
+// when it returns).
+func (d *Daemon) Close() error {
+	if d.st == nil {
+		return nil
+	}
+	err := d.st.Close()
+	if errors.Is(err, store.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// flush writes the collector's state to the store, if there is one.
+func (d *Daemon) flush() error {
+	if d.st == nil {
+		return nil
+	}
+	return d.st.Flush()
 }
 
 // Collector is the daemon's collector.
@@ -143,26 +282,48 @@ func (d *Daemon) Collector() *collector.Collector { return d.col }
 // acknowledged on the current connection.
 func (d *Daemon) Subscribed() bool { return d.subscribed.Load() }
 
-// handle takes one MQTT message; it never blocks on I/O.
-func (d *Daemon) handle(topic string, payload []byte) {
+// handle takes one MQTT message. With a store, an accepted summary or
+// alert is journaled before handle returns, and so before the message is
+// acknowledged; the error is that of the journal write (a refused message
+// is counted and logged, not returned).
+func (d *Daemon) handle(topic string, payload []byte) error {
 	now := d.now()
 	err := d.col.Handle(topic, payload, now)
 	if err == nil {
-		return
+		if d.st == nil || !(strings.HasSuffix(topic, "/summary") || strings.HasSuffix(topic, "/alert")) {
+			return nil
+		}
+		if err := d.st.Journal(topic, payload, now); err != nil {
+			if skipped, ok := d.logNow("journal", now); ok {
+				d.log.Error("journal write failed: the message is counted, but only the next flush keeps it",
+					"topic", topic, "err", err, "not_logged_since", skipped)
+			}
+			return err
+		}
+		return nil
 	}
 	reason := collector.Reason(err)
-	d.mu.Lock()
-	last, ok := d.rejectLog[reason]
-	if ok && now.Sub(last) < RejectLogInterval {
-		d.skipped[reason]++
-		d.mu.Unlock()
-		return
+	if skipped, ok := d.logNow(reason, now); ok {
+		d.log.Warn("rejected message", "reason", reason, "err", err, "not_logged_since", skipped)
 	}
-	skipped := d.skipped[reason]
-	d.rejectLog[reason] = now
-	d.skipped[reason] = 0
-	d.mu.Unlock()
-	d.log.Warn("rejected message", "reason", reason, "err", err, "not_logged_since", skipped)
+	return nil
+}
+
+// logNow rate-limits the log lines of one kind to one per
+// RejectLogInterval; it returns whether to log now and how many were
+// not logged since the last one.
+func (d *Daemon) logNow(kind string, now time.Time) (skipped uint64, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	last, seen := d.rejectLog[kind]
+	if seen && now.Sub(last) < RejectLogInterval {
+		d.skipped[kind]++
+		return 0, false
+	}
+	skipped = d.skipped[kind]
+	d.rejectLog[kind] = now
+	d.skipped[kind] = 0
+	return skipped, true
 }
 
 // Run feeds the collector and serves the API on ln until ctx ends.
@@ -187,7 +348,63 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	} else {
 		g.Go(func() error { return d.runSubscriber(ctx) })
 	}
-	return g.Wait()
+	if d.st != nil {
+		g.Go(func() error { d.flushLoop(ctx); return nil })
+	}
+	err := g.Wait()
+	if d.st != nil {
+		// The message source has stopped: the last flush.
+		if ferr := d.flush(); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		if cerr := d.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
+	return err
+}
+
+// flushLoop flushes every FlushInterval until ctx ends.
+func (d *Daemon) flushLoop(ctx context.Context) {
+	t := time.NewTicker(d.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.flush(); err != nil {
+				d.log.Error("flush failed; the journal keeps the messages, the next flush writes everything", "err", err)
+			}
+		}
+	}
+}
+
+// collectHook feeds the collector from the embedded broker. It runs in
+// OnPublish, which mochi calls before it sends the PUBACK to the sensor
+// (server.go, processPublish, v2.7.9), whereas inline subscriptions are
+// called after the PUBACK: so a summary is journaled before the sensor
+// drops it from its outbox. A journal write that fails rejects the
+// packet: no PUBACK, and the sensor publishes it again.
+type collectHook struct {
+	mochi.HookBase
+	d      *Daemon
+	prefix string // "<topic prefix>/"
+}
+
+func (h *collectHook) ID() string { return "peerwatch-collector" }
+
+func (h *collectHook) Provides(b byte) bool { return b == mochi.OnPublish }
+
+func (h *collectHook) OnPublish(_ *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	rest, ok := strings.CutPrefix(pk.TopicName, h.prefix)
+	if !ok || strings.Count(rest, "/") != 1 {
+		return pk, nil // not <prefix>/+/+
+	}
+	if err := h.d.handle(pk.TopicName, pk.Payload); err != nil {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
 }
 
 // runEmbedded runs mochi in-process and feeds the collector from an inline
@@ -203,10 +420,8 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: d.cfg.EmbeddedBroker})); err != nil {
 		return fmt.Errorf("embedded broker listener %s: %w", d.cfg.EmbeddedBroker, err)
 	}
-	if err := s.Subscribe(d.cfg.Filter(), 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
-		d.handle(pk.TopicName, pk.Payload)
-	}); err != nil {
-		return fmt.Errorf("embedded broker subscribe %s: %w", d.cfg.Filter(), err)
+	if err := s.AddHook(&collectHook{d: d, prefix: d.cfg.TopicPrefix + "/"}, nil); err != nil {
+		return fmt.Errorf("embedded broker collector hook: %w", err)
 	}
 	if err := s.Serve(); err != nil {
 		return fmt.Errorf("embedded broker on %s: %w", d.cfg.EmbeddedBroker, err)
@@ -226,14 +441,22 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 func (d *Daemon) runSubscriber(ctx context.Context) error {
 	log := d.log.With("broker", d.cfg.Broker, "client_id", d.cfg.ClientID)
 	filter := d.cfg.Filter()
+	// paho acknowledges a message when its handler returns, and handle
+	// journals it first. The session is persistent (clean session off, a
+	// stable client id): the broker keeps the subscription and queues what
+	// arrives while the collector is away, and sends that right after
+	// CONNECT, before the SUBSCRIBE below is sent again; the default
+	// handler takes those.
+	handler := func(_ mqtt.Client, m mqtt.Message) { _ = d.handle(m.Topic(), m.Payload()) }
 	o := mqtt.NewClientOptions().AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
-		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
+		SetCleanSession(false).SetDefaultPublishHandler(handler).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
 		SetMaxReconnectInterval(time.Minute).SetKeepAlive(30 * time.Second)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		log.Info("connected; subscribing", "filter", filter)
 		// The handler runs inline in paho's router; collector.Handle is
-		// in-memory and fast, so it does not block the connection.
-		tok := c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) { d.handle(m.Topic(), m.Payload()) })
+		// in-memory and the journal one small write, so it does not block
+		// the connection for long.
+		tok := c.Subscribe(filter, 1, handler)
 		go func() {
 			switch {
 			case !tok.WaitTimeout(30 * time.Second):

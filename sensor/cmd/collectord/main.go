@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/peerwatch/peerwatch/sensor/collectord"
+	"github.com/peerwatch/peerwatch/sensor/fleetstore"
 	"github.com/peerwatch/peerwatch/sensor/version"
 )
 
@@ -34,29 +35,43 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.EmbeddedBroker, "embedded-broker", "", "run an MQTT broker in-process on `ADDR` (e.g. :1883) and collect from it")
 	fs.StringVar(&cfg.Broker, "broker", "", "collect from the external broker at `URL` (tcp://host:1883)")
 	fs.StringVar(&cfg.ShareGroup, "share-group", "", "with --broker, subscribe as a member of the shared subscription `NAME`")
+	fs.StringVar(&cfg.ClientID, "client-id", "", "with --broker, the MQTT client `ID` of the persistent session (default peerwatch-collectord-<host>; one per collector)")
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", collectord.DefaultTopicPrefix, "the first level(s) of the sensors' topics")
+	fs.StringVar(&cfg.DataDir, "data-dir", collectord.DefaultDataDir, "keep the collector's state in `DIR`/"+fleetstore.FileName+" across restarts (\"\": in memory only)")
+	fs.DurationVar(&cfg.FlushInterval, "flush-interval", collectord.DefaultFlushInterval, "write the collector's state to the store every `DURATION` (and at shutdown)")
+	fs.StringVar(&cfg.Sync, "sync", collectord.DefaultSync, "the store's sync `POLICY`: always (each journal write is fsynced), everysecond or never")
+	keep := fs.String("keep", "1m=60,1h=48,1d=30", "how many windows each level keeps, as `LEVEL=N,...`")
 	listen := fs.String("listen", collectord.DefaultListen, "serve the JSON API on `ADDR`")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: collectord (--embedded-broker ADDR | --broker URL [--share-group NAME]) [flags]
 
 collectord receives what the peerwatch sensors publish over MQTT, checks it,
-aggregates the fleet's traffic per window in memory and serves it as a JSON
-API under /api/v1/ (see docs/collectord.md).
+aggregates the fleet's traffic per window and serves it as a JSON API under
+/api/v1/ (see docs/collectord.md). Its state (windows, sensors, dedupe,
+alerts) is kept in a store in --data-dir: every accepted summary is
+journaled before it is acknowledged, and the state is written every
+--flush-interval and at shutdown, so that a restart or a crash neither
+loses a summary nor counts one twice. With --broker the MQTT session is
+persistent: the broker queues what arrives while collectord is away.
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	if *showVersion {
 		fmt.Println(version.String("collectord"))
 		return nil
+	}
+	if cfg.Keep, err = collectord.ParseKeep(*keep); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	d, err := collectord.New(cfg, log)
@@ -65,6 +80,7 @@ Flags:
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
+		_ = d.Close()
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	log.Info("starting", "version", version.Version)
