@@ -1,0 +1,368 @@
+package fleetstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidwall/buntdb"
+
+	"github.com/peerwatch/peerwatch/sensor/collector"
+	"github.com/peerwatch/peerwatch/sensor/store"
+	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
+)
+
+var t0 = time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+
+// testSummary is a consistent summary of nPrefixes /24s for (id, seq),
+// ending seq minutes after t0.
+func testSummary(id string, seq uint64, nPrefixes int) *summary.Summary {
+	end := t0.Add(time.Duration(seq) * time.Minute)
+	s := &summary.Summary{Schema: summary.SchemaVersion, Sensor: id, Seq: seq, Start: end.Add(-10 * time.Second), End: end}
+	countries := map[string]traffic.Counters{}
+	for i := range nPrefixes {
+		k := uint64(i%97) + seq
+		c := traffic.Counters{Packets: [2]uint64{k, 2 * k}, Bytes: [2]uint64{100 * k, 300 * k}}
+		c.Class[traffic.TCP] = 3 * k
+		cc := []string{"NZ", "KP", "AU", "US"}[i%4]
+		s.Prefixes = append(s.Prefixes, summary.PrefixCount{
+			Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24), Country: cc, ASN: uint32(64500 + i%50), Counters: c})
+		s.Remote.Add(c)
+		x := countries[cc]
+		x.Add(c)
+		countries[cc] = x
+	}
+	ases := map[uint32]traffic.Counters{}
+	for _, p := range s.Prefixes {
+		x := ases[p.ASN]
+		x.Add(p.Counters)
+		ases[p.ASN] = x
+	}
+	for cc, c := range countries {
+		s.Countries = append(s.Countries, summary.CountryCount{Country: cc, Counters: c})
+	}
+	for asn, c := range ases {
+		s.ASes = append(s.ASes, summary.ASCount{ASN: asn, Counters: c})
+	}
+	s.Globals = traffic.Globals{NonIP: seq, Seen: s.Remote.Total() + seq}
+	s.Sort()
+	return s
+}
+
+func payload(tb testing.TB, s *summary.Summary) []byte {
+	tb.Helper()
+	b, err := summary.Encode(s, summary.EncodeOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func topic(id, kind string) string { return "peerwatch/" + id + "/" + kind }
+
+// deliver handles a summary and journals it, as collectord does.
+func deliver(tb testing.TB, col *collector.Collector, st *Store, id string, seq uint64) {
+	tb.Helper()
+	s := testSummary(id, seq, 20)
+	p := payload(tb, s)
+	if err := col.Handle(topic(id, "summary"), p, s.End); err != nil {
+		tb.Fatal(err)
+	}
+	if err := st.Journal(topic(id, "summary"), p, s.End); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func open(tb testing.TB, path string) (*collector.Collector, *Store) {
+	tb.Helper()
+	col := collector.New(collector.Options{}, nil)
+	st, err := Open(path, col, Options{Sync: store.SyncNever}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return col, st
+}
+
+func state(tb testing.TB, col *collector.Collector) string {
+	tb.Helper()
+	end := t0.Add(24 * time.Hour)
+	b, err := json.Marshal(map[string]any{
+		"sensors": col.Sensors(end), "rejects": col.Rejects(), "alerts": col.Alerts(collector.DefaultMaxAlerts),
+		"1m": col.Window("1m", t0, end), "1h": col.Window("1h", t0, end), "1d": col.Window("1d", t0.Truncate(24*time.Hour), end),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestFlushAndJournal: a store closed after a flush, or without one (as a
+// crash leaves it), restores the same state.
+func TestFlushAndJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 10; seq++ {
+		deliver(t, col, st, "s1", seq)
+		if seq != 4 {
+			deliver(t, col, st, "s2", seq)
+		}
+	}
+	if err := col.Handle(topic("s1", "alert"), []byte(`{"sensor":"s1","event":"start","alert":{"id":"kp@1"}}`), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Journal(topic("s1", "alert"), []byte(`{"sensor":"s1","event":"start","alert":{"id":"kp@1"}}`), t0); err != nil {
+		t.Fatal(err)
+	}
+	if st.Stats().JournalDepth != 20 {
+		t.Errorf("journal depth %d, want 20", st.Stats().JournalDepth)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Stats(); got.JournalDepth != 0 || got.Flushes != 1 || got.LastFlushBytes == 0 {
+		t.Errorf("after the flush: %+v", got)
+	}
+	// More after the flush, then a "crash": no flush before Close.
+	for seq := uint64(11); seq <= 15; seq++ {
+		deliver(t, col, st, "s1", seq)
+	}
+	want := state(t, col)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	col2, st2 := open(t, path)
+	if got := state(t, col2); got != want {
+		t.Errorf("restored state differs:\n%s\nwant\n%s", got, want)
+	}
+	if s := st2.Stats(); s.Replayed != 5 || s.ReplaySkipped != 0 || s.JournalDepth != 5 {
+		t.Errorf("replayed %d, skipped %d, depth %d; want 5, 0, 5", s.Replayed, s.ReplaySkipped, s.JournalDepth)
+	}
+	// The restored collector dedupes: seq 3 again is a duplicate.
+	if err := col2.Handle(topic("s1", "summary"), payload(t, testSummary("s1", 3, 20)), t0.Add(time.Hour)); !errors.Is(err, collector.ErrDuplicate) {
+		t.Errorf("re-sent summary: %v, want a duplicate", err)
+	}
+	if err := st2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want = state(t, col2)
+	if err := st2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	col3, st3 := open(t, path)
+	defer st3.Close()
+	if got := state(t, col3); got != want {
+		t.Errorf("second restore differs:\n%s\nwant\n%s", got, want)
+	}
+	if s := st3.Stats(); s.Replayed != 0 || s.JournalDepth != 0 {
+		t.Errorf("after a flush: replayed %d, depth %d; want 0, 0", s.Replayed, s.JournalDepth)
+	}
+}
+
+// TestJournalMarkRace: a record journaled after the flush took its mark,
+// for a message the checkpoint already holds, is replayed as a duplicate
+// and changes nothing.
+func TestJournalMarkRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	s := testSummary("s1", 1, 5)
+	p := payload(t, s)
+	if err := col.Handle(topic("s1", "summary"), p, s.End); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Flush(); err != nil { // holds seq 1, journal still empty
+		t.Fatal(err)
+	}
+	if err := st.Journal(topic("s1", "summary"), p, s.End); err != nil {
+		t.Fatal(err)
+	}
+	want := state(t, col)
+	st.Close()
+	col2, st2 := open(t, path)
+	defer st2.Close()
+	if got := state(t, col2); got != want {
+		t.Errorf("state differs:\n%s\nwant\n%s", got, want)
+	}
+	if s := st2.Stats(); s.Replayed != 0 || s.ReplaySkipped != 1 {
+		t.Errorf("replayed %d, skipped %d; want 0, 1", s.Replayed, s.ReplaySkipped)
+	}
+}
+
+// TestRetentionDeletes: windows that leave a level's retention leave the
+// file at the next flush, and a level no longer configured goes too.
+func TestRetentionDeletes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col := collector.New(collector.Options{Windows: []time.Duration{time.Minute, time.Hour}, Retention: []int{5, 2}}, nil)
+	st, err := Open(path, col, Options{Sync: store.SyncNever}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 30; seq++ { // 30 minutes, one summary a minute
+		deliver(t, col, st, "s1", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	count := func() map[string]int {
+		n := map[string]int{}
+		_ = st.file.DB.View(func(tx *buntdb.Tx) error {
+			return tx.AscendKeys(prefixWindow+"*", func(k, _ string) bool {
+				n[strings.Split(k, ":")[1]]++
+				return true
+			})
+		})
+		return n
+	}
+	if got := count(); got["1m"] != 5 || got["1h"] != 1 {
+		t.Errorf("windows in the file %v, want 5 of 1m and 1 of 1h", got)
+	}
+	for seq := uint64(31); seq <= 90; seq++ {
+		deliver(t, col, st, "s1", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got["1m"] != 5 || got["1h"] != 2 {
+		t.Errorf("windows in the file %v, want 5 of 1m and 2 of 1h", got)
+	}
+	st.Close()
+
+	// Reopened with the minute level only: the hour windows are left out
+	// and leave the file at the next flush.
+	col2 := collector.New(collector.Options{Windows: []time.Duration{time.Minute}, Retention: []int{5}}, nil)
+	st2, err := Open(path, col2, Options{Sync: store.SyncNever}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	deliver(t, col2, st2, "s1", 91)
+	if err := st2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st = st2
+	if got := count(); got["1m"] != 5 || got["1h"] != 0 {
+		t.Errorf("after dropping the hour level: %v, want 5 of 1m and none of 1h", got)
+	}
+}
+
+// TestDamagedFileMovedAside: a file buntdb cannot load, a record that is
+// not valid, a schema of another version, and an unfinished write at the
+// end: each is reported, and the bytes are kept in a damaged-file.
+func TestDamagedFileMovedAside(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, path string)
+		want   error
+		fresh  bool // the state is gone (the whole file moved aside)
+	}{
+		{"garbage", func(t *testing.T, path string) { writeFile(t, path, "*3\r\n$3\r\nset\r\nxx garbage\r\n") }, store.ErrDamaged, true},
+		{"bad record", func(t *testing.T, path string) { setRecord(t, path, prefixSensor+"s1", `{"id":"s1","seqs":{"high":"x"}}`) }, store.ErrDamaged, true},
+		{"unknown key", func(t *testing.T, path string) { setRecord(t, path, "other:1", `{}`) }, store.ErrDamaged, true},
+		{"invalid state", func(t *testing.T, path string) {
+			setRecord(t, path, prefixSensor+"s1", `{"id":"s1","last_seen":"2026-01-01T00:00:00Z","seqs":{"high":3,"gaps":[{"first":5,"last":6}]}}`)
+		}, store.ErrDamaged, true},
+		{"bad journal", func(t *testing.T, path string) { setRecord(t, path, journalKey(99), "no-nul") }, store.ErrDamaged, true},
+		{"schema", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":99,"summary":1}`) }, store.ErrSchema, true},
+		{"unfinished write", func(t *testing.T, path string) { appendFile(t, path, "*3\r\n$3\r\nset\r\n$5\r\nab") }, store.ErrUnfinishedWrite, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), FileName)
+			col, st := open(t, path)
+			deliver(t, col, st, "s1", 1)
+			if err := st.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			tc.damage(t, path)
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			col2, st2 := open(t, path)
+			defer st2.Close()
+			stats := st2.Stats()
+			if stats.Aside == "" || !strings.Contains(stats.Recovered, strings.TrimPrefix(tc.want.Error(), "store ")) {
+				t.Fatalf("stats %+v, want a file aside and a reason like %v", stats, tc.want)
+			}
+			aside, err := os.ReadFile(stats.Aside)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.fresh && string(aside) != string(before) {
+				t.Errorf("the file aside is not the damaged file")
+			}
+			if n := len(col2.Sensors(t0)); (n == 0) != tc.fresh {
+				t.Errorf("%d sensors after the recovery, fresh %v", n, tc.fresh)
+			}
+			// The new store works.
+			deliver(t, col2, st2, "s1", 2)
+			if err := st2.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func appendFile(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setRecord writes one record with buntdb's own format, as another
+// program (or a bug) would.
+func setRecord(t *testing.T, path, key, value string) {
+	t.Helper()
+	appendFile(t, path, fmt.Sprintf("*3\r\n$3\r\nset\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(key), key, len(value), value))
+}
+
+func TestLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	_, st := open(t, path)
+	defer st.Close()
+	_, err := Open(path, collector.New(collector.Options{}, nil), Options{}, nil)
+	if !errors.Is(err, store.ErrLocked) {
+		t.Errorf("second Open: %v, want ErrLocked", err)
+	}
+}
+
+func TestJournalCodec(t *testing.T) {
+	at := time.Unix(1700000000, 123456789).UTC()
+	v := encodeJournal("peerwatch/s1/summary", []byte("\x00\x01{x}"), at)
+	e, err := decodeJournal(journalKey(7), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (journalEntry{n: 7, received: at, topic: "peerwatch/s1/summary", payload: []byte("\x00\x01{x}")}); !reflect.DeepEqual(e, want) {
+		t.Errorf("%+v, want %+v", e, want)
+	}
+	for _, bad := range []struct{ key, v string }{
+		{journalKey(1), "123"}, {journalKey(1), "x\x00t\x00p"}, {journalKey(1), "1\x00\x00p"}, {"journal:1", "1\x00t\x00p"},
+	} {
+		if _, err := decodeJournal(bad.key, bad.v); !errors.Is(err, store.ErrDamaged) {
+			t.Errorf("decode %q %q: %v, want ErrDamaged", bad.key, bad.v, err)
+		}
+	}
+}
