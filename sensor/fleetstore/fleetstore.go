@@ -138,7 +138,7 @@ type Store struct {
 	// neither, nor write anything else, is skipped.
 	lastState string
 	lastMark  uint64
-	flushMu  sync.Mutex
+	flushMu   sync.Mutex
 }
 
 // Open opens (or creates) the store at path and loads it into col, which

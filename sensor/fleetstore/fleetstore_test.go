@@ -264,7 +264,9 @@ func TestDamagedFileMovedAside(t *testing.T) {
 		fresh  bool // the state is gone (the whole file moved aside)
 	}{
 		{"garbage", func(t *testing.T, path string) { writeFile(t, path, "*3\r\n$3\r\nset\r\nxx garbage\r\n") }, store.ErrDamaged, true},
-		{"bad record", func(t *testing.T, path string) { setRecord(t, path, prefixSensor+"s1", `{"id":"s1","seqs":{"high":"x"}}`) }, store.ErrDamaged, true},
+		{"bad record", func(t *testing.T, path string) {
+			setRecord(t, path, prefixSensor+"s1", `{"id":"s1","seqs":{"high":"x"}}`)
+		}, store.ErrDamaged, true},
 		{"unknown key", func(t *testing.T, path string) { setRecord(t, path, "other:1", `{}`) }, store.ErrDamaged, true},
 		{"invalid state", func(t *testing.T, path string) {
 			setRecord(t, path, prefixSensor+"s1", `{"id":"s1","last_seen":"2026-01-01T00:00:00Z","seqs":{"high":3,"gaps":[{"first":5,"last":6}]}}`)
