@@ -1,0 +1,319 @@
+package collectord
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/peerwatch/peerwatch/sensor/collector"
+	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/uplink"
+)
+
+// runDaemon runs a daemon until stop is called (or the test ends); it
+// returns the API's base URL.
+func runDaemon(tb testing.TB, cfg Config) (d *Daemon, api string, stop func()) {
+	tb.Helper()
+	d, err := New(cfg, testLog(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, ln) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			tb.Errorf("Run did not return after cancel")
+		}
+	}
+	tb.Cleanup(stop)
+	waitFor(tb, "the subscription", 10*time.Second, d.Subscribed)
+	return d, "http://" + ln.Addr().String() + "/api/v1", stop
+}
+
+// sensorUplink runs an uplink for sensor id from an in-memory outbox until
+// the returned stop (or the end of the test).
+func sensorUplink(tb testing.TB, broker, id string) (*memQueue, func()) {
+	tb.Helper()
+	q := &memQueue{}
+	up := uplink.New(uplink.Config{Broker: "tcp://" + broker, SensorID: id, Version: "v-test",
+		Poll: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, PublishTimeout: 2 * time.Second}, q, testLog(tb))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = up.Run(ctx); close(done) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	tb.Cleanup(stop)
+	return q, stop
+}
+
+// enqueue puts the summary (id, seq) in q and adds it to want.
+func enqueue(tb testing.TB, q *memQueue, want *summary.Summary, id string, seq uint64, end time.Time) {
+	tb.Helper()
+	s := testSummary(tb, id, seq, end)
+	want.Merge(s)
+	p, err := summary.Encode(s, summary.EncodeOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := q.Enqueue(uplink.Topic("", id, uplink.KindSummary), p, seq); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// publish sends one message with a plain paho client.
+func publish(tb testing.TB, broker, topic string, payload []byte) {
+	tb.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("test-publisher").SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		tb.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		tb.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// snapshot is everything the collector answers, at a fixed now.
+func snapshot(tb testing.TB, c *collector.Collector, now time.Time) string {
+	tb.Helper()
+	v := map[string]any{"sensors": c.Sensors(now), "rejects": c.Rejects(), "alerts": c.Alerts(collector.DefaultMaxAlerts)}
+	for _, l := range c.Levels() {
+		v[l] = c.Window(l, now.Add(-40*24*time.Hour), now.Add(time.Hour))
+	}
+	v["whosees"] = c.WhoSees("KP", now.Add(-time.Hour), now.Add(time.Hour))
+	b, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+func sensorsByID(tb testing.TB, api string) map[string]collector.SensorState {
+	tb.Helper()
+	var resp struct{ Sensors []collector.SensorState }
+	getJSON(tb, api+"/sensors", &resp)
+	out := map[string]collector.SensorState{}
+	for _, s := range resp.Sensors {
+		out[s.ID] = s
+	}
+	return out
+}
+
+// TestRestartKeepsState (graceful restart): the totals, sensors, gaps,
+// alerts and rejects are the same after a restart, and a summary sent
+// again after it is a duplicate.
+func TestRestartKeepsState(t *testing.T) {
+	dir, broker := t.TempDir(), freeAddr(t)
+	// Only the flush at shutdown: the restart must not depend on the timer.
+	cfg := Config{EmbeddedBroker: broker, DataDir: dir, FlushInterval: time.Hour, Sync: "never"}
+	d, api, stop := runDaemon(t, cfg)
+
+	now := time.Now().UTC()
+	var want summary.Summary
+	q1, stop1 := sensorUplink(t, broker, "s1")
+	q2, stop2 := sensorUplink(t, broker, "s2")
+	for seq := uint64(1); seq <= 8; seq++ {
+		end := now.Add(-time.Duration(20-seq) * time.Minute)
+		enqueue(t, q1, &want, "s1", seq, end)
+		if seq != 4 {
+			enqueue(t, q2, &want, "s2", seq, end)
+		}
+	}
+	publish(t, broker, "peerwatch/s1/alert", []byte(`{"sensor":"s1","event":"start","alert":{"id":"kp@1","list":"kp"}}`))
+	publish(t, broker, "peerwatch/s2/summary", []byte(`{"schema":1`)) // malformed
+	waitFor(t, "16 summaries", 15*time.Second, func() bool {
+		s := sensorsByID(t, api)
+		return s["s1"].Summaries == 8 && s["s2"].Summaries == 7 && q1.OutboxLen() == 0 && q2.OutboxLen() == 0
+	})
+	stop1()
+	stop2()
+	waitFor(t, "the sensors offline", 10*time.Second, func() bool {
+		s := sensorsByID(t, api)
+		return !s["s1"].Online && !s["s2"].Online
+	})
+	before := snapshot(t, d.Collector(), now)
+	if s := sensorsByID(t, api)["s2"]; len(s.Gaps) != 1 || s.Gaps[0] != (collector.SeqRange{First: 4, Last: 4}) {
+		t.Fatalf("s2 gaps %v, want 4-4", s.Gaps)
+	}
+	stop()
+
+	d2, api2, _ := runDaemon(t, cfg)
+	if after := snapshot(t, d2.Collector(), now); after != before {
+		t.Fatalf("state after the restart:\n%s\nbefore:\n%s", after, before)
+	}
+	st, ok := d2.StoreStats()
+	if !ok || st.Replayed != 0 || st.JournalDepth != 0 || st.Aside != "" {
+		t.Errorf("store stats after a graceful restart %+v: want no journal left", st)
+	}
+	var top TopResponse
+	getJSON(t, api2+"/top?by=prefix&window=1h", &top)
+	if top.Remote != want.Remote || top.Globals != want.Globals {
+		t.Errorf("totals after the restart %+v %+v, want %+v %+v", top.Remote, top.Globals, want.Remote, want.Globals)
+	}
+
+	// s1 seq 5 again: a duplicate; s2 seq 4: fills the gap.
+	dup := testSummary(t, "s1", 5, now.Add(-15*time.Minute))
+	p, _ := summary.Encode(dup, summary.EncodeOptions{})
+	publish(t, broker, "peerwatch/s1/summary", p)
+	var gap summary.Summary
+	late := testSummary(t, "s2", 4, now.Add(-16*time.Minute))
+	gap.Merge(late)
+	p, _ = summary.Encode(late, summary.EncodeOptions{})
+	publish(t, broker, "peerwatch/s2/summary", p)
+	waitFor(t, "the duplicate and the gap", 10*time.Second, func() bool {
+		s := sensorsByID(t, api2)
+		return s["s1"].Duplicates == 1 && s["s2"].Summaries == 8
+	})
+	want.Merge(late)
+	getJSON(t, api2+"/top?by=prefix&window=1h", &top)
+	if top.Remote != want.Remote {
+		t.Errorf("totals %+v, want %+v (the duplicate not counted, the gap's summary counted)", top.Remote, want.Remote)
+	}
+	if s := sensorsByID(t, api2)["s2"]; len(s.Gaps) != 0 {
+		t.Errorf("s2 gaps %v after its seq 4 arrived", s.Gaps)
+	}
+}
+
+// startMosquitto runs /usr/sbin/mosquitto on a free loopback port with
+// QoS 1 queueing for offline persistent sessions; it returns its address.
+func startMosquitto(t *testing.T) string {
+	t.Helper()
+	const bin = "/usr/sbin/mosquitto"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("%s not installed (scripts/install-deps installs the mosquitto package): %v", bin, err)
+	}
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	// max_queued_messages bounds what the broker keeps for an offline
+	// collector (1000 by default): docs/collectord.md.
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\n"+
+		"max_queued_messages 10000\nlog_dest stderr\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd := exec.Command(bin, "-c", conf)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("mosquitto output:\n%s", out.String())
+		}
+	})
+	waitFor(t, "mosquitto listening", 10*time.Second, func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("mosquitto exited:\n%s", out.String())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr
+}
+
+// TestMosquittoPersistentSession: collectord is down while the sensors keep
+// publishing to mosquitto; the broker queues the summaries for the
+// persistent session, and after the restart every one arrives exactly once.
+func TestMosquittoPersistentSession(t *testing.T) {
+	broker := startMosquitto(t)
+	cfg := Config{Broker: "tcp://" + broker, ClientID: "collectord-test", DataDir: t.TempDir(), FlushInterval: 200 * time.Millisecond}
+	_, api, stop := runDaemon(t, cfg)
+
+	now := time.Now().UTC()
+	ids := []string{"s1", "s2", "s3"}
+	var want summary.Summary
+	queues := map[string]*memQueue{}
+	for _, id := range ids {
+		queues[id], _ = sensorUplink(t, broker, id)
+	}
+	const before, total = 5, 40
+	for seq := uint64(1); seq <= total; seq++ {
+		if seq == before+1 {
+			waitFor(t, "the first summaries", 15*time.Second, func() bool {
+				s := sensorsByID(t, api)
+				for _, id := range ids {
+					if s[id].Summaries != before {
+						return false
+					}
+				}
+				return true
+			})
+			stop() // collectord away; the sensors keep publishing
+		}
+		for _, id := range ids {
+			enqueue(t, queues[id], &want, id, seq, now.Add(-time.Duration(total+1-seq)*time.Minute))
+		}
+	}
+	waitFor(t, "mosquitto to acknowledge every summary", 15*time.Second, func() bool {
+		for _, q := range queues {
+			if q.OutboxLen() > 0 {
+				return false
+			}
+		}
+		return true
+	})
+
+	d2, api2, _ := runDaemon(t, cfg)
+	waitFor(t, "every summary", 20*time.Second, func() bool {
+		s := sensorsByID(t, api2)
+		for _, id := range ids {
+			if s[id].Summaries != total {
+				return false
+			}
+		}
+		return true
+	})
+	for id, s := range sensorsByID(t, api2) {
+		if s.LastSeq != total || len(s.Gaps) != 0 {
+			t.Errorf("sensor %s: last seq %d, gaps %v; want %d, none", id, s.LastSeq, s.Gaps, total)
+		}
+		t.Logf("sensor %s: %d summaries, %d duplicates dropped", id, s.Summaries, s.Duplicates)
+	}
+	var top TopResponse
+	getJSON(t, api2+"/top?by=country&window=1h", &top)
+	if top.Remote != want.Remote || top.Globals != want.Globals {
+		t.Errorf("totals %+v %+v, want %+v %+v", top.Remote, top.Globals, want.Remote, want.Globals)
+	}
+	st, _ := d2.StoreStats()
+	t.Logf("store after the restart: %+v", st)
+}
