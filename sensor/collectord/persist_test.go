@@ -4,15 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/uplink"
@@ -204,58 +201,13 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 }
 
-// startMosquitto runs /usr/sbin/mosquitto on a free loopback port with
-// QoS 1 queueing for offline persistent sessions; it returns its address.
-func startMosquitto(t *testing.T) string {
-	t.Helper()
-	const bin = "/usr/sbin/mosquitto"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("%s not installed (scripts/install-deps installs the mosquitto package): %v", bin, err)
-	}
-	addr := freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	// max_queued_messages bounds what the broker keeps for an offline
-	// collector (1000 by default): docs/collectord.md.
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\n"+
-		"max_queued_messages 10000\nlog_dest stderr\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd := exec.Command(bin, "-c", conf)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("mosquitto output:\n%s", out.String())
-		}
-	})
-	waitFor(t, "mosquitto listening", 10*time.Second, func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("mosquitto exited:\n%s", out.String())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr
-}
-
 // TestMosquittoPersistentSession: collectord is down while the sensors keep
 // publishing to mosquitto; the broker queues the summaries for the
 // persistent session, and after the restart every one arrives exactly once.
 func TestMosquittoPersistentSession(t *testing.T) {
-	broker := startMosquitto(t)
+	// max_queued_messages bounds what the broker keeps for an offline
+	// collector (1000 by default): docs/collectord.md.
+	broker := testutil.Mosquitto(t, "max_queued_messages 10000\n")
 	cfg := Config{Broker: "tcp://" + broker, ClientID: "collectord-test", DataDir: t.TempDir(), FlushInterval: 200 * time.Millisecond}
 	_, api, stop := runDaemon(t, cfg)
 

@@ -171,6 +171,14 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 		_ = f.Close()
 		return nil, err
 	}
+	if s.stats.JournalDepth > 0 {
+		// Write the replayed state at once, so that the journal does not
+		// grow over restarts that come quicker than the flushes.
+		if err := s.Flush(); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
