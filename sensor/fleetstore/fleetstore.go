@@ -17,12 +17,14 @@
 package fleetstore
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,7 +173,7 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 		_ = f.Close()
 		return nil, err
 	}
-	if s.stats.JournalDepth > 0 {
+	if s.stats.JournalDepth > 0 || s.needFull {
 		// Write the replayed state at once, so that the journal does not
 		// grow over restarts that come quicker than the flushes.
 		if err := s.Flush(); err != nil {
@@ -199,19 +201,96 @@ type journalEntry struct {
 	payload  []byte
 }
 
+// loaded is what load read of the records, by key.
+type loaded struct {
+	state   *stateRecord
+	windows map[string]collector.WindowState
+	sensors map[string]collector.SensorRecord
+	alerts  map[string]collector.AlertRecord
+	journal []journalEntry
+}
+
+func damaged(key string, format string, args ...any) error {
+	return fmt.Errorf("%w: record %s: %s", store.ErrDamaged, truncate(key), fmt.Sprintf(format, args...))
+}
+
+// record decodes and checks the record at key into l.
+func (l *loaded) record(k, v string) error {
+	if len(v) > MaxRecordBytes {
+		return damaged(k, "%d bytes, limit %d", len(v), MaxRecordBytes)
+	}
+	switch {
+	case k == keyState:
+		var st stateRecord
+		if err := decodeStrict(k, v, &st); err != nil {
+			return err
+		}
+		l.state = &st
+	case strings.HasPrefix(k, prefixWindow):
+		if _, ok := l.windows[k]; !ok && len(l.windows) >= MaxWindows {
+			return damaged(k, "more than %d windows", MaxWindows)
+		}
+		var w collector.WindowState
+		if err := decodeStrict(k, v, &w); err != nil {
+			return err
+		}
+		if k != windowKey(w.Level, w.Start) {
+			return damaged(k, "holds the window %s", windowKey(w.Level, w.Start))
+		}
+		l.windows[k] = w
+	case strings.HasPrefix(k, prefixSensor):
+		if _, ok := l.sensors[k]; !ok && len(l.sensors) >= collector.MaxRestoreSensors {
+			return damaged(k, "more than %d sensors", collector.MaxRestoreSensors)
+		}
+		var r collector.SensorRecord
+		if err := decodeStrict(k, v, &r); err != nil {
+			return err
+		}
+		if k != prefixSensor+r.ID {
+			return damaged(k, "holds sensor %q", truncate(r.ID))
+		}
+		l.sensors[k] = r
+	case strings.HasPrefix(k, prefixAlert):
+		// A few more than the ring: those below the floor of the last
+		// checkpoint may still be in the file.
+		if _, ok := l.alerts[k]; !ok && len(l.alerts) >= 2*collector.DefaultMaxAlerts {
+			return damaged(k, "more than %d alerts", 2*collector.DefaultMaxAlerts)
+		}
+		var a collector.AlertRecord
+		if err := decodeStrict(k, v, &a); err != nil {
+			return err
+		}
+		if k != alertKey(a.Index) {
+			return damaged(k, "holds alert %d", a.Index)
+		}
+		l.alerts[k] = a
+	case strings.HasPrefix(k, prefixJournal):
+		if len(l.journal) >= MaxJournal {
+			return damaged(k, "more than %d journal records", MaxJournal)
+		}
+		e, err := decodeJournal(k, v)
+		if err != nil {
+			return err
+		}
+		l.journal = append(l.journal, e)
+	default:
+		return damaged(k, "unknown key")
+	}
+	return nil
+}
+
 // load checks the file's records, restores the collector and replays the
 // journal; it is store.OpenFile's content check, so every error about the
-// content wraps store.ErrDamaged or store.ErrSchema.
+// content wraps store.ErrDamaged or store.ErrSchema. It writes nothing but
+// the schema record of a new file: the file moved aside when damaged is the
+// file as found.
 func (s *Store) load(db *buntdb.DB) error {
+	l := loaded{windows: map[string]collector.WindowState{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
 	var (
-		cp      collector.Checkpoint
-		journal []journalEntry
-		fresh   bool
-		bad     error
+		ck    *checkpointRecord
+		fresh bool
+		torn  bool // the last flush's second transaction is not whole
 	)
-	damaged := func(key string, format string, args ...any) error {
-		return fmt.Errorf("%w: record %s: %s", store.ErrDamaged, truncate(key), fmt.Sprintf(format, args...))
-	}
 	err := db.View(func(tx *buntdb.Tx) error {
 		n, err := tx.Len()
 		if err != nil {
@@ -236,67 +315,42 @@ func (s *Store) load(db *buntdb.DB) error {
 			return fmt.Errorf("%w: the file has store schema %d (summary schema %d), this build keeps %d (summary schema %d)",
 				store.ErrSchema, sch.Store, sch.Summary, currentSchema.Store, currentSchema.Summary)
 		}
-		var windows int
+		var bad error
 		err = tx.Ascend("", func(k, v string) bool {
-			if len(v) > MaxRecordBytes {
-				bad = damaged(k, "%d bytes, limit %d", len(v), MaxRecordBytes)
-				return false
-			}
-			switch {
-			case k == keySchema:
-			case k == keyState:
-				var st stateRecord
-				if bad = decodeStrict(k, v, &st); bad == nil {
-					cp.Clock, cp.Levels, cp.AlertsNext, cp.Rejects = st.Clock, st.Levels, st.AlertsNext, st.Rejects
-				}
-			case strings.HasPrefix(k, prefixWindow):
-				if windows++; windows > MaxWindows {
-					bad = damaged(k, "more than %d windows", MaxWindows)
+			switch k {
+			case keySchema:
+			case keyCheckpoint:
+				if len(v) > MaxCheckpointBytes {
+					bad = damaged(k, "%d bytes, limit %d", len(v), MaxCheckpointBytes)
 					break
 				}
-				var w collector.WindowState
-				if bad = decodeStrict(k, v, &w); bad == nil && k != windowKey(w.Level, w.Start) {
-					bad = damaged(k, "holds the window %s", windowKey(w.Level, w.Start))
-				}
-				cp.Windows = append(cp.Windows, w)
-			case strings.HasPrefix(k, prefixSensor):
-				if len(cp.Sensors) >= collector.MaxRestoreSensors {
-					bad = damaged(k, "more than %d sensors", collector.MaxRestoreSensors)
-					break
-				}
-				var r collector.SensorRecord
-				if bad = decodeStrict(k, v, &r); bad == nil && k != prefixSensor+r.ID {
-					bad = damaged(k, "holds sensor %q", truncate(r.ID))
-				}
-				cp.Sensors = append(cp.Sensors, r)
-			case strings.HasPrefix(k, prefixAlert):
-				if len(cp.Alerts) >= collector.DefaultMaxAlerts {
-					bad = damaged(k, "more than %d alerts", collector.DefaultMaxAlerts)
-					break
-				}
-				var a collector.AlertRecord
-				if bad = decodeStrict(k, v, &a); bad == nil && k != alertKey(a.Index) {
-					bad = damaged(k, "holds alert %d", a.Index)
-				}
-				cp.Alerts = append(cp.Alerts, a)
-			case strings.HasPrefix(k, prefixJournal):
-				if len(journal) >= MaxJournal {
-					bad = damaged(k, "more than %d journal records", MaxJournal)
-					break
-				}
-				var e journalEntry
-				if e, bad = decodeJournal(k, v); bad == nil {
-					journal = append(journal, e)
-				}
+				ck = new(checkpointRecord)
+				bad = decodeStrict(k, v, ck)
 			default:
-				bad = damaged(k, "unknown key")
+				bad = l.record(k, v)
 			}
 			return bad == nil
 		})
-		if err != nil {
-			return err
+		if err != nil || bad != nil {
+			return cmp.Or(err, bad)
 		}
-		return bad
+		if ck == nil {
+			return nil
+		}
+		// The last flush's records take precedence over what its second
+		// transaction left (all of it, or a part when a crash cut it).
+		for _, r := range ck.Records {
+			if !validRecordKey(r.Key) {
+				return damaged(keyCheckpoint, "record key %q", truncate(r.Key))
+			}
+			if v, err := tx.Get(r.Key); err != nil || v != string(r.Value) {
+				torn = true
+			}
+			if err := l.record(r.Key, string(r.Value)); err != nil {
+				return fmt.Errorf("%s: %w", keyCheckpoint, err)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -312,15 +366,39 @@ func (s *Store) load(db *buntdb.DB) error {
 		s.log.Info("new store", "path", s.path)
 		return nil
 	}
-	cp.Full = true
+
+	cp := collector.Checkpoint{Full: true}
+	if l.state != nil {
+		cp.Clock, cp.Levels, cp.AlertsNext, cp.Rejects = l.state.Clock, l.state.Levels, l.state.AlertsNext, l.state.Rejects
+	}
+	for _, w := range l.windows {
+		cp.Windows = append(cp.Windows, w)
+	}
+	for _, r := range l.sensors {
+		cp.Sensors = append(cp.Sensors, r)
+	}
+	var floor, mark uint64
+	if ck != nil {
+		floor, mark = ck.AlertsFloor, ck.Mark
+	}
+	for _, a := range l.alerts {
+		if a.Index >= floor {
+			cp.Alerts = append(cp.Alerts, a)
+		}
+	}
+	slices.SortFunc(cp.Alerts, func(a, b collector.AlertRecord) int { return cmp.Compare(a.Index, b.Index) })
 	if err := s.col.Restore(&cp); err != nil {
 		if errors.Is(err, collector.ErrRestore) {
 			return fmt.Errorf("%w: %w", store.ErrDamaged, err)
 		}
 		return err
 	}
-	replayed, skipped := 0, 0
-	for _, e := range journal {
+	replayed, skipped, depth := 0, 0, 0
+	for _, e := range l.journal {
+		if e.n < mark {
+			continue // covered by the checkpoint; a cut flush left it
+		}
+		depth++
 		if err := s.col.Replay(e.topic, e.payload, e.received); err != nil {
 			skipped++
 			s.log.Debug("journal record skipped", "record", e.n, "reason", err)
@@ -328,14 +406,28 @@ func (s *Store) load(db *buntdb.DB) error {
 		}
 		replayed++
 	}
-	if len(journal) > 0 {
-		s.nextJournal = journal[len(journal)-1].n + 1
+	// Journal numbers go on from the last flush's mark: a record below it
+	// would be taken as covered by that flush.
+	s.nextJournal = mark
+	if len(l.journal) > 0 {
+		s.nextJournal = max(mark, l.journal[len(l.journal)-1].n+1)
 	}
-	s.stats.JournalDepth = len(journal)
+	if torn {
+		// The file's records are not those of the last flush: write
+		// everything at the next one.
+		s.needFull = true
+		s.log.Warn("the last flush was cut short by a crash; its checkpoint record completes it", "path", s.path)
+	}
+	s.stats.JournalDepth = depth
 	s.stats.Replayed, s.stats.ReplaySkipped = replayed, skipped
 	s.log.Info("store loaded", "path", s.path, "windows", len(cp.Windows), "sensors", len(cp.Sensors), "alerts", len(cp.Alerts),
 		"journal_replayed", replayed, "journal_skipped", skipped)
 	return nil
+}
+
+// validRecordKey reports whether a checkpoint may write key.
+func validRecordKey(k string) bool {
+	return k == keyState || strings.HasPrefix(k, prefixWindow) || strings.HasPrefix(k, prefixSensor) || strings.HasPrefix(k, prefixAlert)
 }
 
 // decodeStrict decodes one JSON record, refusing unknown fields.
@@ -426,9 +518,38 @@ func (s *Store) Journal(topic string, payload []byte, received time.Time) error 
 	return nil
 }
 
+// checkpointRecord is meta:checkpoint: the records of the last flush and
+// what it deleted, written as one record before they are applied (see
+// Flush).
+type checkpointRecord struct {
+	// Mark: the journal records below it are covered.
+	Mark uint64 `json:"mark"`
+	// AlertsFloor: the alerts below this index are gone.
+	AlertsFloor uint64         `json:"alerts_floor"`
+	Records     []recordUpdate `json:"records"`
+}
+
+type recordUpdate struct {
+	Key   string          `json:"k"`
+	Value json.RawMessage `json:"v"`
+}
+
+// MaxCheckpointBytes bounds the meta:checkpoint record: a full flush.
+const MaxCheckpointBytes = 512 << 20
+
+const keyCheckpoint = "meta:checkpoint"
+
 // Flush writes what changed in the collector since the last flush (all of
-// it after a failed flush) and deletes the journal records it covers, in
-// one transaction.
+// it after a failed flush) and deletes the journal records it covers.
+//
+// buntdb writes the records of a transaction in no particular order, in
+// one write(2); a crash in the middle of that write (a SIGKILL during a
+// large write, a power loss) would leave a part of them, and a partial
+// checkpoint could count a journaled summary twice or lose one. So the
+// flush writes the checkpoint first as one record (meta:checkpoint), which
+// a crash leaves whole or cuts off entirely (the load cuts an unfinished
+// write off), and then applies it in a second transaction; Open applies
+// it again, which changes nothing when the second transaction was whole.
 func (s *Store) Flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -449,16 +570,16 @@ func (s *Store) Flush() error {
 	s.statsMu.Unlock()
 	cp := s.col.Checkpoint(full)
 
-	type record struct{ key, value string }
-	var records []record
-	var size int64
+	ck := checkpointRecord{Mark: mark}
+	if cp.AlertsNext > collector.DefaultMaxAlerts {
+		ck.AlertsFloor = cp.AlertsNext - collector.DefaultMaxAlerts
+	}
 	add := func(key string, v any) error {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", key, err)
 		}
-		records = append(records, record{key, string(b)})
-		size += int64(len(key) + len(b))
+		ck.Records = append(ck.Records, recordUpdate{key, b})
 		return nil
 	}
 	err := add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects})
@@ -471,53 +592,31 @@ func (s *Store) Flush() error {
 	for _, a := range cp.Alerts {
 		err = errors.Join(err, add(alertKey(a.Index), a))
 	}
-	journaled := 0
-	if err == nil && len(records) == 1 && records[0].value == s.lastState && mark == s.lastMark {
+	state := string(ck.Records[0].Value)
+	if err == nil && len(ck.Records) == 1 && state == s.lastState && mark == s.lastMark {
 		return nil // nothing changed
 	}
+	var size int64
+	if err == nil {
+		var b []byte
+		b, err = json.Marshal(ck)
+		size = int64(len(b))
+		if err == nil && size > MaxCheckpointBytes {
+			err = fmt.Errorf("checkpoint of %d bytes, limit %d", size, MaxCheckpointBytes)
+		}
+		if err == nil {
+			err = s.file.DB.Update(func(tx *buntdb.Tx) error {
+				_, _, err := tx.Set(keyCheckpoint, string(b), nil)
+				return err
+			})
+		}
+	}
+	journaled := 0
 	if err == nil {
 		err = s.file.DB.Update(func(tx *buntdb.Tx) error {
-			for _, r := range records {
-				if _, _, err := tx.Set(r.key, r.value, nil); err != nil {
-					return err
-				}
-			}
-			var del []string
-			// Journal records below the mark.
-			if err := tx.AscendRange("", prefixJournal, journalKey(mark), func(k, _ string) bool {
-				del = append(del, k)
-				return true
-			}); err != nil {
-				return err
-			}
-			journaled = len(del)
-			// Alerts the ring no longer keeps.
-			if cp.AlertsNext > collector.DefaultMaxAlerts {
-				if err := tx.AscendRange("", prefixAlert, alertKey(cp.AlertsNext-collector.DefaultMaxAlerts), func(k, _ string) bool {
-					del = append(del, k)
-					return true
-				}); err != nil {
-					return err
-				}
-			}
-			// Windows of levels not configured or past their retention.
-			if err := tx.AscendGreaterOrEqual("", prefixWindow, func(k, _ string) bool {
-				if !strings.HasPrefix(k, prefixWindow) {
-					return false
-				}
-				if expired(k, cp.Levels) {
-					del = append(del, k)
-				}
-				return true
-			}); err != nil {
-				return err
-			}
-			for _, k := range del {
-				if _, err := tx.Delete(k); err != nil && !errors.Is(err, buntdb.ErrNotFound) {
-					return err
-				}
-			}
-			return nil
+			var err error
+			journaled, err = applyCheckpoint(tx, &ck)
+			return err
 		})
 	}
 	took := time.Since(start)
@@ -530,11 +629,60 @@ func (s *Store) Flush() error {
 		return fmt.Errorf("flush collector state to %s: %w", s.path, err)
 	}
 	s.needFull = false
-	s.lastState, s.lastMark = records[0].value, mark
+	s.lastState, s.lastMark = state, mark
 	s.stats.Flushes++
 	s.stats.LastFlush, s.stats.LastFlushTook, s.stats.LastFlushBytes = time.Now(), took, size
 	s.stats.JournalDepth -= journaled
 	return nil
+}
+
+// applyCheckpoint writes the checkpoint's records and deletes what it
+// covers: the journal below its mark, the alerts below its floor, and the
+// windows of levels not configured or past their retention (by the
+// meta:state record it holds). It returns the journal records deleted.
+func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) (int, error) {
+	var st stateRecord
+	for _, r := range ck.Records {
+		if r.Key == keyState {
+			if err := json.Unmarshal(r.Value, &st); err != nil {
+				return 0, fmt.Errorf("%w: record %s: %s: %v", store.ErrDamaged, keyCheckpoint, keyState, err)
+			}
+		}
+		if _, _, err := tx.Set(r.Key, string(r.Value), nil); err != nil {
+			return 0, err
+		}
+	}
+	var del []string
+	collect := func(k, _ string) bool {
+		del = append(del, k)
+		return true
+	}
+	if err := tx.AscendRange("", prefixJournal, journalKey(ck.Mark), collect); err != nil {
+		return 0, err
+	}
+	journaled := len(del)
+	if ck.AlertsFloor > 0 {
+		if err := tx.AscendRange("", prefixAlert, alertKey(ck.AlertsFloor), collect); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.AscendGreaterOrEqual("", prefixWindow, func(k, _ string) bool {
+		if !strings.HasPrefix(k, prefixWindow) {
+			return false
+		}
+		if expired(k, st.Levels) {
+			del = append(del, k)
+		}
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	for _, k := range del {
+		if _, err := tx.Delete(k); err != nil && !errors.Is(err, buntdb.ErrNotFound) {
+			return 0, err
+		}
+	}
+	return journaled, nil
 }
 
 // expired reports whether the window record at key belongs to no level or

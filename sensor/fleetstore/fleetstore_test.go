@@ -269,7 +269,7 @@ func TestDamagedFileMovedAside(t *testing.T) {
 		}, store.ErrDamaged, true},
 		{"unknown key", func(t *testing.T, path string) { setRecord(t, path, "other:1", `{}`) }, store.ErrDamaged, true},
 		{"invalid state", func(t *testing.T, path string) {
-			setRecord(t, path, prefixSensor+"s1", `{"id":"s1","last_seen":"2026-01-01T00:00:00Z","seqs":{"high":3,"gaps":[{"first":5,"last":6}]}}`)
+			setRecord(t, path, prefixSensor+"s9", `{"id":"s9","last_seen":"2026-01-01T00:00:00Z","seqs":{"high":3,"gaps":[{"first":5,"last":6}]}}`)
 		}, store.ErrDamaged, true},
 		{"bad journal", func(t *testing.T, path string) { setRecord(t, path, journalKey(99), "no-nul") }, store.ErrDamaged, true},
 		{"schema", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":99,"summary":1}`) }, store.ErrSchema, true},
@@ -366,5 +366,81 @@ func TestJournalCodec(t *testing.T) {
 		if _, err := decodeJournal(bad.key, bad.v); !errors.Is(err, store.ErrDamaged) {
 			t.Errorf("decode %q %q: %v, want ErrDamaged", bad.key, bad.v, err)
 		}
+	}
+}
+
+// TestTornFlush: a crash cut the second transaction of a flush, so that a
+// record still holds its value from before; the checkpoint record
+// completes the flush at Open, and the next flush writes everything.
+func TestTornFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 3; seq++ {
+		deliver(t, col, st, "s1", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var old string
+	_ = st.file.DB.View(func(tx *buntdb.Tx) error {
+		var err error
+		old, err = tx.Get(prefixSensor + "s1")
+		return err
+	})
+	for seq := uint64(4); seq <= 6; seq++ {
+		deliver(t, col, st, "s1", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := state(t, col)
+	st.Close()
+	setRecord(t, path, prefixSensor+"s1", old)
+	// The journal records of seqs 4 to 6, which the flush deleted.
+	for seq := uint64(4); seq <= 6; seq++ {
+		s := testSummary("s1", seq, 20)
+		v := encodeJournal(topic("s1", "summary"), payload(t, s), s.End)
+		setRecord(t, path, journalKey(seq-1), v)
+	}
+
+	col2, st2 := open(t, path)
+	if got := state(t, col2); got != want {
+		t.Errorf("state after the torn flush:\n%s\nwant\n%s", got, want)
+	}
+	if s := st2.Stats(); s.Flushes != 1 || s.Replayed != 0 || s.ReplaySkipped != 0 {
+		t.Errorf("flushes %d, replayed %d: want a full flush at Open and nothing replayed below the mark", s.Flushes, s.Replayed)
+	}
+	st2.Close()
+	col3, st3 := open(t, path)
+	defer st3.Close()
+	if got := state(t, col3); got != want {
+		t.Errorf("state after the full flush:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestJournalAfterRestart: journal numbers go on from the last flush's
+// mark after a restart with an empty journal, so that what is journaled
+// then is replayed after a crash.
+func TestJournalAfterRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 4; seq++ {
+		deliver(t, col, st, "s1", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	col2, st2 := open(t, path)
+	deliver(t, col2, st2, "s1", 5)
+	want := state(t, col2)
+	st2.Close() // a crash: no flush
+	col3, st3 := open(t, path)
+	defer st3.Close()
+	if got := state(t, col3); got != want {
+		t.Errorf("state after the crash:\n%s\nwant\n%s", got, want)
+	}
+	if s := st3.Stats(); s.Replayed != 1 {
+		t.Errorf("replayed %d, want 1", s.Replayed)
 	}
 }

@@ -283,6 +283,13 @@ func crashRecovery(t *testing.T, mode string) {
 		waitFor(t, "the API", 15*time.Second, func() bool { return sensors(api) != nil })
 	}
 
+	defer func() {
+		if t.Failed() {
+			for id, s := range sensors(api) {
+				t.Logf("sensor %s: %d summaries, last seq %d, gaps %v, duplicates %d", id, s.Summaries, s.LastSeq, s.Gaps, s.Duplicates)
+			}
+		}
+	}()
 	waitFor(t, "every summary", 30*time.Second, func() bool {
 		s := sensors(api)
 		for _, id := range ids {
