@@ -315,7 +315,16 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		case len(a.Alert.Alert) > MaxMessageBytes:
 			return fmt.Errorf("%w: alert %d: %d bytes, limit %d", ErrRestore, a.Index, len(a.Alert.Alert), MaxMessageBytes)
 		}
+		if len(alerts) > 0 && a.Index != cp.Alerts[i-1].Index+1 {
+			return fmt.Errorf("%w: alert %d: alert %d missing", ErrRestore, a.Index, cp.Alerts[i-1].Index+1)
+		}
 		alerts = append(alerts, a.Alert)
+	}
+	if len(alerts) > 0 && cp.Alerts[len(cp.Alerts)-1].Index != cp.AlertsNext-1 {
+		return fmt.Errorf("%w: alerts end at %d, alerts_next is %d", ErrRestore, cp.Alerts[len(cp.Alerts)-1].Index, cp.AlertsNext)
+	}
+	if len(alerts) < int(min(cp.AlertsNext, DefaultMaxAlerts)) {
+		return fmt.Errorf("%w: %d alerts kept of the last %d", ErrRestore, len(alerts), min(cp.AlertsNext, DefaultMaxAlerts))
 	}
 
 	c.mu.Lock()

@@ -263,6 +263,8 @@ func TestRestoreRefuses(t *testing.T) {
 		{"short bitmap", func(cp *Checkpoint) { cp.Sensors[0].Seqs.Received, cp.Sensors[0].Seqs.Bitmap = nil, []byte{1} }, "bitmap of 1 bytes"},
 		{"unknown reason", func(cp *Checkpoint) { cp.Rejects["x"] = 1 }, `reason "x"`},
 		{"alert index", func(cp *Checkpoint) { cp.Alerts[0].Index = 99 }, "alert 99"},
+		{"alert missing", func(cp *Checkpoint) { cp.Alerts = cp.Alerts[1:] }, "2 alerts kept of the last 3"},
+		{"alert hole", func(cp *Checkpoint) { cp.Alerts = append(cp.Alerts[:1], cp.Alerts[2:]...) }, "alert 1 missing"},
 	} {
 		var cp Checkpoint
 		if err := json.Unmarshal([]byte(base), &cp); err != nil {

@@ -441,15 +441,22 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 func (d *Daemon) runSubscriber(ctx context.Context) error {
 	log := d.log.With("broker", d.cfg.Broker, "client_id", d.cfg.ClientID)
 	filter := d.cfg.Filter()
-	// paho acknowledges a message when its handler returns, and handle
-	// journals it first. The session is persistent (clean session off, a
+	// paho acknowledges a message when the handler calls Ack, after handle
+	// journaled it. The session is persistent (clean session off, a
 	// stable client id): the broker keeps the subscription and queues what
 	// arrives while the collector is away, and sends that right after
 	// CONNECT, before the SUBSCRIBE below is sent again; the default
 	// handler takes those.
-	handler := func(_ mqtt.Client, m mqtt.Message) { _ = d.handle(m.Topic(), m.Payload()) }
+	// A message whose journal write failed is not acknowledged: the broker
+	// sends it again on the next connection (the collector drops it as a
+	// duplicate if the state that holds it was flushed meanwhile).
+	handler := func(_ mqtt.Client, m mqtt.Message) {
+		if d.handle(m.Topic(), m.Payload()) == nil {
+			m.Ack()
+		}
+	}
 	o := mqtt.NewClientOptions().AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
-		SetCleanSession(false).SetDefaultPublishHandler(handler).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
+		SetCleanSession(false).SetDefaultPublishHandler(handler).SetAutoAckDisabled(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
 		SetMaxReconnectInterval(time.Minute).SetKeepAlive(30 * time.Second)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		log.Info("connected; subscribing", "filter", filter)
