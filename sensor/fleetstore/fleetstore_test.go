@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -443,4 +444,67 @@ func TestJournalAfterRestart(t *testing.T) {
 	if s := st3.Stats(); s.Replayed != 1 {
 		t.Errorf("replayed %d, want 1", s.Replayed)
 	}
+}
+
+// TestConcurrentFlush: handlers journal while flushes run; a crash after
+// the last message (no flush) restores every summary exactly once.
+func TestConcurrentFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	const sensors, perSensor = 4, 150
+	payloads := map[string][][]byte{}
+	for i := range sensors {
+		id := fmt.Sprintf("s%d", i)
+		for seq := uint64(1); seq <= perSensor; seq++ {
+			payloads[id] = append(payloads[id], payload(t, testSummary(id, seq, 3)))
+		}
+	}
+	done := make(chan struct{})
+	flushed := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				flushed <- n
+				return
+			default:
+			}
+			if err := st.Flush(); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	var wg sync.WaitGroup
+	for id, ps := range payloads {
+		wg.Go(func() {
+			for seq, p := range ps {
+				now := t0.Add(time.Duration(seq+1) * time.Minute)
+				if err := col.Handle(topic(id, "summary"), p, now); err != nil {
+					t.Error(err)
+				}
+				if err := st.Journal(topic(id, "summary"), p, now); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	n := <-flushed
+	want := state(t, col)
+	st.Close()
+	col2, st2 := open(t, path)
+	defer st2.Close()
+	if got := state(t, col2); got != want {
+		t.Errorf("state after %d flushes during the writes and a crash differs:\n%s\nwant\n%s", n, got, want)
+	}
+	for _, s := range col2.Sensors(t0) {
+		if s.Summaries != perSensor || len(s.Gaps) != 0 {
+			t.Errorf("sensor %s: %d summaries, gaps %v; want %d, none", s.ID, s.Summaries, s.Gaps, perSensor)
+		}
+	}
+	s := st2.Stats()
+	t.Logf("%d flushes during %d summaries; at restart %d journal records replayed, %d skipped", n, sensors*perSensor, s.Replayed, s.ReplaySkipped)
 }
