@@ -3,11 +3,13 @@ package collectord
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/collector"
@@ -268,4 +270,43 @@ func TestMosquittoPersistentSession(t *testing.T) {
 	}
 	st, _ := d2.StoreStats()
 	t.Logf("store after the restart: %+v", st)
+}
+
+// TestJournalFailureWithholdsAck: when the journal write fails, the
+// embedded broker's hook rejects the packet, so mochi sends no PUBACK and
+// the sensor keeps the summary in its outbox; messages of other topics
+// pass untouched.
+func TestJournalFailureWithholdsAck(t *testing.T) {
+	d, err := New(Config{EmbeddedBroker: ":0", DataDir: t.TempDir(), Sync: "never"}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &collectHook{d: d, prefix: "peerwatch/"}
+	s := testSummary(t, "s1", 1, time.Now().UTC())
+	p, err := summary.Encode(s, summary.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := packets.Packet{TopicName: "peerwatch/s1/summary", Payload: p}
+	if _, err := h.OnPublish(nil, pk); err != nil {
+		t.Fatalf("journaled summary: %v", err)
+	}
+	if st, _ := d.StoreStats(); st.Journaled != 1 {
+		t.Errorf("%d journaled, want 1", st.Journaled)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pk.Payload, _ = summary.Encode(testSummary(t, "s1", 2, time.Now().UTC()), summary.EncodeOptions{})
+	if _, err := h.OnPublish(nil, pk); !errors.Is(err, packets.ErrRejectPacket) {
+		t.Errorf("summary with a failing journal: %v, want ErrRejectPacket", err)
+	}
+	for _, topic := range []string{"other/topic", "peerwatch/s1/summary/x", "peerwatch/s1"} {
+		if _, err := h.OnPublish(nil, packets.Packet{TopicName: topic}); err != nil {
+			t.Errorf("topic %s: %v, want it passed", topic, err)
+		}
+	}
+	if got := d.Collector().Rejects()[collector.ReasonTopic]; got != 0 {
+		t.Errorf("%d topic rejects: other topics must not reach the collector", got)
+	}
 }
