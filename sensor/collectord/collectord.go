@@ -235,7 +235,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		_ = sync.UnmarshalText([]byte(cfg.Sync)) // checked by Validate
 		st, err := fleetstore.Open(fleetstore.Path(cfg.DataDir), d.col, fleetstore.Options{Sync: sync}, log)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 		}
 		d.st = st
 	}

@@ -44,8 +44,14 @@ const SchemaVersion = 1
 // FileName is the name of the store file in the data directory.
 const FileName = "collectord.db"
 
+// ErrTooLarge: the store file is larger than MaxFileBytes.
+var ErrTooLarge = errors.New("store file too large")
+
 // Bounds of what Open reads back.
 const (
+	// MaxFileBytes bounds the file Open loads (buntdb holds it all in
+	// memory). The state of a large fleet is a few hundred MB.
+	MaxFileBytes = 8 << 30
 	// MaxRecordBytes bounds one record (a window with its per-sensor
 	// country counters is the largest).
 	MaxRecordBytes = 64 << 20
@@ -155,6 +161,11 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 	}
 	log = log.With("component", "fleetstore")
 	s := &Store{path: path, col: col, log: log, stats: Stats{Path: path}}
+	// buntdb loads the whole file into memory.
+	if fi, err := os.Stat(path); err == nil && fi.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("open store %s: %w: the file is %d bytes, more than the %d this build loads; move it away to start afresh",
+			path, ErrTooLarge, fi.Size(), int64(MaxFileBytes))
+	}
 	f, err := store.OpenFile(path, s.load, log)
 	if err != nil {
 		return nil, err

@@ -508,3 +508,22 @@ func TestConcurrentFlush(t *testing.T) {
 	s := st2.Stats()
 	t.Logf("%d flushes during %d summaries; at restart %d journal records replayed, %d skipped", n, sensors*perSensor, s.Replayed, s.ReplaySkipped)
 }
+
+func TestFileTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(MaxFileBytes + 1); err != nil { // sparse
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = Open(path, collector.New(collector.Options{}, nil), Options{}, nil)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), path) {
+		t.Errorf("Open of a %d-byte file: %v, want ErrTooLarge naming the file", int64(MaxFileBytes+1), err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != MaxFileBytes+1 {
+		t.Errorf("the file was touched: %v", err)
+	}
+}
