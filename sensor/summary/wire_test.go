@@ -289,6 +289,9 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "duplicate watch", edit: func(m map[string]any) { m["watch"] = append(list(m, "watch"), list(m, "watch")[0]) }, want: ErrMalformed},
 		{name: "counters not numbers", edit: func(m map[string]any) { item(m, "prefixes", 0)["packets"] = []any{"1", "2"} }, want: ErrMalformed},
 		{name: "counter overflow", edit: func(m map[string]any) { item(m, "prefixes", 0)["packets"] = []any{1e20, 0} }, want: ErrMalformed},
+		{name: "three directions", edit: func(m map[string]any) { item(m, "prefixes", 0)["packets"] = append(item(m, "prefixes", 0)["packets"].([]any), 0) }, want: ErrMalformed},
+		{name: "one direction", edit: func(m map[string]any) { item(m, "prefixes", 0)["bytes"] = item(m, "prefixes", 0)["bytes"].([]any)[:1] }, want: ErrMalformed},
+		{name: "four classes", edit: func(m map[string]any) { item(m, "countries", 0)["class"] = item(m, "countries", 0)["class"].([]any)[:4] }, want: ErrMalformed},
 		{name: "too many prefixes", lim: Limits{MaxPrefixes: 1}, want: ErrTooLarge},
 		{name: "too many countries", lim: Limits{MaxCountries: 1}, want: ErrTooLarge},
 		{name: "too many ases", edit: func(m map[string]any) {
