@@ -17,6 +17,11 @@ import (
 //
 //	go test -run '^$' -bench Handle ./sensor/collector/
 func BenchmarkHandle(b *testing.B) {
+	b.Run("binary", func(b *testing.B) { benchmarkHandle(b, summary.FormatBinary) })
+	b.Run("json-gzip", func(b *testing.B) { benchmarkHandle(b, summary.FormatJSON) })
+}
+
+func benchmarkHandle(b *testing.B, format summary.Format) {
 	const sensors, distinct = 100, 8
 	end := time.Now().UTC().Truncate(time.Hour)
 	// distinct payloads per sensor, re-stamped with a new seq as the
@@ -25,7 +30,7 @@ func BenchmarkHandle(b *testing.B) {
 	var bytes int
 	for i := range sensors * distinct {
 		s := testsum.Big(fmt.Sprintf("pw-%03d", i%sensors), uint64(i/sensors+1), end, uint64(i), 1000)
-		p, err := summary.Encode(s, summary.EncodeOptions{})
+		p, err := summary.Encode(s, summary.EncodeOptions{Format: format})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -192,9 +192,7 @@ func mergeBy[T any, K comparable](a, b []T, key func(T) K, add func(*T, T)) []T 
 // Sort orders prefixes, countries and ASes by packets, most first (ties by
 // key, so the order is stable), and watch lists by name.
 func (s *Summary) Sort() {
-	slices.SortFunc(s.Prefixes, func(a, b PrefixCount) int {
-		return cmp.Or(cmp.Compare(b.Total(), a.Total()), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
-	})
+	slices.SortFunc(s.Prefixes, prefixOrder)
 	slices.SortFunc(s.Countries, func(a, b CountryCount) int {
 		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.Country, b.Country))
 	})
@@ -202,6 +200,12 @@ func (s *Summary) Sort() {
 		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.ASN, b.ASN))
 	})
 	slices.SortFunc(s.Watch, func(a, b WatchCount) int { return cmp.Compare(a.List, b.List) })
+}
+
+// prefixOrder is the order of Summary.Prefixes: most packets first, then
+// by address and length.
+func prefixOrder(a, b PrefixCount) int {
+	return cmp.Or(cmp.Compare(b.Total(), a.Total()), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
 }
 
 // TopN keeps the n prefixes with the most packets (the summary must be
