@@ -21,7 +21,6 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/sync/errgroup"
@@ -56,6 +55,10 @@ type Config struct {
 	ClientID string
 	// TopicPrefix is the first level(s) of the sensors' topics.
 	TopicPrefix string
+	// EmbeddedSecurity is the embedded broker's TLS and authentication.
+	EmbeddedSecurity EmbeddedSecurity
+	// SubscriberSecurity is the TLS and credentials for Broker.
+	SubscriberSecurity SubscriberSecurity
 }
 
 // Validate names the first invalid field and the reason.
@@ -78,7 +81,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: broker %q: not a URL like tcp://host:1883", ErrConfig, c.Broker)
 		}
 	}
-	return nil
+	return c.validateSecurity()
 }
 
 func (c Config) withDefaults() Config {
@@ -110,6 +113,7 @@ type Daemon struct {
 	now func() time.Time
 	// subscribed: the subscription to the broker is in place.
 	subscribed atomic.Bool
+	sec        security
 
 	mu        sync.Mutex
 	rejectLog map[string]time.Time // reason -> last logged
@@ -125,14 +129,18 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	return &Daemon{
+	d := &Daemon{
 		cfg:       cfg,
 		log:       log.With("component", "collectord"),
 		col:       collector.New(collector.Options{TopicPrefix: cfg.TopicPrefix, Windows: windowWidths(), Retention: windowKeep()}, log),
 		now:       time.Now,
 		rejectLog: make(map[string]time.Time),
 		skipped:   make(map[string]uint64),
-	}, nil
+	}
+	if err := d.loadSecurity(); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // Collector is the daemon's collector.
@@ -195,12 +203,10 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 func (d *Daemon) runEmbedded(ctx context.Context) error {
 	log := d.log.With("broker", "embedded", "addr", d.cfg.EmbeddedBroker)
 	s := mochi.New(&mochi.Options{InlineClient: true, Logger: d.log.With("component", "mochi")})
-	// TODO: authentication; every client may connect and publish for now.
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+	if err := d.addAuthHook(s); err != nil {
 		return fmt.Errorf("embedded broker auth hook: %w", err)
 	}
-	log.Warn("embedded broker allows every client: no authentication yet")
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: d.cfg.EmbeddedBroker})); err != nil {
+	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: d.cfg.EmbeddedBroker, TLSConfig: d.sec.embeddedTLS})); err != nil {
 		return fmt.Errorf("embedded broker listener %s: %w", d.cfg.EmbeddedBroker, err)
 	}
 	if err := s.Subscribe(d.cfg.Filter(), 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
@@ -211,7 +217,7 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 	if err := s.Serve(); err != nil {
 		return fmt.Errorf("embedded broker on %s: %w", d.cfg.EmbeddedBroker, err)
 	}
-	log.Info("embedded broker running", "filter", d.cfg.Filter())
+	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil)
 	d.subscribed.Store(true)
 	<-ctx.Done()
 	d.subscribed.Store(false)
@@ -226,7 +232,7 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 func (d *Daemon) runSubscriber(ctx context.Context) error {
 	log := d.log.With("broker", d.cfg.Broker, "client_id", d.cfg.ClientID)
 	filter := d.cfg.Filter()
-	o := mqtt.NewClientOptions().AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
+	o := d.secureSubscriber(mqtt.NewClientOptions()).AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
 		SetMaxReconnectInterval(time.Minute).SetKeepAlive(30 * time.Second)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
