@@ -98,6 +98,9 @@ type Hook struct {
 	mochi.HookBase
 	rules Rules
 	log   *slog.Logger
+	// clients finds the broker's client (or kept session) with a client
+	// id; nil: client ids are not checked.
+	clients func(id string) (*mochi.Client, bool)
 
 	connects, publishes, subscribes atomic.Uint64
 
@@ -114,6 +117,12 @@ func NewHook(rules Rules, log *slog.Logger) *Hook {
 	return &Hook{rules: rules, log: log.With("component", "brokerauth"),
 		logged: make(map[string]time.Time), skipped: make(map[string]uint64)}
 }
+
+// BindClientIDs makes the hook refuse a client whose client id belongs to
+// a client or session of another identity (which the broker would
+// otherwise disconnect and take over), and the id of the broker's inline
+// client. Pass the server's Clients.Get.
+func (h *Hook) BindClientIDs(clients func(id string) (*mochi.Client, bool)) { h.clients = clients }
 
 // ID names the hook.
 func (h *Hook) ID() string { return "peerwatch-auth" }
@@ -178,6 +187,14 @@ func (h *Hook) identity(cl *mochi.Client, pk packets.Packet) (string, string) {
 	}
 	if !h.rules.IsReader(id) && !summary.ValidSensorID(id) {
 		return "", fmt.Sprintf("identity %q is neither a reader nor a sensor id (1 to 64 of A-Z a-z 0-9 . _ -)", id)
+	}
+	if h.clients != nil {
+		if cl.ID == mochi.InlineClientId {
+			return "", fmt.Sprintf("client id %q is the broker's own", cl.ID)
+		}
+		if old, ok := h.clients(cl.ID); ok && old != cl && string(old.Properties.Username) != id {
+			return "", fmt.Sprintf("client id %q belongs to another identity", cl.ID)
+		}
 	}
 	if pk.Connect.WillFlag && !h.rules.Allowed(id, pk.Connect.WillTopic, true) {
 		return "", fmt.Sprintf("last will on %q, outside what %q may publish", pk.Connect.WillTopic, id)

@@ -150,6 +150,7 @@ func (d *Daemon) addAuthHook(s *mochi.Server) error {
 	}
 	d.log.Info("embedded broker authenticates clients", "client_certificates", e.ClientCAFile != "",
 		"password_file", e.PasswordFile, "readers", e.Readers)
+	d.sec.hook.BindClientIDs(s.Clients.Get)
 	return s.AddHook(d.sec.hook, nil)
 }
 

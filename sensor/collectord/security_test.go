@@ -39,6 +39,12 @@ func clientTLS(tb testing.TB, caFile string, cert testutil.Issued) *tls.Config {
 // the connection.
 func connect(tb testing.TB, url, id string, tc *tls.Config, user, pass string) (c mqtt.Client, lost <-chan struct{}, err error) {
 	tb.Helper()
+	return connectWill(tb, url, id, tc, user, pass, "")
+}
+
+// connectWill is connect with a last will on willTopic (none when empty).
+func connectWill(tb testing.TB, url, id string, tc *tls.Config, user, pass, willTopic string) (c mqtt.Client, lost <-chan struct{}, err error) {
+	tb.Helper()
 	l := make(chan struct{})
 	var once sync.Once
 	// MQTT 3.1.1 only: paho would try 3.1 again after a refusal.
@@ -47,6 +53,9 @@ func connect(tb testing.TB, url, id string, tc *tls.Config, user, pass string) (
 		SetConnectionLostHandler(func(mqtt.Client, error) { once.Do(func() { close(l) }) })
 	if user != "" {
 		o.SetUsername(user).SetPassword(pass)
+	}
+	if willTopic != "" {
+		o.SetWill(willTopic, `{"state":"offline"}`, 1, true)
 	}
 	c = mqtt.NewClient(o)
 	tok := c.Connect()
@@ -240,7 +249,22 @@ func TestEmbeddedBrokerClientCerts(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("a reader publishing: not disconnected")
 	}
-	want := brokerauth.Stats{ConnectsRefused: 1, PublishesDenied: 2, SubscribesDenied: 1}
+	// Another sensor taking sA's client id (sA's uplink is connected), the
+	// broker's own inline client id, and a last will on another sensor's
+	// topic.
+	s9 := clientTLS(t, ca.CertFile, ca.Client(t, "s9"))
+	for _, id := range []string{"peerwatch-sA", "inline"} {
+		if _, _, err := connect(t, "ssl://"+addr, id, s9, "", ""); !refusedAuth(err) {
+			t.Errorf("s9 as client id %q: %v, want refused", id, err)
+		}
+	}
+	if _, _, err := connectWill(t, "ssl://"+addr, "s9-will", s9, "", "", "peerwatch/sA/status"); !refusedAuth(err) {
+		t.Errorf("s9 with a will on sA's status: %v, want refused", err)
+	}
+	if _, _, err := connectWill(t, "ssl://"+addr, "s9-own-will", s9, "", "", "peerwatch/s9/status"); err != nil {
+		t.Errorf("s9 with a will on its own status: %v", err)
+	}
+	want := brokerauth.Stats{ConnectsRefused: 4, PublishesDenied: 2, SubscribesDenied: 1}
 	if got := d.BrokerRefusals(); got != want {
 		t.Errorf("broker refusals %+v, want %+v", got, want)
 	}
@@ -502,5 +526,38 @@ func TestDocCerts(t *testing.T) {
 	}
 	if got := d.BrokerRefusals().PublishesDenied; got != 1 {
 		t.Errorf("%d publishes denied, want 1", got)
+	}
+}
+
+// TestEmbeddedBrokerCertAndPassword: with a client CA and a password file,
+// a client needs both, and its username must be its certificate's CN.
+func TestEmbeddedBrokerCertAndPassword(t *testing.T) {
+	dir := t.TempDir()
+	ca := testutil.NewCA(t, dir, "fleet")
+	srv := ca.Server(t, "broker")
+	addr := freeAddr(t)
+	d, _ := startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
+		CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile, PasswordFile: "../brokerauth/testdata/passwd"}})
+	alice := clientTLS(t, ca.CertFile, ca.Client(t, "alice"))
+	url := "ssl://" + addr
+	for _, tc := range []struct {
+		user, pass string
+		ok         bool
+	}{
+		{"alice", "secret", true},
+		{"alice", "wrong", false},
+		{"carol", "secret", false}, // carol's password, alice's certificate
+		{"", "", false},
+	} {
+		_, _, err := connect(t, url, "alice-"+tc.user+"-"+tc.pass, alice, tc.user, tc.pass)
+		if tc.ok && err != nil || !tc.ok && !refusedAuth(err) {
+			t.Errorf("alice's certificate, user %q password %q: %v, want ok %v", tc.user, tc.pass, err, tc.ok)
+		}
+	}
+	if _, _, err := connect(t, url, "no-cert", clientTLS(t, ca.CertFile, testutil.Issued{}), "alice", "secret"); err == nil {
+		t.Error("password without a certificate: connected, want refused")
+	}
+	if got, want := d.BrokerRefusals(), (brokerauth.Stats{ConnectsRefused: 3}); got != want {
+		t.Errorf("broker refusals %+v, want %+v", got, want)
 	}
 }
