@@ -206,7 +206,12 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 	if err := d.addAuthHook(s); err != nil {
 		return fmt.Errorf("embedded broker auth hook: %w", err)
 	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: d.cfg.EmbeddedBroker, TLSConfig: d.sec.embeddedTLS})); err != nil {
+	ln, err := d.embeddedListener()
+	if err != nil {
+		return err
+	}
+	if err := s.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("embedded broker listener %s: %w", d.cfg.EmbeddedBroker, err)
 	}
 	if err := s.Subscribe(d.cfg.Filter(), 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
@@ -215,6 +220,7 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 		return fmt.Errorf("embedded broker subscribe %s: %w", d.cfg.Filter(), err)
 	}
 	if err := s.Serve(); err != nil {
+		_ = s.Close()
 		return fmt.Errorf("embedded broker on %s: %w", d.cfg.EmbeddedBroker, err)
 	}
 	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil)

@@ -3,8 +3,10 @@ package collectord
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -152,6 +154,40 @@ func (d *Daemon) addAuthHook(s *mochi.Server) error {
 		"password_file", e.PasswordFile, "readers", e.Readers)
 	d.sec.hook.BindClientIDs(s.Clients.Get)
 	return s.AddHook(d.sec.hook, nil)
+}
+
+// connectTimeout bounds the time from a client's TCP connection to its
+// CONNECT packet (the TLS handshake included) on the embedded broker;
+// after CONNECT, mochi's keepalive deadline takes over.
+var connectTimeout = 10 * time.Second
+
+// embeddedListener listens on the embedded broker's address, with TLS
+// when configured, and closes a connection that does not get to CONNECT
+// in connectTimeout (mochi sets no deadline before CONNECT).
+func (d *Daemon) embeddedListener() (net.Listener, error) {
+	ln, err := net.Listen("tcp", d.cfg.EmbeddedBroker)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker listener: %w", err)
+	}
+	ln = connectDeadline{ln, connectTimeout}
+	if d.sec.embeddedTLS != nil {
+		ln = tls.NewListener(ln, d.sec.embeddedTLS)
+	}
+	return ln, nil
+}
+
+// connectDeadline sets a deadline on every accepted connection.
+type connectDeadline struct {
+	net.Listener
+	timeout time.Duration
+}
+
+func (l connectDeadline) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		_ = c.SetDeadline(time.Now().Add(l.timeout))
+	}
+	return c, err
 }
 
 // BrokerRefusals counts what the embedded broker's authentication refused

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -559,5 +560,33 @@ func TestEmbeddedBrokerCertAndPassword(t *testing.T) {
 	}
 	if got, want := d.BrokerRefusals(), (brokerauth.Stats{ConnectsRefused: 3}); got != want {
 		t.Errorf("broker refusals %+v, want %+v", got, want)
+	}
+}
+
+// TestEmbeddedBrokerConnectTimeout: a client that connects and sends
+// nothing (no TLS handshake, no CONNECT) is cut after connectTimeout.
+func TestEmbeddedBrokerConnectTimeout(t *testing.T) {
+	old := connectTimeout
+	connectTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { connectTimeout = old })
+	dir := t.TempDir()
+	ca := testutil.NewCA(t, dir, "fleet")
+	srv := ca.Server(t, "broker")
+	plain, tlsAddr := freeAddr(t), freeAddr(t)
+	startDaemon(t, Config{EmbeddedBroker: plain})
+	startDaemon(t, Config{EmbeddedBroker: tlsAddr, EmbeddedSecurity: EmbeddedSecurity{
+		CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile}})
+	for _, addr := range []string{plain, tlsAddr} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		_ = c.SetReadDeadline(start.Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		if took := time.Since(start); err == nil || took >= 5*time.Second {
+			t.Errorf("%s: silent client: read %v after %v, want closed after %v", addr, err, took, connectTimeout)
+		}
 	}
 }
