@@ -2,12 +2,16 @@ package brokerauth
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/peerwatch/peerwatch/internal/testutil"
 )
@@ -211,5 +215,48 @@ func TestTLSFiles(t *testing.T) {
 	}
 	if _, err := ServerTLS(filepath.Join(dir, "missing.crt"), srv.KeyFile, ""); err == nil || !strings.Contains(err.Error(), "missing.crt") {
 		t.Errorf("missing: %v", err)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestHookACLCounts: every denial is counted, and logged at most once per
+// kind per RefusalLogInterval.
+func TestHookACLCounts(t *testing.T) {
+	var buf lockedBuffer
+	h := NewHook(Rules{TopicPrefix: "peerwatch", ClientCerts: true, Readers: []string{"collectord"}}, slog.New(slog.NewTextHandler(&buf, nil)))
+	sA := &mochi.Client{ID: "peerwatch-sA", Properties: mochi.ClientProperties{Username: []byte("sA")}}
+	col := &mochi.Client{ID: "col", Properties: mochi.ClientProperties{Username: []byte("collectord")}}
+	if !h.OnACLCheck(sA, "peerwatch/sA/summary", true) || !h.OnACLCheck(col, "$share/g/peerwatch/+/+", false) {
+		t.Fatal("allowed topics refused")
+	}
+	for range 5 {
+		if h.OnACLCheck(sA, "peerwatch/sB/summary", true) {
+			t.Fatal("sA publishing as sB: allowed")
+		}
+	}
+	if h.OnACLCheck(col, "peerwatch/sA/summary", true) || h.OnACLCheck(sA, "peerwatch/#", false) {
+		t.Fatal("reader publishing or sensor reading the fleet: allowed")
+	}
+	if got, want := h.Stats(), (Stats{PublishesDenied: 6, SubscribesDenied: 1}); got != want {
+		t.Errorf("Stats %+v, want %+v", got, want)
+	}
+	if n := strings.Count(buf.String(), "broker refused a client"); n != 2 {
+		t.Errorf("%d log lines, want 2 (publish once, subscribe once):\n%s", n, buf.String())
 	}
 }

@@ -585,6 +585,7 @@ func TestEmbeddedBrokerConnectTimeout(t *testing.T) {
 		start := time.Now()
 		_ = c.SetReadDeadline(start.Add(5 * time.Second))
 		_, err = c.Read(make([]byte, 1))
+		t.Logf("%s: %v after %v", addr, err, time.Since(start))
 		if took := time.Since(start); err == nil || took >= 5*time.Second {
 			t.Errorf("%s: silent client: read %v after %v, want closed after %v", addr, err, took, connectTimeout)
 		}
