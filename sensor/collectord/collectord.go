@@ -63,6 +63,9 @@ type Config struct {
 
 // Validate names the first invalid field and the reason.
 func (c Config) Validate() error {
+	if err := c.validateSecurity(); err != nil {
+		return err
+	}
 	switch {
 	case c.EmbeddedBroker == "" && c.Broker == "":
 		return fmt.Errorf("%w: one of embedded broker and broker is needed", ErrConfig)
@@ -81,7 +84,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: broker %q: not a URL like tcp://host:1883", ErrConfig, c.Broker)
 		}
 	}
-	return c.validateSecurity()
+	return nil
 }
 
 func (c Config) withDefaults() Config {
@@ -128,19 +131,20 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	sec, err := loadSecurity(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
-	d := &Daemon{
+	return &Daemon{
 		cfg:       cfg,
+		sec:       sec,
 		log:       log.With("component", "collectord"),
 		col:       collector.New(collector.Options{TopicPrefix: cfg.TopicPrefix, Windows: windowWidths(), Retention: windowKeep()}, log),
 		now:       time.Now,
 		rejectLog: make(map[string]time.Time),
 		skipped:   make(map[string]uint64),
-	}
-	if err := d.loadSecurity(); err != nil {
-		return nil, err
-	}
-	return d, nil
+	}, nil
 }
 
 // Collector is the daemon's collector.
@@ -238,7 +242,7 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 func (d *Daemon) runSubscriber(ctx context.Context) error {
 	log := d.log.With("broker", d.cfg.Broker, "client_id", d.cfg.ClientID)
 	filter := d.cfg.Filter()
-	o := d.secureSubscriber(mqtt.NewClientOptions()).AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
+	o := mqtt.NewClientOptions().AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
 		SetMaxReconnectInterval(time.Minute).SetKeepAlive(30 * time.Second)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
@@ -261,6 +265,7 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 		d.subscribed.Store(false)
 		log.Warn("connection lost; reconnecting", "err", err)
 	})
+	d.secureSubscriber(o)
 	c := mqtt.NewClient(o)
 	c.Connect() // with ConnectRetry it retries in the background
 	<-ctx.Done()

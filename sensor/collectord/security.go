@@ -3,6 +3,7 @@ package collectord
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"slices"
@@ -102,41 +103,42 @@ type security struct {
 	password      string
 }
 
-// loadSecurity reads the certificate, key and password files; errors name
-// the file (and the line of a bad entry).
-func (d *Daemon) loadSecurity() error {
-	e, s := d.cfg.EmbeddedSecurity, d.cfg.SubscriberSecurity
+// loadSecurity reads the certificate, key and password files of a valid
+// cfg; errors name the file (and the line of a bad entry).
+func loadSecurity(cfg Config, log *slog.Logger) (security, error) {
+	var sec security
+	e, s := cfg.EmbeddedSecurity, cfg.SubscriberSecurity
 	var err error
 	if e.CertFile != "" {
-		if d.sec.embeddedTLS, err = brokerauth.ServerTLS(e.CertFile, e.KeyFile, e.ClientCAFile); err != nil {
-			return err
+		if sec.embeddedTLS, err = brokerauth.ServerTLS(e.CertFile, e.KeyFile, e.ClientCAFile); err != nil {
+			return sec, err
 		}
 	}
 	if e.Enabled() {
-		rules := brokerauth.Rules{TopicPrefix: d.cfg.TopicPrefix, ClientCerts: e.ClientCAFile != "", Readers: e.Readers}
+		rules := brokerauth.Rules{TopicPrefix: cfg.withDefaults().TopicPrefix, ClientCerts: e.ClientCAFile != "", Readers: e.Readers}
 		if e.PasswordFile != "" {
 			if rules.Passwords, err = brokerauth.LoadPasswords(e.PasswordFile); err != nil {
-				return err
+				return sec, err
 			}
 		}
 		for _, r := range e.Readers {
 			if summary.ValidSensorID(r) {
-				d.log.Info("embedded broker reader is also a valid sensor id; it may only read", "reader", r)
+				log.Info("an embedded broker reader is also a valid sensor id: it may only read", "component", "collectord", "reader", r)
 			}
 		}
-		d.sec.hook = brokerauth.NewHook(rules, d.log)
+		sec.hook = brokerauth.NewHook(rules, log)
 	}
 	if s.tls() {
-		if d.sec.subscriberTLS, err = brokerauth.ClientTLS(s.CAFile, s.CertFile, s.KeyFile); err != nil {
-			return err
+		if sec.subscriberTLS, err = brokerauth.ClientTLS(s.CAFile, s.CertFile, s.KeyFile); err != nil {
+			return sec, err
 		}
 	}
 	if s.PasswordFile != "" {
-		if d.sec.password, err = brokerauth.ReadSecret(s.PasswordFile); err != nil {
-			return err
+		if sec.password, err = brokerauth.ReadSecret(s.PasswordFile); err != nil {
+			return sec, err
 		}
 	}
-	return nil
+	return sec, nil
 }
 
 // addAuthHook adds the embedded broker's authentication, or allows every
@@ -201,12 +203,11 @@ func (d *Daemon) BrokerRefusals() brokerauth.Stats {
 
 // secureSubscriber sets the TLS and credentials of the subscriber to an
 // external broker.
-func (d *Daemon) secureSubscriber(o *mqtt.ClientOptions) *mqtt.ClientOptions {
+func (d *Daemon) secureSubscriber(o *mqtt.ClientOptions) {
 	if d.sec.subscriberTLS != nil {
 		o.SetTLSConfig(d.sec.subscriberTLS)
 	}
 	if u := d.cfg.SubscriberSecurity.Username; u != "" {
 		o.SetUsername(u).SetPassword(d.sec.password)
 	}
-	return o
 }

@@ -11,14 +11,14 @@ import (
 	"time"
 )
 
-// MosquittoBin is Debian's mosquitto broker.
-const MosquittoBin = "/usr/sbin/mosquitto"
+// debianMosquitto is the broker of Debian's mosquitto package.
+const debianMosquitto = "/usr/sbin/mosquitto"
 
 // RequireMosquitto skips the test when mosquitto is not installed.
 func RequireMosquitto(tb testing.TB) {
 	tb.Helper()
-	if _, err := os.Stat(MosquittoBin); err != nil {
-		tb.Skipf("%s not installed (scripts/install-deps installs the mosquitto package): %v", MosquittoBin, err)
+	if _, err := os.Stat(debianMosquitto); err != nil {
+		tb.Skipf("%s not installed (scripts/install-deps installs the mosquitto package): %v", debianMosquitto, err)
 	}
 }
 
@@ -52,7 +52,7 @@ func StartMosquitto(tb testing.TB, dir, conf string, addrs ...string) {
 		tb.Fatal(err)
 	}
 	out := &syncBuilder{}
-	cmd := exec.Command(MosquittoBin, "-c", path)
+	cmd := exec.Command(debianMosquitto, "-c", path)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
