@@ -47,6 +47,10 @@ type Config struct {
 	EmbeddedBroker string
 	// Broker is the URL of an external broker (tcp://host:1883).
 	Broker string
+	// EmbeddedSecurity is the embedded broker's TLS and authentication.
+	EmbeddedSecurity EmbeddedSecurity
+	// SubscriberSecurity is the TLS and credentials for Broker.
+	SubscriberSecurity SubscriberSecurity
 	// ShareGroup, with Broker, subscribes $share/<ShareGroup>/... so that
 	// several collectors split the messages.
 	ShareGroup string
@@ -55,10 +59,6 @@ type Config struct {
 	ClientID string
 	// TopicPrefix is the first level(s) of the sensors' topics.
 	TopicPrefix string
-	// EmbeddedSecurity is the embedded broker's TLS and authentication.
-	EmbeddedSecurity EmbeddedSecurity
-	// SubscriberSecurity is the TLS and credentials for Broker.
-	SubscriberSecurity SubscriberSecurity
 }
 
 // Validate names the first invalid field and the reason.
