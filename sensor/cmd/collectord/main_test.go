@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,34 @@ func TestRunBadFiles(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("collectord %s: %v, want %q", strings.Join(tc.args, " "), err, tc.want)
 		}
+	}
+}
+
+// TestDocCommands parses every collectord command line of the documents
+// with collectord's flags, so that they name no flag that does not exist.
+func TestDocCommands(t *testing.T) {
+	n := 0
+	for _, doc := range []string{"../../../docs/broker.md", "../../../docs/collectord.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(b), "\\\n", " ")
+		for line := range strings.Lines(text) {
+			line = strings.TrimSpace(line)
+			if !strings.HasPrefix(line, "collectord --") {
+				continue
+			}
+			line, _, _ = strings.Cut(line, "#")
+			args := slices.DeleteFunc(strings.Fields(line)[1:], func(a string) bool { return a == "..." })
+			n++
+			// --version: parse every flag, then print the version and return.
+			if err := run(context.Background(), append(args, "--version")); err != nil {
+				t.Errorf("%s: %q: %v", doc, line, err)
+			}
+		}
+	}
+	if n < 8 {
+		t.Errorf("%d command lines in the documents, want at least 8", n)
 	}
 }
