@@ -73,6 +73,9 @@ type WindowState struct {
 	Summary summary.Summary `json:"summary"`
 	// BySeen is each country's traffic per sensor (country -> sensor).
 	BySeen map[string]map[string]traffic.Counters `json:"by_seen,omitempty"`
+	// Sealed: a window of the finest level already added to the coarser
+	// levels (adding it again would count it twice).
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 // SensorRecord is what the collector knows of one sensor.
@@ -130,7 +133,7 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 				continue
 			}
 			b.dirty = false
-			cp.Windows = append(cp.Windows, WindowState{Level: l.name, Start: start, Summary: cloneSummary(&b.sum), BySeen: cloneBySeen(b.bySeen)})
+			cp.Windows = append(cp.Windows, WindowState{Level: l.name, Start: start, Summary: *b.sum.Summary(0), BySeen: cloneBySeen(b.bySeen), Sealed: b.sealed})
 		}
 	}
 	for _, s := range c.sensors {
@@ -182,15 +185,6 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-func cloneSummary(s *summary.Summary) summary.Summary {
-	out := *s
-	out.Prefixes = slices.Clone(s.Prefixes)
-	out.Countries = slices.Clone(s.Countries)
-	out.ASes = slices.Clone(s.ASes)
-	out.Watch = slices.Clone(s.Watch)
-	return out
-}
-
 func cloneBySeen(m map[string]map[string]*traffic.Counters) map[string]map[string]traffic.Counters {
 	out := make(map[string]map[string]traffic.Counters, len(m))
 	for country, bySensor := range m {
@@ -206,8 +200,8 @@ func cloneBySeen(m map[string]map[string]*traffic.Counters) map[string]map[strin
 // Restore loads a full checkpoint into a collector that has not handled a
 // message yet. Windows of levels that are not configured, and windows
 // older than their level keeps, are left out (they are gone from the
-// store at the next checkpoint); a window with more prefixes than TopN is
-// cut to TopN. Anything invalid or over a bound refuses the whole
+// store at the next checkpoint); a window with more than 2×TopN prefixes
+// keeps the TopN largest (summary.Rollup). Anything invalid or over a bound refuses the whole
 // checkpoint with an error that wraps ErrRestore and names the record.
 func (c *Collector) Restore(cp *Checkpoint) error {
 	limits := restoreLimits(c.opts.Limits)
@@ -254,9 +248,9 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		if err := s.Check(); err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrRestore, name, err)
 		}
-		s.Sort()
-		s.TopN(c.opts.TopN)
-		b := &bucket{sum: s, started: start, bySeen: make(map[string]map[string]*traffic.Counters, len(w.BySeen))}
+		b := newBucket(start, c.opts.TopN)
+		b.sum.Add(&s)
+		b.sealed = w.Sealed && l == c.levels[0]
 		for country, bySensor := range w.BySeen {
 			if len(bySensor) > MaxRestoreSensors {
 				return fmt.Errorf("%w: %s: country %q seen by %d sensors, limit %d", ErrRestore, name, country, len(bySensor), MaxRestoreSensors)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/summary"
 )
 
 // roundTrip passes a checkpoint through JSON, as the store does.
@@ -255,7 +257,7 @@ func TestRestoreRefuses(t *testing.T) {
 		edit func(cp *Checkpoint)
 		want string
 	}{
-		{"inconsistent window", func(cp *Checkpoint) { cp.Windows[0].Summary.Remote.Packets[0]++ }, "window 1d"},
+		{"inconsistent window", func(cp *Checkpoint) { cp.Windows[0].Summary.Remote.Packets[0]++ }, "window 1"},
 		{"unaligned window", func(cp *Checkpoint) { cp.Windows[0].Start = cp.Windows[0].Start.Add(time.Second) }, "not a multiple"},
 		{"bad sensor id", func(cp *Checkpoint) { cp.Sensors[0].ID = "a/b" }, "invalid id"},
 		{"gap above high", func(cp *Checkpoint) { cp.Sensors[0].Seqs.Gaps = []SeqRange{{1, 99}} }, "gap 1-99"},
@@ -294,5 +296,27 @@ func TestRetentionHorizon(t *testing.T) {
 	}
 	if got := len(r.Checkpoint(true).Windows); got != 2 {
 		t.Errorf("restored with keep 2: %d windows", got)
+	}
+}
+
+// TestSealBeforePrune: with a finest level that keeps less than its width
+// plus MaxSkew (--keep 1m=2), its windows reach the coarser levels before
+// they are pruned, so the hour and the day still hold every summary.
+func TestSealBeforePrune(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	c := New(Options{Retention: []int{2}}, nil)
+	want := &summary.Summary{}
+	for seq := uint64(1); seq <= 90; seq++ {
+		s := makeSummary(rng, "s1", seq)
+		if err := c.Handle(topic("s1", "summary"), encode(t, s), s.End); err != nil {
+			t.Fatal(err)
+		}
+		want.Merge(s)
+	}
+	end := t0.Add(91 * interval)
+	for _, level := range []string{"1h", "1d"} {
+		if got := c.Window(level, t0.Add(-24*time.Hour), end.Add(time.Hour)); got.Remote != want.Remote || got.Globals != want.Globals {
+			t.Errorf("level %s: remote %+v, want %+v", level, got.Remote, want.Remote)
+		}
 	}
 }

@@ -24,7 +24,6 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/sync/errgroup"
@@ -61,6 +60,10 @@ type Config struct {
 	EmbeddedBroker string
 	// Broker is the URL of an external broker (tcp://host:1883).
 	Broker string
+	// EmbeddedSecurity is the embedded broker's TLS and authentication.
+	EmbeddedSecurity EmbeddedSecurity
+	// SubscriberSecurity is the TLS and credentials for Broker.
+	SubscriberSecurity SubscriberSecurity
 	// ShareGroup, with Broker, subscribes $share/<ShareGroup>/... so that
 	// several collectors split the messages.
 	ShareGroup string
@@ -87,6 +90,9 @@ type Config struct {
 
 // Validate names the first invalid field and the reason.
 func (c Config) Validate() error {
+	if err := c.validateSecurity(); err != nil {
+		return err
+	}
 	switch {
 	case c.EmbeddedBroker == "" && c.Broker == "":
 		return fmt.Errorf("%w: one of embedded broker and broker is needed", ErrConfig)
@@ -202,6 +208,7 @@ type Daemon struct {
 	now func() time.Time
 	// subscribed: the subscription to the broker is in place.
 	subscribed atomic.Bool
+	sec        security
 
 	mu        sync.Mutex
 	rejectLog map[string]time.Time // reason -> last logged
@@ -216,6 +223,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	sec, err := loadSecurity(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	opts := collector.Options{TopicPrefix: cfg.TopicPrefix}
 	for _, l := range cfg.Levels() {
@@ -224,6 +235,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d := &Daemon{
 		cfg:       cfg,
+		sec:       sec,
 		log:       log.With("component", "collectord"),
 		col:       collector.New(opts, log),
 		now:       time.Now,
@@ -412,21 +424,25 @@ func (h *collectHook) OnPublish(_ *mochi.Client, pk packets.Packet) (packets.Pac
 func (d *Daemon) runEmbedded(ctx context.Context) error {
 	log := d.log.With("broker", "embedded", "addr", d.cfg.EmbeddedBroker)
 	s := mochi.New(&mochi.Options{InlineClient: true, Logger: d.log.With("component", "mochi")})
-	// TODO: authentication; every client may connect and publish for now.
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+	if err := d.addAuthHook(s); err != nil {
 		return fmt.Errorf("embedded broker auth hook: %w", err)
 	}
-	log.Warn("embedded broker allows every client: no authentication yet")
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: d.cfg.EmbeddedBroker})); err != nil {
+	ln, err := d.embeddedListener()
+	if err != nil {
+		return err
+	}
+	if err := s.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("embedded broker listener %s: %w", d.cfg.EmbeddedBroker, err)
 	}
 	if err := s.AddHook(&collectHook{d: d, prefix: d.cfg.TopicPrefix + "/"}, nil); err != nil {
 		return fmt.Errorf("embedded broker collector hook: %w", err)
 	}
 	if err := s.Serve(); err != nil {
+		_ = s.Close()
 		return fmt.Errorf("embedded broker on %s: %w", d.cfg.EmbeddedBroker, err)
 	}
-	log.Info("embedded broker running", "filter", d.cfg.Filter())
+	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil)
 	d.subscribed.Store(true)
 	<-ctx.Done()
 	d.subscribed.Store(false)
@@ -479,6 +495,7 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 		d.subscribed.Store(false)
 		log.Warn("connection lost; reconnecting", "err", err)
 	})
+	d.secureSubscriber(o)
 	c := mqtt.NewClient(o)
 	c.Connect() // with ConnectRetry it retries in the background
 	<-ctx.Done()
