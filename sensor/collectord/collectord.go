@@ -173,6 +173,16 @@ func (c Config) Levels() []collector.LevelState {
 	return out
 }
 
+// FormatKeep writes the windows each level keeps as ParseKeep reads them:
+// "1m=60,1h=48,1d=30".
+func FormatKeep(levels []collector.LevelState) string {
+	parts := make([]string, len(levels))
+	for i, l := range levels {
+		parts[i] = fmt.Sprintf("%s=%d", l.Name, l.Keep)
+	}
+	return strings.Join(parts, ",")
+}
+
 // ParseKeep reads "1m=120,1d=60" into Config.Keep.
 func ParseKeep(s string) (map[string]int, error) {
 	out := map[string]int{}
@@ -182,7 +192,7 @@ func ParseKeep(s string) (map[string]int, error) {
 	for _, kv := range strings.Split(s, ",") {
 		name, n, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		count, err := strconv.Atoi(n)
-		if !ok || err != nil {
+		if !ok || err != nil || name == "" {
 			return nil, fmt.Errorf("%w: keep %q: want LEVEL=COUNT, e.g. 1m=60", ErrConfig, kv)
 		}
 		out[name] = count
@@ -250,6 +260,8 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 			return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 		}
 		d.st = st
+	} else {
+		d.log.Warn("no data dir: the collector's state is in memory only, a restart loses it")
 	}
 	return d, nil
 }

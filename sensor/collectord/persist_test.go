@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,5 +311,49 @@ func TestJournalFailureWithholdsAck(t *testing.T) {
 	}
 	if got := d.Collector().Rejects()[collector.ReasonTopic]; got != 0 {
 		t.Errorf("%d topic rejects: other topics must not reach the collector", got)
+	}
+}
+
+func TestPersistConfig(t *testing.T) {
+	keep, err := ParseKeep("1m=120, 1d=60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{EmbeddedBroker: ":1883", Keep: keep}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := FormatKeep(cfg.Levels()); got != "1m=120,1h=48,1d=60" {
+		t.Errorf("levels %s, want 1m=120,1h=48,1d=60", got)
+	}
+	if got := FormatKeep(Config{}.Levels()); got != "1m=60,1h=48,1d=30" {
+		t.Errorf("default levels %s", got)
+	}
+	for _, bad := range []string{"1m", "1m=x", "=5"} {
+		if _, err := ParseKeep(bad); err == nil {
+			t.Errorf("ParseKeep(%q): no error", bad)
+		}
+	}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{EmbeddedBroker: ":1883", Keep: map[string]int{"5m": 3}}, "keep 5m: unknown level"},
+		{Config{EmbeddedBroker: ":1883", Keep: map[string]int{"1h": 0}}, "keep 1h=0"},
+		{Config{EmbeddedBroker: ":1883", Keep: map[string]int{"1d": MaxKeep + 1}}, "keep 1d=100001"},
+		{Config{EmbeddedBroker: ":1883", Sync: "sometimes"}, `sync "sometimes"`},
+		{Config{EmbeddedBroker: ":1883", FlushInterval: -time.Second}, "flush interval -1s"},
+	} {
+		if err := tc.cfg.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want ErrConfig naming %q", tc.cfg, err, tc.want)
+		}
+	}
+	// A data dir that cannot be created is named in the error.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{EmbeddedBroker: ":0", DataDir: filepath.Join(file, "sub")}, nil); err == nil || !strings.Contains(err.Error(), "data dir "+file) {
+		t.Errorf("New with a data dir under a file: %v", err)
 	}
 }

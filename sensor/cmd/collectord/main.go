@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", collectord.DefaultDataDir, "keep the collector's state in `DIR`/"+fleetstore.FileName+" across restarts (\"\": in memory only)")
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", collectord.DefaultFlushInterval, "write the collector's state to the store every `DURATION` (and at shutdown)")
 	fs.StringVar(&cfg.Sync, "sync", collectord.DefaultSync, "the store's sync `POLICY`: always (each journal write is fsynced), everysecond or never")
-	keep := fs.String("keep", "1m=60,1h=48,1d=30", "how many windows each level keeps, as `LEVEL=N,...`")
+	keep := fs.String("keep", collectord.FormatKeep(collectord.Config{}.Levels()), "how many windows each level keeps, as `LEVEL=N,...`")
 	listen := fs.String("listen", collectord.DefaultListen, "serve the JSON API on `ADDR`")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	e, sub := &cfg.EmbeddedSecurity, &cfg.SubscriberSecurity
