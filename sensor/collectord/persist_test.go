@@ -357,3 +357,59 @@ func TestPersistConfig(t *testing.T) {
 		t.Errorf("New with a data dir under a file: %v", err)
 	}
 }
+
+// TestPubackAfterJournal guards the order this package relies on (mochi
+// v2.7.9, server.go processPublish): the OnPublish hook, which journals,
+// runs before mochi sends the PUBACK to the sensor. While the hook is held,
+// the sensor has no PUBACK; once it returns, the summary is journaled and
+// then acknowledged.
+func TestPubackAfterJournal(t *testing.T) {
+	broker := freeAddr(t)
+	d, err := New(Config{EmbeddedBroker: broker, DataDir: t.TempDir(), Sync: "never"}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	d.now = func() time.Time {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		return time.Now()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the broker", 10*time.Second, d.Subscribed)
+
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("s1-test").SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	p, err := summary.Encode(testSummary(t, "s1", 1, time.Now().UTC()), summary.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := c.Publish("peerwatch/s1/summary", 1, false, p)
+	<-entered // the hook is running
+	if tok.WaitTimeout(300 * time.Millisecond) {
+		t.Fatalf("PUBACK while the hook had not journaled the summary (err %v)", tok.Error())
+	}
+	if st, _ := d.StoreStats(); st.Journaled != 0 {
+		t.Fatalf("journaled %d before the hook went on", st.Journaled)
+	}
+	close(release)
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("no PUBACK after the hook returned: %v", tok.Error())
+	}
+	if st, _ := d.StoreStats(); st.Journaled != 1 {
+		t.Errorf("journaled %d at the PUBACK, want 1", st.Journaled)
+	}
+}
