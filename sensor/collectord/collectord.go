@@ -39,8 +39,9 @@ const (
 	DefaultListen      = "127.0.0.1:9200"
 	// RejectLogInterval is how often a reject of one reason is logged.
 	RejectLogInterval = time.Minute
-	// DefaultDataDir is where the daemon keeps its store.
-	DefaultDataDir = "/var/lib/peerwatch-collectord"
+	// DefaultDataDir is where the daemon keeps its store: the state
+	// directory of the packaged systemd unit (user peerwatch-collector).
+	DefaultDataDir = "/var/lib/peerwatch-collector"
 	// DefaultFlushInterval is how often the collector's state is written.
 	DefaultFlushInterval = 10 * time.Second
 	// DefaultSync is the store's sync policy.
