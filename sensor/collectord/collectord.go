@@ -399,7 +399,10 @@ func (d *Daemon) flushLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			if err := d.flush(); err != nil {
-				d.log.Error("flush failed; the journal keeps the messages, the next flush writes everything", "err", err)
+				if skipped, ok := d.logNow("flush", d.now()); ok {
+					d.log.Error("flush failed; the journal keeps the messages, the next flush writes everything",
+						"err", err, "not_logged_since", skipped)
+				}
 			}
 		}
 	}
