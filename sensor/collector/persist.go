@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -165,24 +166,14 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 		r.rec.Seqs = r.seqs.state()
 		cp.Sensors = append(cp.Sensors, r.rec)
 	}
-	slices.SortFunc(cp.Sensors, func(a, b SensorRecord) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(cp.Sensors, func(a, b SensorRecord) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(cp.Windows, func(a, b WindowState) int {
 		if a.Level != b.Level {
-			return cmpString(a.Level, b.Level)
+			return cmp.Compare(a.Level, b.Level)
 		}
 		return a.Start.Compare(b.Start)
 	})
 	return cp
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func cloneBySeen(m map[string]map[string]*traffic.Counters) map[string]map[string]traffic.Counters {
