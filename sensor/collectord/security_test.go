@@ -428,7 +428,7 @@ func TestMosquittoDocConfig(t *testing.T) {
 	checkClientCerts(t, secEnv{ca: ca, other: other, sensorURL: "ssl://" + certAddr, apis: []string{api}})
 
 	// Load sharing: a second collector joins the group.
-	colCfg.ClientID = "collectord-2" // the default is per process
+	colCfg.ClientID = "collectord-2" // the default is per host: one persistent session
 	_, api2 := startDaemon(t, colCfg)
 	const n = 10
 	s2 := ca.Client(t, "s2")
