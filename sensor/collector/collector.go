@@ -195,6 +195,7 @@ type sensor struct {
 type bucket struct {
 	sum     summary.Summary
 	bySeen  map[string]map[string]*traffic.Counters // country -> sensor -> counters
+	byAS    map[uint32]map[string]*traffic.Counters // ASN -> sensor -> counters
 	started time.Time
 }
 
@@ -223,6 +224,8 @@ type Collector struct {
 	rejects map[string]uint64
 	alerts  []Alert // ring of DefaultMaxAlerts
 	alertAt int     // next slot once the ring is full
+	// accepted counts the messages accepted, by kind (summary, status, alert).
+	accepted map[string]uint64
 }
 
 // New returns a collector. log may be nil.
@@ -249,6 +252,8 @@ func New(opts Options, log *slog.Logger) *Collector {
 		log:     log.With("component", "collector"),
 		sensors: make(map[string]*sensor),
 		rejects: make(map[string]uint64),
+		// accepted: by kind
+		accepted: make(map[string]uint64),
 	}
 	for i, w := range windows {
 		if w <= 0 || slices.ContainsFunc(c.levels, func(l *level) bool { return l.width == w }) {
@@ -297,6 +302,9 @@ func (c *Collector) Handle(topic string, payload []byte, now time.Time) error {
 	if err != nil {
 		return c.reject(&id, now, fmt.Errorf("%s from sensor %s: %w", kind, id, err))
 	}
+	c.mu.Lock()
+	c.accepted[kind]++
+	c.mu.Unlock()
 	return nil
 }
 
@@ -402,21 +410,16 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 		}
 		b := l.buckets[start]
 		if b == nil {
-			b = &bucket{started: start, bySeen: make(map[string]map[string]*traffic.Counters)}
+			b = &bucket{started: start, bySeen: make(map[string]map[string]*traffic.Counters), byAS: make(map[uint32]map[string]*traffic.Counters)}
 			l.buckets[start] = b
 		}
 		b.sum.Merge(sum)
 		b.sum.TopN(c.opts.TopN)
 		for _, cc := range sum.Countries {
-			m := b.bySeen[cc.Country]
-			if m == nil {
-				m = make(map[string]*traffic.Counters)
-				b.bySeen[cc.Country] = m
-			}
-			if m[id] == nil {
-				m[id] = new(traffic.Counters)
-			}
-			m[id].Add(cc.Counters)
+			addSeen(b.bySeen, cc.Country, id, cc.Counters)
+		}
+		for _, a := range sum.ASes {
+			addSeen(b.byAS, a.ASN, id, a.Counters)
 		}
 	}
 	return nil
@@ -590,33 +593,7 @@ func (c *Collector) Window(levelName string, from, to time.Time) *summary.Summar
 func (c *Collector) WhoSees(country string, from, to time.Time) []SensorCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.levels) == 0 {
-		return nil
-	}
-	l := c.levels[len(c.levels)-1]
-	for _, cand := range c.levels {
-		if !from.UTC().Truncate(cand.width).Before(cand.horizon(c.clock)) {
-			l = cand
-			break
-		}
-	}
-	sums := make(map[string]*traffic.Counters)
-	for _, b := range windowsLocked(l, from.UTC().Truncate(l.width), to) {
-		for id, n := range b.bySeen[country] {
-			if sums[id] == nil {
-				sums[id] = new(traffic.Counters)
-			}
-			sums[id].Add(*n)
-		}
-	}
-	out := make([]SensorCount, 0, len(sums))
-	for id, n := range sums {
-		out = append(out, SensorCount{Sensor: id, Counters: *n})
-	}
-	slices.SortFunc(out, func(a, b SensorCount) int {
-		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.Sensor, b.Sensor))
-	})
-	return out
+	return c.whoSeesLocked(from, to, func(b *bucket) map[string]*traffic.Counters { return b.bySeen[country] })
 }
 
 // Alerts returns up to n of the latest alerts, newest first.

@@ -1,0 +1,155 @@
+package collector
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
+)
+
+// What a series follows (SeriesKey.By).
+const (
+	ByTotal   = "total"
+	ByCountry = "country"
+	ByAS      = "as"
+	ByPrefix  = "prefix"
+)
+
+// SeriesKey is what a series follows: all the fleet's remote traffic
+// (ByTotal), one country ("" is traffic no table places), one origin AS (0
+// likewise) or one remote prefix.
+type SeriesKey struct {
+	By      string
+	Country string
+	ASN     uint32
+	Prefix  netip.Prefix
+}
+
+// SeriesPoint is the fleet's traffic of a key in one window of a level.
+type SeriesPoint struct {
+	Start time.Time // the window's start, UTC
+	traffic.Counters
+}
+
+// Series returns, for each window of the level (as named by LevelName) that
+// starts in [from, to) and holds at least one summary, the traffic of key in
+// it, oldest first. A window in which the key had no traffic is a point of
+// zeros; a window without any summary has no point. ok is false when the
+// level is unknown.
+//
+// Countries and ASes are exact. A prefix is exact while it stays among the
+// TopN prefixes of the window; the traffic it had before it entered them,
+// or after it left them, is in the window's Other.
+func (c *Collector) Series(levelName string, from, to time.Time, key SeriesKey) (points []SeriesPoint, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.levelLocked(levelName)
+	if l == nil {
+		return nil, false
+	}
+	buckets := windowsLocked(l, from, to)
+	points = make([]SeriesPoint, 0, len(buckets))
+	for _, b := range buckets {
+		points = append(points, SeriesPoint{Start: b.started, Counters: key.counters(b)})
+	}
+	return points, true
+}
+
+// Width is the width of the windows of the named level; 0 when unknown.
+func (c *Collector) Width(levelName string) time.Duration {
+	if l := c.levelLocked(levelName); l != nil {
+		return l.width
+	}
+	return 0
+}
+
+func (k SeriesKey) counters(b *bucket) traffic.Counters {
+	switch k.By {
+	case ByCountry:
+		i := slices.IndexFunc(b.sum.Countries, func(x summary.CountryCount) bool { return x.Country == k.Country })
+		if i >= 0 {
+			return b.sum.Countries[i].Counters
+		}
+	case ByAS:
+		i := slices.IndexFunc(b.sum.ASes, func(x summary.ASCount) bool { return x.ASN == k.ASN })
+		if i >= 0 {
+			return b.sum.ASes[i].Counters
+		}
+	case ByPrefix:
+		i := slices.IndexFunc(b.sum.Prefixes, func(x summary.PrefixCount) bool { return x.Prefix == k.Prefix })
+		if i >= 0 {
+			return b.sum.Prefixes[i].Counters
+		}
+	default:
+		return b.sum.Remote
+	}
+	return traffic.Counters{}
+}
+
+// WhoSeesAS is WhoSees for an origin AS (0: traffic no table places).
+func (c *Collector) WhoSeesAS(asn uint32, from, to time.Time) []SensorCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.whoSeesLocked(from, to, func(b *bucket) map[string]*traffic.Counters { return b.byAS[asn] })
+}
+
+// whoSeesLocked sums, per sensor, what pick returns of each window that
+// starts in [from, to), most packets first. It reads the finest level that
+// still keeps the window of from, or the coarsest level.
+func (c *Collector) whoSeesLocked(from, to time.Time, pick func(*bucket) map[string]*traffic.Counters) []SensorCount {
+	if len(c.levels) == 0 {
+		return nil
+	}
+	l := c.levels[len(c.levels)-1]
+	for _, cand := range c.levels {
+		if !from.UTC().Truncate(cand.width).Before(cand.horizon(c.clock)) {
+			l = cand
+			break
+		}
+	}
+	sums := make(map[string]*traffic.Counters)
+	for _, b := range windowsLocked(l, from.UTC().Truncate(l.width), to) {
+		for id, n := range pick(b) {
+			if sums[id] == nil {
+				sums[id] = new(traffic.Counters)
+			}
+			sums[id].Add(*n)
+		}
+	}
+	out := make([]SensorCount, 0, len(sums))
+	for id, n := range sums {
+		out = append(out, SensorCount{Sensor: id, Counters: *n})
+	}
+	slices.SortFunc(out, func(a, b SensorCount) int {
+		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.Sensor, b.Sensor))
+	})
+	return out
+}
+
+// addSeen adds one sensor's counters of a key to a bucket's per-key,
+// per-sensor map.
+func addSeen[K comparable](m map[K]map[string]*traffic.Counters, key K, sensor string, c traffic.Counters) {
+	bySensor := m[key]
+	if bySensor == nil {
+		bySensor = make(map[string]*traffic.Counters)
+		m[key] = bySensor
+	}
+	if bySensor[sensor] == nil {
+		bySensor[sensor] = new(traffic.Counters)
+	}
+	bySensor[sensor].Add(c)
+}
+
+// Accepted counts the messages accepted since start, by kind ("summary",
+// "status", "alert"); every kind is present.
+func (c *Collector) Accepted() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]uint64{"summary": 0, "status": 0, "alert": 0}
+	maps.Copy(out, c.accepted)
+	return out
+}
