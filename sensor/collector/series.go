@@ -90,16 +90,28 @@ func (k SeriesKey) counters(b *bucket) traffic.Counters {
 	return traffic.Counters{}
 }
 
-// WhoSeesAS is WhoSees for an origin AS (0: traffic no table places).
-func (c *Collector) WhoSeesAS(asn uint32, from, to time.Time) []SensorCount {
+// WhoSeesAt returns how much traffic of a country (key.By ByCountry) or an
+// origin AS (ByAS) each sensor saw in the windows of the named level that
+// start in [from, to), most packets first: the same windows as Window
+// reads. ok is false when the level is unknown or the key is neither.
+func (c *Collector) WhoSeesAt(levelName string, key SeriesKey, from, to time.Time) (seen []SensorCount, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.whoSeesLocked(from, to, func(b *bucket) map[string]*traffic.Counters { return b.byAS[asn] })
+	l := c.levelLocked(levelName)
+	if l == nil {
+		return nil, false
+	}
+	switch key.By {
+	case ByCountry:
+		return seenLocked(l, from, to, func(b *bucket) map[string]*traffic.Counters { return b.bySeen[key.Country] }), true
+	case ByAS:
+		return seenLocked(l, from, to, func(b *bucket) map[string]*traffic.Counters { return b.byAS[key.ASN] }), true
+	}
+	return nil, false
 }
 
-// whoSeesLocked sums, per sensor, what pick returns of each window that
-// starts in [from, to), most packets first. It reads the finest level that
-// still keeps the window of from, or the coarsest level.
+// whoSeesLocked is seenLocked on the finest level that still keeps the
+// window of from, or the coarsest level.
 func (c *Collector) whoSeesLocked(from, to time.Time, pick func(*bucket) map[string]*traffic.Counters) []SensorCount {
 	if len(c.levels) == 0 {
 		return nil
@@ -111,8 +123,14 @@ func (c *Collector) whoSeesLocked(from, to time.Time, pick func(*bucket) map[str
 			break
 		}
 	}
+	return seenLocked(l, from.UTC().Truncate(l.width), to, pick)
+}
+
+// seenLocked sums, per sensor, what pick returns of each window of l that
+// starts in [from, to), most packets first.
+func seenLocked(l *level, from, to time.Time, pick func(*bucket) map[string]*traffic.Counters) []SensorCount {
 	sums := make(map[string]*traffic.Counters)
-	for _, b := range windowsLocked(l, from.UTC().Truncate(l.width), to) {
+	for _, b := range windowsLocked(l, from, to) {
 		for id, n := range pick(b) {
 			if sums[id] == nil {
 				sums[id] = new(traffic.Counters)

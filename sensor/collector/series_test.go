@@ -105,16 +105,22 @@ func TestSeries(t *testing.T) {
 		t.Errorf("hour of AS131279: %+v, want one point of %+v", pts, allAS)
 	}
 
-	who := c.WhoSeesAS(131279, t0, now)
-	if len(who) != sensors {
-		t.Fatalf("WhoSeesAS: %+v", who)
+	who, ok := c.WhoSeesAt("1m", SeriesKey{By: ByAS, ASN: 131279}, t0, now)
+	if !ok || len(who) != sensors {
+		t.Fatalf("WhoSeesAt AS131279: %+v", who)
+	}
+	if hour, _ := c.WhoSeesAt("1h", SeriesKey{By: ByAS, ASN: 131279}, t0, now); len(hour) != sensors || hour[0] != who[0] {
+		t.Errorf("WhoSeesAt on the hour level: %+v, want %+v", hour, who)
+	}
+	if _, ok := c.WhoSeesAt("1m", SeriesKey{By: ByPrefix}, t0, now); ok {
+		t.Error("WhoSeesAt a prefix is ok")
 	}
 	for i, sc := range who {
 		if sc.Counters != wantAS[sc.Sensor] {
-			t.Errorf("WhoSeesAS %s: %+v, want %+v", sc.Sensor, sc.Counters, wantAS[sc.Sensor])
+			t.Errorf("WhoSeesAt %s: %+v, want %+v", sc.Sensor, sc.Counters, wantAS[sc.Sensor])
 		}
 		if i > 0 && sc.Total() > who[i-1].Total() {
-			t.Errorf("WhoSeesAS not sorted: %+v", who)
+			t.Errorf("WhoSeesAt not sorted: %+v", who)
 		}
 	}
 

@@ -92,7 +92,7 @@
   }
 
   function xTicks(from, to, span) {
-    var every = span <= 3600 ? 600 : span <= 86400 ? 3 * 3600 : 86400;
+    var every = span <= 3600 ? 600 : span <= 86400 ? 3 * 3600 : span <= 8 * 86400 ? 86400 : 7 * 86400;
     var out = [], first = Math.ceil(from / (every * 1000)) * every * 1000;
     for (var t = first; t <= to; t += every * 1000) out.push(t);
     return { ticks: out, label: span > 86400 ? dayLabel : hhmm };
