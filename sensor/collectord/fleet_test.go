@@ -141,6 +141,8 @@ type fleet struct {
 	// all of them, and each sensor's.
 	recent   summary.Summary
 	bySensor map[string]*summary.Summary
+	// summaries are how many each sensor sent, lastSeq its last seq.
+	summaries, lastSeq map[string]uint64
 }
 
 // startFleet runs a collectord with an embedded broker and the fixture's
@@ -156,6 +158,7 @@ func startFleet(t *testing.T) *fleet {
 	day := f.now.Add(-49 * time.Hour).Truncate(24 * time.Hour)
 
 	wantSummaries := map[string]uint64{}
+	f.summaries, f.lastSeq = wantSummaries, map[string]uint64{}
 	uplinks := map[string]*uplink.Uplink{}
 	for _, s := range fleetSensors {
 		q := &memQueue{}
@@ -202,6 +205,7 @@ func startFleet(t *testing.T) *fleet {
 			end := minute.Add(-time.Duration(m-1) * time.Minute)
 			enqueue(end.Add(-time.Minute), end, true)
 		}
+		f.lastSeq[s.id] = seq
 		up := uplink.New(uplink.Config{Broker: "tcp://" + f.brokerAddr, SensorID: s.id, Version: "0.4.1", Board: s.board,
 			Poll: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, PublishTimeout: 5 * time.Second}, q, testLog(t))
 		ctx, cancel := context.WithCancel(context.Background())

@@ -1,6 +1,7 @@
 // Command collectord is the peerwatch fleet collector: it receives the
 // summaries, alerts and status messages the sensors publish over MQTT and
-// serves the fleet's traffic as a JSON API (docs/collectord.md).
+// serves the fleet's view as a dashboard, a JSON API and Prometheus metrics
+// (docs/collectord.md).
 package main
 
 import (
@@ -35,14 +36,15 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Broker, "broker", "", "collect from the external broker at `URL` (tcp://host:1883)")
 	fs.StringVar(&cfg.ShareGroup, "share-group", "", "with --broker, subscribe as a member of the shared subscription `NAME`")
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", collectord.DefaultTopicPrefix, "the first level(s) of the sensors' topics")
-	listen := fs.String("listen", collectord.DefaultListen, "serve the JSON API on `ADDR`")
+	listen := fs.String("listen", collectord.DefaultListen, "serve the dashboard (/), the JSON API (/api/v1/) and /metrics on `ADDR`")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: collectord (--embedded-broker ADDR | --broker URL [--share-group NAME]) [flags]
 
 collectord receives what the peerwatch sensors publish over MQTT, checks it,
-aggregates the fleet's traffic per window in memory and serves it as a JSON
-API under /api/v1/ (see docs/collectord.md).
+aggregates the fleet's traffic per window in memory and serves it as a
+dashboard (/), a JSON API (/api/v1/) and Prometheus /metrics (see
+docs/collectord.md).
 
 Flags:
 `)
