@@ -81,6 +81,8 @@ func (o overlayFS) ReadDir(name string) ([]fs.DirEntry, error) {
 // Choices and bounds of the dashboard.
 const (
 	dashTopRows      = 12
+	dashSensorRows   = 500 // of the sensors table
+	dashListed       = 5   // sensors named in the health card
 	dashAlertRows    = 25
 	dashQuickPicks   = 10 // countries offered as one-click links in "who sees"
 	dashTopCharts    = 3  // countries, and ASes, with a chart each
@@ -134,7 +136,8 @@ type dashboardData struct {
 	RejectTitle              string
 	Traffic                  trafficView
 
-	Sensors []sensorView
+	Sensors       []sensorView // problems first
+	SensorsHidden int          // healthy sensors beyond dashSensorRows
 
 	FleetCharts []chartView
 	TopCharts   []chartView
@@ -431,6 +434,30 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 		data.Sensors = append(data.Sensors, v)
 	}
 	data.SensorCount = len(data.Sensors)
+	// Problems first: offline, late, then missing summaries or refused
+	// messages; by id within each.
+	rank := func(v sensorView) int {
+		switch {
+		case v.Status == "bad":
+			return 0
+		case v.Status == "warn":
+			return 1
+		case v.GapStatus != "" || v.RejectStatus != "":
+			return 2
+		}
+		return 3
+	}
+	slices.SortStableFunc(data.Sensors, func(a, b sensorView) int { return cmp.Compare(rank(a), rank(b)) })
+	if len(data.Sensors) > dashSensorRows {
+		data.SensorsHidden = len(data.Sensors) - dashSensorRows
+		data.Sensors = data.Sensors[:dashSensorRows]
+	}
+	if len(data.Offline) > dashListed {
+		data.Offline = append(data.Offline[:dashListed], fmt.Sprintf("%d more", len(data.Offline)-dashListed))
+	}
+	if len(data.Late) > dashListed {
+		data.Late = append(data.Late[:dashListed], fmt.Sprintf("%d more", len(data.Late)-dashListed))
+	}
 	if data.SensorCount == 0 {
 		health = "muted"
 	}
@@ -565,8 +592,11 @@ func (d *Daemon) whoSeesView(data *dashboardData, q url.Values, sum *summary.Sum
 
 	seen, _ := d.col.WhoSeesAt(level, collector.SeriesKey{By: collector.ByCountry, Country: country}, from, to)
 	online := map[string]string{}
-	for _, s := range data.Sensors {
-		online[s.ID] = s.Status
+	for _, s := range d.col.Sensors(d.now()) {
+		online[s.ID] = "bad"
+		if s.Online {
+			online[s.ID] = "ok"
+		}
 	}
 	var all traffic.Counters
 	for _, sc := range seen {

@@ -3,6 +3,7 @@ package collectord
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +25,7 @@ type dashboardState struct {
 	SensorCount  string            `json:"sensorCount"`
 	OnlineCount  string            `json:"onlineCount"`
 	States       map[string]string `json:"states"`
+	SensorOrder  []string          `json:"sensorOrder"`
 	Versions     []string          `json:"versions"`
 	PacketsIn    string            `json:"packetsIn"`
 	PacketsOut   string            `json:"packetsOut"`
@@ -54,6 +56,7 @@ const readDashboard = `(() => {
     sensorCount: text('#sensor-count'),
     onlineCount: text('#online-count'),
     states: states,
+    sensorOrder: all('#sensors tr.sensor').map(r => r.dataset.sensor),
     versions: all('#sensors tr.sensor td:nth-child(3)').map(e => e.textContent.trim()),
     packetsIn: text('#fleet-packets-in .num'),
     packetsOut: text('#fleet-packets-out .num'),
@@ -103,6 +106,10 @@ func TestBrowserDashboard(t *testing.T) {
 	if len(st.States) != 4 || st.States["dud-ix-01"] != "offline" || st.States["akl-ix-01"] != "online" ||
 		st.States["wlg-ix-01"] != "online" || st.States["chc-ix-01"] != "online" {
 		t.Errorf("sensor states %v, want %v", st.States, wantStates)
+	}
+	// Problems first: the offline sensor, the one with missing summaries.
+	if want := []string{"dud-ix-01", "chc-ix-01", "akl-ix-01", "wlg-ix-01"}; !slices.Equal(st.SensorOrder, want) {
+		t.Errorf("sensors in the order %q, want %q", st.SensorOrder, want)
 	}
 	if !slices.Equal(st.Versions, []string{"0.4.1", "0.4.1", "0.4.1", "0.4.1"}) {
 		t.Errorf("versions %q", st.Versions)
@@ -157,6 +164,31 @@ func TestBrowserDashboard(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Log("wrote testdata/dashboard.png")
+	}
+
+	// A laptop's and a phone's width: the charts are drawn again to fit.
+	for _, size := range [][2]int64{{1280, 800}, {420, 900}} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size[0], size[1]), chromedp.Sleep(400*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		lines, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[...document.querySelectorAll('figure.chart')].map(f => f.querySelectorAll('svg path.line').length)`))
+		if err != nil || len(lines) != len(wantCharts) || slices.ContainsFunc(lines, func(n int) bool { return n != 2 }) {
+			t.Errorf("at %dx%d: chart lines %v: %v", size[0], size[1], lines, err)
+		}
+		if *update {
+			shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := filepath.Join(os.TempDir(), fmt.Sprintf("peerwatch-dashboard-%d.png", size[0]))
+			if err := os.WriteFile(name, shot, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Log("wrote", name)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1440, 1000)); err != nil {
+		t.Fatal(err)
 	}
 
 	// Choosing a country: NZ, seen by every sensor, with the 6h window.
