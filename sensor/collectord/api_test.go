@@ -16,6 +16,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/peerwatch/peerwatch/internal/testutil/mosquitto"
 	"github.com/peerwatch/peerwatch/sensor/api"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -23,9 +24,17 @@ import (
 )
 
 // TestFleetAPI checks the series, who-sees, alerts and metrics answers of a
-// collectord fed by the fixture's four sensors over MQTT, to the packet.
+// collectord fed by the fixture's four sensors over MQTT, to the packet:
+// through its embedded broker, and subscribed to a real mosquitto.
 func TestFleetAPI(t *testing.T) {
-	f := startFleet(t)
+	t.Run("embedded", func(t *testing.T) { testFleetAPI(t, startFleet(t)) })
+	t.Run("mosquitto", func(t *testing.T) {
+		addr := mosquitto.Start(t, "")
+		testFleetAPI(t, startFleetOn(t, addr, Config{Broker: "tcp://" + addr}))
+	})
+}
+
+func testFleetAPI(t *testing.T, f *fleet) {
 
 	t.Run("series", func(t *testing.T) {
 		prefix := netip.MustParsePrefix("175.45.176.0/24")

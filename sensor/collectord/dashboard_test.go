@@ -93,9 +93,12 @@ func loadDashboard(t *testing.T, ctx context.Context, url string) dashboardState
 }
 
 func TestBrowserDashboard(t *testing.T) {
+	// The daemon first, so that the browser is closed before the daemon
+	// stops (cleanups run last first): chromium's idle preconnections would
+	// hold up the HTTP server's shutdown.
+	f := startFleet(t)
 	ctx := browser.Start(t)
 	console := browser.WatchConsole(t, ctx)
-	f := startFleet(t)
 
 	st := loadDashboard(t, ctx, f.base+"/")
 	console.Check(t)
@@ -227,9 +230,9 @@ func TestBrowserDashboard(t *testing.T) {
 // TestBrowserDashboardEmpty: a collector that has heard nothing yet shows
 // "no data yet" and no error.
 func TestBrowserDashboardEmpty(t *testing.T) {
+	_, api := startDaemon(t, Config{EmbeddedBroker: freeAddr(t)}) // before the browser, as above
 	ctx := browser.Start(t)
 	console := browser.WatchConsole(t, ctx)
-	_, api := startDaemon(t, Config{EmbeddedBroker: freeAddr(t)})
 	st := loadDashboard(t, ctx, strings.TrimSuffix(api, "/api/v1")+"/")
 	if st.SensorCount != "0" || len(st.Charts) != 3 || !slices.Equal(st.ChartEmpty, []string{"no data yet", "no data yet", "no data yet"}) {
 		t.Errorf("empty collector: %+v", st)

@@ -149,8 +149,16 @@ type fleet struct {
 // four sensors, and waits until the collector has every message.
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
-	f := &fleet{brokerAddr: freeAddr(t), bySensor: map[string]*summary.Summary{}}
-	_, f.api = startDaemon(t, Config{EmbeddedBroker: f.brokerAddr})
+	addr := freeAddr(t)
+	return startFleetOn(t, addr, Config{EmbeddedBroker: addr})
+}
+
+// startFleetOn is startFleet with the sensors publishing to the broker at
+// brokerAddr, and collectord configured by cfg.
+func startFleetOn(t *testing.T, brokerAddr string, cfg Config) *fleet {
+	t.Helper()
+	f := &fleet{brokerAddr: brokerAddr, bySensor: map[string]*summary.Summary{}}
+	_, f.api = startDaemon(t, cfg)
 	f.base = f.api[:len(f.api)-len("/api/v1")]
 	f.now = time.Now().UTC()
 	minute := f.now.Truncate(time.Minute)
