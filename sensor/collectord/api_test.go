@@ -27,6 +27,9 @@ import (
 // collectord fed by the fixture's four sensors over MQTT, to the packet:
 // through its embedded broker, and subscribed to a real mosquitto.
 func TestFleetAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker tier: skipped by -short (make test-unit runs the pure-Go tests only)")
+	}
 	t.Run("embedded", func(t *testing.T) { testFleetAPI(t, startFleet(t)) })
 	t.Run("mosquitto", func(t *testing.T) {
 		addr := mosquitto.Start(t, "")

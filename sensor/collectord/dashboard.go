@@ -305,7 +305,7 @@ func (d *Daemon) dashboardData(r *http.Request) *dashboardData {
 	data.Prefixes = web.TopTable(sum, web.TopByPrefix, "Top remote prefixes", "Prefix", dashTopRows)
 	data.Prefixes.Note = "Each window keeps its top 1000 prefixes (the rest is in all others), so a prefix's count may be a lower bound; totals, countries and ASes are exact."
 	for c := range traffic.Class(traffic.NumClasses) {
-		data.Classes = append(data.Classes, classLegend{Class: c.String(), Name: classLabel(c)})
+		data.Classes = append(data.Classes, classLegend{Class: c.String(), Name: web.ClassLabel(c)})
 	}
 	if sum != nil {
 		for i, c := range sum.Countries[:min(dashTopCharts, len(sum.Countries))] {
@@ -342,20 +342,6 @@ func pageURL(window, country string, hasCountry bool) string {
 	return "/?" + v.Encode()
 }
 
-func classLabel(c traffic.Class) string {
-	switch c {
-	case traffic.TCP:
-		return "TCP"
-	case traffic.UDP:
-		return "UDP"
-	case traffic.ICMP:
-		return "ICMP"
-	case traffic.Tunnel:
-		return "Tunnel/VPN"
-	}
-	return "Other"
-}
-
 func trafficOf(sum *summary.Summary, window time.Duration) trafficView {
 	var c traffic.Counters
 	if sum != nil {
@@ -383,7 +369,7 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 			ID: s.ID, Version: orDash(s.Version), Board: orDash(s.Board), LastSeq: s.LastSeq,
 			LastSeen: ago(s.LastSeen, now), Summaries: count(s.Summaries, "summaries accepted"),
 			Duplicates: count(s.Duplicates, "duplicate summaries dropped"),
-			State:      "offline", Status: "bad", LagStatus: "", GapStatus: "", RejectStatus: "",
+			State:      "offline", Status: "bad",
 		}
 		if s.Online {
 			v.State, v.Status = "online", "ok"

@@ -93,6 +93,7 @@ func loadDashboard(t *testing.T, ctx context.Context, url string) dashboardState
 }
 
 func TestBrowserDashboard(t *testing.T) {
+	browser.Require(t)
 	// The daemon first, so that the browser is closed before the daemon
 	// stops (cleanups run last first): chromium's idle preconnections would
 	// hold up the HTTP server's shutdown.
@@ -230,6 +231,7 @@ func TestBrowserDashboard(t *testing.T) {
 // TestBrowserDashboardEmpty: a collector that has heard nothing yet shows
 // "no data yet" and no error.
 func TestBrowserDashboardEmpty(t *testing.T) {
+	browser.Require(t)
 	_, api := startDaemon(t, Config{EmbeddedBroker: freeAddr(t)}) // before the browser, as above
 	ctx := browser.Start(t)
 	console := browser.WatchConsole(t, ctx)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
 // What other peerwatch pages (collectord's dashboard) share with the status
@@ -18,6 +20,9 @@ import (
 // for humans and the SVG charts, as window.peerwatch), status.js and
 // favicon.svg.
 func Static() fs.FS { return staticFS }
+
+// ClassLabel is a protocol class's name for people: "TCP", "Tunnel/VPN".
+func ClassLabel(c traffic.Class) string { return classLabel(c) }
 
 // ParsePage parses the page template at pattern in fsys together with the
 // shared parts (parts.html: "num", "dot", "classes", "share", "top"). The

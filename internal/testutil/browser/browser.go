@@ -19,9 +19,10 @@ import (
 // chromiumPath is Debian's chromium, which scripts/install-deps installs.
 const chromiumPath = "/usr/bin/chromium"
 
-// Start starts a headless chromium for the test, with a fresh profile and
-// nothing that talks to the internet, and returns a tab's context.
-func Start(t *testing.T) context.Context {
+// Require skips the test under -short or when chromium is not installed:
+// Start does too, and a test calls Require first when it has costly things
+// to set up before the browser.
+func Require(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("browser tier: skipped by -short (make test-unit runs the pure-Go tests only)")
@@ -29,6 +30,13 @@ func Start(t *testing.T) context.Context {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("needs %s for the browser test: run scripts/install-deps (CI does): %v", chromiumPath, err)
 	}
+}
+
+// Start starts a headless chromium for the test, with a fresh profile and
+// nothing that talks to the internet, and returns a tab's context.
+func Start(t *testing.T) context.Context {
+	t.Helper()
+	Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx,
