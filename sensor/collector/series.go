@@ -21,12 +21,15 @@ const (
 
 // SeriesKey is what a series follows: all the fleet's remote traffic
 // (ByTotal), one country ("" is traffic no table places), one origin AS (0
-// likewise) or one remote prefix.
+// likewise) or one remote prefix. With Sensor set, a country's or an AS's
+// series is that sensor's traffic alone (the windows keep per-sensor
+// counters of countries and ASes only).
 type SeriesKey struct {
 	By      string
 	Country string
 	ASN     uint32
 	Prefix  netip.Prefix
+	Sensor  string
 }
 
 // SeriesPoint is the fleet's traffic of a key in one window of a level.
@@ -39,7 +42,8 @@ type SeriesPoint struct {
 // starts in [from, to) and holds at least one summary, the traffic of key in
 // it, oldest first. A window in which the key had no traffic is a point of
 // zeros; a window without any summary has no point. ok is false when the
-// level is unknown.
+// level is unknown, or Sensor is set with a key other than a country or an
+// AS.
 //
 // Countries and ASes are exact. A prefix is exact while it stays among the
 // TopN prefixes of the window; the traffic it had before it entered them,
@@ -48,7 +52,7 @@ func (c *Collector) Series(levelName string, from, to time.Time, key SeriesKey) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l := c.levelLocked(levelName)
-	if l == nil {
+	if l == nil || (key.Sensor != "" && key.By != ByCountry && key.By != ByAS) {
 		return nil, false
 	}
 	buckets := windowsLocked(l, from, to)
@@ -68,6 +72,19 @@ func (c *Collector) Width(levelName string) time.Duration {
 }
 
 func (k SeriesKey) counters(b *bucket) traffic.Counters {
+	if k.Sensor != "" {
+		var c *traffic.Counters
+		switch k.By {
+		case ByCountry:
+			c = b.bySeen[k.Country][k.Sensor]
+		case ByAS:
+			c = b.byAS[k.ASN][k.Sensor]
+		}
+		if c == nil {
+			return traffic.Counters{}
+		}
+		return *c
+	}
 	switch k.By {
 	case ByCountry:
 		i := slices.IndexFunc(b.sum.Countries, func(x summary.CountryCount) bool { return x.Country == k.Country })

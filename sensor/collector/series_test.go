@@ -105,6 +105,20 @@ func TestSeries(t *testing.T) {
 		t.Errorf("hour of AS131279: %+v, want one point of %+v", pts, allAS)
 	}
 
+	// One sensor's series of an AS sums to what WhoSeesAt says of it.
+	for id, n := range wantAS {
+		pts, ok := c.Series("1m", t0, now, SeriesKey{By: ByAS, ASN: 131279, Sensor: id})
+		var sum traffic.Counters
+		for _, p := range pts {
+			sum.Add(p.Counters)
+		}
+		if !ok || len(pts) != 4 || sum != n {
+			t.Errorf("series of AS131279 at %s: %d points summing to %+v, want 4 and %+v", id, len(pts), sum, n)
+		}
+	}
+	if _, ok := c.Series("1m", t0, now, SeriesKey{By: ByTotal, Sensor: "wlg-ix-00"}); ok {
+		t.Error("a sensor's total series is ok; the windows do not keep it")
+	}
 	who, ok := c.WhoSeesAt("1m", SeriesKey{By: ByAS, ASN: 131279}, t0, now)
 	if !ok || len(who) != sensors {
 		t.Fatalf("WhoSeesAt AS131279: %+v", who)

@@ -326,6 +326,7 @@ func (d *Daemon) whoSees(r *http.Request) (any, error) {
 // (key, level, from, to, step_seconds, points) with what was asked.
 type SeriesResponse struct {
 	By     string `json:"by"`
+	Sensor string `json:"sensor,omitempty"`
 	Window string `json:"window"`
 	api.Series
 }
@@ -365,13 +366,22 @@ func parseSeriesKey(v url.Values) (collector.SeriesKey, string, error) {
 }
 
 func (d *Daemon) series(r *http.Request) (any, error) {
-	v, err := web.ReadParams(r, "by", "key", "window", "level")
+	v, err := web.ReadParams(r, "by", "key", "sensor", "window", "level")
 	if err != nil {
 		return nil, err
 	}
 	key, keyName, err := parseSeriesKey(v)
 	if err != nil {
 		return nil, err
+	}
+	if v.Has("sensor") {
+		key.Sensor = v.Get("sensor")
+		switch {
+		case !summary.ValidSensorID(key.Sensor):
+			return nil, web.BadParam("sensor", "%q is not a sensor id", key.Sensor)
+		case key.By != collector.ByCountry && key.By != collector.ByAS:
+			return nil, web.BadParam("sensor", "a sensor's series is kept for by=country and by=as only")
+		}
 	}
 	window, err := parseWindow(v)
 	if err != nil {
@@ -386,7 +396,7 @@ func (d *Daemon) series(r *http.Request) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("no level %s", collector.LevelName(width))
 	}
-	resp := SeriesResponse{By: key.By, Window: web.FormatSpan(window), Series: api.Series{
+	resp := SeriesResponse{By: key.By, Sensor: key.Sensor, Window: web.FormatSpan(window), Series: api.Series{
 		Key: keyName, Level: collector.LevelName(width), From: from, To: to, StepSeconds: width.Seconds(),
 		Points: make([]api.Point, 0, len(pts)),
 	}}

@@ -63,6 +63,8 @@ func testFleetAPI(t *testing.T, f *fleet) {
 			{"by=country&key=&window=1h", "country", "", countryOf(&f.recent, "")},
 			{"by=as&key=AS131279&window=1h", "as", "131279", wantAS},
 			{"by=prefix&key=175.45.176.0/24&window=1h", "prefix", "175.45.176.0/24", wantPrefix},
+			{"by=country&key=KP&sensor=wlg-ix-01&window=1h", "country", "KP", countryOf(f.bySensor["wlg-ix-01"], "KP")},
+			{"by=country&key=KP&sensor=chc-ix-01&window=1h", "country", "KP", traffic.Counters{}},
 		} {
 			var s SeriesResponse
 			getJSON(t, f.api+"/series?"+tc.query, &s)
@@ -274,6 +276,8 @@ func TestAPIParameters(t *testing.T) {
 		{"/api/v1/series?level=5m", `level: "5m" is not 1m, 1h, 1d`},
 		{"/api/v1/series?level=1m&window=6h", `level: 1m keeps 1h, less than the window 6h`},
 		{"/api/v1/series?window=31d", `window: 31d is longer than the 30d the collector keeps`},
+		{"/api/v1/series?by=total&sensor=akl-ix-01", `sensor: a sensor's series is kept for by=country and by=as only`},
+		{"/api/v1/series?by=as&key=1&sensor=a/b", `sensor: "a/b" is not a sensor id`},
 		{"/api/v1/alerts?limit=1001", `limit: 1001 is not between 1 and 1000`},
 		{"/api/v1/alerts?limit=ten", `limit: "ten" is not a number`},
 		{"/api/v1/sensors?verbose=1", `verbose: unknown parameter; this endpoint takes none`},

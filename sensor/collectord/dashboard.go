@@ -86,6 +86,7 @@ const (
 	dashAlertRows    = 25
 	dashQuickPicks   = 10 // countries offered as one-click links in "who sees"
 	dashTopCharts    = 3  // countries, and ASes, with a chart each
+	dashSensorCharts = 8  // sensors with a chart in "who sees"
 	staleLag         = 3 * time.Minute
 	dashRefreshEvery = 60 // seconds between reloads of the page
 )
@@ -178,6 +179,7 @@ type sensorView struct {
 
 type chartView struct {
 	ID, Title, Src, Href string
+	Group                string // charts of a group share their y scale
 }
 
 type windowLink struct {
@@ -194,7 +196,8 @@ type whoView struct {
 	Rows           []whoRow
 	Total          whoRow
 	Chart          chartView
-	Reason         string // why this country is shown
+	SensorCharts   []chartView // each sensor's traffic of the country
+	Reason         string      // why this country is shown
 }
 
 type countryOption struct {
@@ -600,8 +603,14 @@ func (d *Daemon) whoSeesView(data *dashboardData, q url.Values, sum *summary.Sum
 				Title: fmt.Sprintf("%s of %s packets are tunnel/VPN", human.GroupDigits(c.Class[traffic.Tunnel]), human.GroupDigits(c.Total()))},
 		}
 	}
-	for _, sc := range seen {
+	for i, sc := range seen {
 		w.Rows = append(w.Rows, row(sc.Sensor, sc.Counters))
+		if i < dashSensorCharts {
+			w.SensorCharts = append(w.SensorCharts, chartView{
+				ID: "whosees-" + sc.Sensor, Title: sc.Sensor, Group: "whosees",
+				Src: "/api/v1/series?by=country&key=" + url.QueryEscape(country) + "&sensor=" + url.QueryEscape(sc.Sensor) + "&window=" + data.Window,
+			})
+		}
 	}
 	w.Total = row("all sensors", all)
 }

@@ -152,12 +152,18 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 	// Charts: the fleet over each level, the top 3 countries and ASes, and
 	// "who sees"; each with its in and out lines.
-	wantCharts := []string{"fleet-1m", "fleet-1h", "fleet-1d", "country-1", "country-2", "country-3", "as-1", "as-2", "as-3", "whosees-chart"}
+	wantCharts := []string{"fleet-1m", "fleet-1h", "fleet-1d", "country-1", "country-2", "country-3", "as-1", "as-2", "as-3", "whosees-chart",
+		"whosees-akl-ix-01", "whosees-wlg-ix-01", "whosees-dud-ix-01"}
 	if !slices.Equal(st.Charts, wantCharts) || slices.ContainsFunc(st.ChartLines, func(n int) bool { return n != 2 }) {
 		t.Errorf("charts %q with lines %v (empty: %q); want %q with 2 lines each", st.Charts, st.ChartLines, st.ChartEmpty, wantCharts)
 	}
 	if len(st.Banners) != 0 {
 		t.Errorf("banners: %q", st.Banners)
+	}
+	// The sensors' charts share their scale: the same top tick.
+	tops, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('figure[data-group=whosees]')].map(f => [...f.querySelectorAll('svg .axis text[text-anchor=end]')].pop().textContent)`))
+	if err != nil || len(tops) != 3 || tops[0] != tops[1] || tops[1] != tops[2] {
+		t.Errorf("tops of the sensors' charts %q (%v), want one scale", tops, err)
 	}
 	if *update {
 		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))

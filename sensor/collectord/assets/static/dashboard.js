@@ -17,8 +17,28 @@
     }).then(function () { pw.draw(fig); });
   }
 
+  // Charts of one data-group (the sensors of "who sees") share the top of
+  // their y axis, so that their curves compare at a glance.
+  function shareScale() {
+    var groups = {};
+    charts.forEach(function (fig) {
+      var g = fig.dataset.group, d = fig._data;
+      if (!g || !d || d.error) return;
+      d.pts.forEach(function (p) { groups[g] = Math.max(groups[g] || 0, p.inp, p.outp); });
+    });
+    charts.forEach(function (fig) {
+      if (fig.dataset.group && fig._data) {
+        fig._data.ymax = groups[fig.dataset.group] || 0;
+        pw.draw(fig);
+      }
+    });
+  }
+
   function loadAll() {
-    return Promise.all(charts.map(load)).then(function () { body.dataset.charts = 'ready'; });
+    return Promise.all(charts.map(load)).then(function () {
+      shareScale();
+      body.dataset.charts = 'ready';
+    });
   }
 
   // Picking a country shows it at once; the button stays for keyboards

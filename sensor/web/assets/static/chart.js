@@ -147,7 +147,9 @@
     }
     var W = Math.max(plot.clientWidth, 200), H = Math.max(plot.clientHeight, 120);
     var ml = 46, mr = 8, mt = 8, mb = 20, pw = W - ml - mr, ph = H - mt - mb;
-    var pts = bucketize(d.pts, d.from, d.to, pw, 2), max = 0;
+    // d.ymax, when set, is the least top of the y axis: charts drawn side by
+    // side share their scale.
+    var pts = bucketize(d.pts, d.from, d.to, pw, 2), max = d.ymax || 0;
     pts.forEach(function (p) { max = Math.max(max, p.inp, p.outp); });
     var ystep = max > 0 ? niceStep(max) : 1, ymax = Math.max(ystep, Math.ceil(max / ystep) * ystep);
     function x(t) { return ml + (t - d.from) / (d.to - d.from) * pw; }
