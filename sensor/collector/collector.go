@@ -109,9 +109,10 @@ type Options struct {
 	// are kept, the current one included. A missing or non-positive
 	// entry keeps 60 windows under an hour wide, 48 under a day, else 30.
 	Retention []int
-	// TopN is how many remote prefixes each window keeps; the others are
-	// added to Other, so totals stay exact but a prefix cut early in a
-	// window does not come back.
+	// TopN is how many remote prefixes a query returns; each window keeps
+	// between TopN and 2×TopN (summary.Rollup) and adds the others to
+	// Other, so totals stay exact but a prefix cut early in a window does
+	// not come back.
 	TopN int
 	// MaxSkew is how far after now a summary may end (sensor clocks
 	// drift); later ones are refused with ErrClock.
@@ -193,10 +194,44 @@ type sensor struct {
 
 // bucket is one window of one level.
 type bucket struct {
-	sum     summary.Summary
+	sum     summary.Rollup
 	bySeen  map[string]map[string]*traffic.Counters // country -> sensor -> counters
 	byAS    map[uint32]map[string]*traffic.Counters // ASN -> sensor -> counters
 	started time.Time
+	// sealed: a window of the finest level that was added to the coarser
+	// levels; later summaries of its window go to every level directly.
+	sealed bool
+}
+
+func newBucket(start time.Time, topN int) *bucket {
+	return &bucket{started: start, sum: summary.Rollup{MaxPrefixes: topN},
+		bySeen: make(map[string]map[string]*traffic.Counters), byAS: make(map[uint32]map[string]*traffic.Counters)}
+}
+
+// add adds a summary of sensor id.
+func (b *bucket) add(id string, sum *summary.Summary) {
+	b.sum.Add(sum)
+	for _, cc := range sum.Countries {
+		addSeen(b.bySeen, cc.Country, id, cc.Counters)
+	}
+	for _, a := range sum.ASes {
+		addSeen(b.byAS, a.ASN, id, a.Counters)
+	}
+}
+
+// addBucket adds all of o.
+func (b *bucket) addBucket(o *bucket) {
+	b.sum.Add(o.sum.Summary(0))
+	for country, m := range o.bySeen {
+		for id, c := range m {
+			addSeen(b.bySeen, country, id, *c)
+		}
+	}
+	for asn, m := range o.byAS {
+		for id, c := range m {
+			addSeen(b.byAS, asn, id, *c)
+		}
+	}
 }
 
 type level struct {
@@ -205,6 +240,21 @@ type level struct {
 	keep    int
 	buckets map[time.Time]*bucket // by window start, UTC
 	pruned  time.Time             // the horizon of the last prune
+}
+
+// bucketLocked returns the window of l that holds t, made when missing, or
+// nil when it is past l's retention at now.
+func (l *level) bucketLocked(t, now time.Time, topN int) *bucket {
+	start := t.UTC().Truncate(l.width)
+	if start.Before(l.horizon(now)) {
+		return nil
+	}
+	b := l.buckets[start]
+	if b == nil {
+		b = newBucket(start, topN)
+		l.buckets[start] = b
+	}
+	return b
 }
 
 // horizon is the start of the oldest window the level keeps at now.
@@ -268,6 +318,12 @@ func New(opts Options, log *slog.Logger) *Collector {
 			keep = defaultRetention(w)
 		}
 		c.levels = append(c.levels, &level{name: LevelName(w), width: w, keep: keep, buckets: make(map[time.Time]*bucket)})
+	}
+	if len(c.levels) == 0 {
+		c.log.Warn("no valid window width; using the defaults", "defaults", DefaultWindows)
+		for _, w := range DefaultWindows {
+			c.levels = append(c.levels, &level{name: LevelName(w), width: w, keep: defaultRetention(w), buckets: make(map[time.Time]*bucket)})
+		}
 	}
 	slices.SortFunc(c.levels, func(a, b *level) int { return cmp.Compare(a.width, b.width) })
 	return c
@@ -346,13 +402,28 @@ func (c *Collector) reject(id *string, now time.Time, err error) error {
 	return err
 }
 
-// tick advances the collector's clock and drops the windows past every
-// level's retention.
+// tick advances the collector's clock, seals the finest windows that no
+// summary can reach any more except late (MaxSkew after their end), and
+// drops the windows past every level's retention.
 func (c *Collector) tick(now time.Time) {
 	if !now.After(c.clock) {
 		return
 	}
 	c.clock = now
+	if len(c.levels) > 1 {
+		finest := c.levels[0]
+		for start, b := range finest.buckets {
+			if b.sealed || start.Add(finest.width+c.opts.MaxSkew).After(now) {
+				continue
+			}
+			b.sealed = true
+			for _, l := range c.levels[1:] {
+				if cb := l.bucketLocked(start, now, c.opts.TopN); cb != nil {
+					cb.addBucket(b)
+				}
+			}
+		}
+	}
 	for _, l := range c.levels {
 		h := l.horizon(now)
 		if !h.After(l.pruned) {
@@ -403,23 +474,20 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 	if sum.End.After(s.lastEnd) {
 		s.lastEnd = sum.End
 	}
-	for _, l := range c.levels {
-		start := sum.End.UTC().Truncate(l.width)
-		if start.Before(l.horizon(c.clock)) {
-			continue // older than this level keeps
-		}
-		b := l.buckets[start]
-		if b == nil {
-			b = &bucket{started: start, bySeen: make(map[string]map[string]*traffic.Counters), byAS: make(map[uint32]map[string]*traffic.Counters)}
-			l.buckets[start] = b
-		}
-		b.sum.Merge(sum)
-		b.sum.TopN(c.opts.TopN)
-		for _, cc := range sum.Countries {
-			addSeen(b.bySeen, cc.Country, id, cc.Counters)
-		}
-		for _, a := range sum.ASes {
-			addSeen(b.byAS, a.ASN, id, a.Counters)
+	// A summary goes to its window of the finest level, which tick adds
+	// to the coarser levels once sealed; that costs one merge per summary
+	// instead of one per level. A summary too late for that goes to every
+	// level itself.
+	b := c.levels[0].bucketLocked(sum.End, c.clock, c.opts.TopN)
+	late := b == nil || b.sealed
+	if b != nil {
+		b.add(id, sum)
+	}
+	if late {
+		for _, l := range c.levels[1:] {
+			if b := l.bucketLocked(sum.End, c.clock, c.opts.TopN); b != nil {
+				b.add(id, sum)
+			}
 		}
 	}
 	return nil
@@ -554,12 +622,23 @@ func (c *Collector) levelLocked(name string) *level {
 	return nil
 }
 
-// windowsLocked returns the buckets of l that start in [from, to), oldest first.
-func windowsLocked(l *level, from, to time.Time) []*bucket {
+// windowsLocked returns what l holds of the windows that start in
+// [from, to), oldest first: l's buckets and, for a coarser level, the
+// finest buckets not yet sealed into it (these start inside l's windows,
+// so several may share one).
+func (c *Collector) windowsLocked(l *level, from, to time.Time) []*bucket {
 	var out []*bucket
+	in := func(start time.Time) bool { return !start.Before(from) && start.Before(to) }
 	for start, b := range l.buckets {
-		if !start.Before(from) && start.Before(to) {
+		if in(start) {
 			out = append(out, b)
+		}
+	}
+	if l != c.levels[0] {
+		for start, b := range c.levels[0].buckets {
+			if !b.sealed && in(start.Truncate(l.width)) {
+				out = append(out, b)
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b *bucket) int { return a.started.Compare(b.started) })
@@ -577,12 +656,12 @@ func (c *Collector) Window(levelName string, from, to time.Time) *summary.Summar
 	if l == nil {
 		return nil
 	}
-	out := &summary.Summary{Schema: summary.SchemaVersion}
-	for _, b := range windowsLocked(l, from, to) {
-		out.Merge(&b.sum)
+	all := summary.Rollup{MaxPrefixes: c.opts.TopN}
+	for _, b := range c.windowsLocked(l, from, to) {
+		all.Add(b.sum.Summary(0))
 	}
-	out.Sensor, out.Seq = "", 0
-	out.TopN(c.opts.TopN)
+	out := all.Summary(c.opts.TopN)
+	out.Seq = 0
 	return out
 }
 

@@ -554,3 +554,72 @@ func TestConcurrentHandle(t *testing.T) {
 		t.Errorf("globals %+v remote %+v, want %+v %+v", got.Globals, got.Remote, want.Globals, want.Remote)
 	}
 }
+
+// TestSealing: summaries go to the finest level and reach the coarser ones
+// when their minute is sealed; late summaries of sealed minutes go to every
+// level. Each level holds the exact totals at any time, with nothing
+// counted twice.
+func TestSealing(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	c := New(Options{}, nil)
+	want := &summary.Summary{}
+	check := func(when string, now time.Time) {
+		t.Helper()
+		for _, level := range c.Levels() {
+			if level == "1m" && now.Sub(t0) > 59*time.Minute {
+				continue // past the minutes' retention
+			}
+			got := c.Window(level, t0.Add(-24*time.Hour), now.Add(time.Hour))
+			if got.Remote != want.Remote || got.Globals != want.Globals {
+				t.Fatalf("%s, level %s: remote %+v globals %+v, want %+v %+v", when, level, got.Remote, got.Globals, want.Remote, want.Globals)
+			}
+			var nz uint64
+			for _, sc := range c.WhoSees("NZ", t0, now.Add(time.Hour)) {
+				nz += sc.Total()
+			}
+			var wantNZ uint64
+			for _, cc := range want.Countries {
+				if cc.Country == "NZ" {
+					wantNZ = cc.Total()
+				}
+			}
+			if nz != wantNZ {
+				t.Fatalf("%s: WhoSees(NZ) sums to %d packets, want %d", when, nz, wantNZ)
+			}
+		}
+	}
+	var late []*summary.Summary
+	var now time.Time
+	for seq := uint64(1); seq <= 60; seq++ {
+		for _, id := range []string{"a", "b", "c"} {
+			s := makeSummary(rng, id, seq)
+			if rng.IntN(10) == 0 {
+				late = append(late, s) // held back: its minute seals first
+				continue
+			}
+			now = s.End.Add(30 * time.Second)
+			if err := c.Handle(topic(id, "summary"), encode(t, s), now); err != nil {
+				t.Fatal(err)
+			}
+			want.Merge(s)
+		}
+		check(fmt.Sprintf("after seq %d", seq), now)
+	}
+	if len(late) == 0 {
+		t.Fatal("no late summaries")
+	}
+	now = now.Add(20 * time.Minute)
+	for _, s := range late {
+		if err := c.Handle(topic(s.Sensor, "summary"), encode(t, s), now); err != nil {
+			t.Fatal(err)
+		}
+		want.Merge(s)
+		check("after a late summary", now)
+	}
+	// A status message moves the clock on and seals everything.
+	now = now.Add(time.Hour)
+	if err := c.Handle(topic("a", "status"), []byte(`{"state":"online"}`), now); err != nil {
+		t.Fatal(err)
+	}
+	check("when all is sealed", now)
+}

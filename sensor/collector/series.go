@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
@@ -55,10 +54,20 @@ func (c *Collector) Series(levelName string, from, to time.Time, key SeriesKey) 
 	if l == nil || (key.Sensor != "" && key.By != ByCountry && key.By != ByAS) {
 		return nil, false
 	}
-	buckets := windowsLocked(l, from, to)
-	points = make([]SeriesPoint, 0, len(buckets))
-	for _, b := range buckets {
-		points = append(points, SeriesPoint{Start: b.started, Counters: key.counters(b)})
+	// On a coarser level, the finest level's windows that are not sealed
+	// yet (not added to the coarser levels) come as well: add them to
+	// their window of the level. The buckets come oldest first.
+	for _, b := range c.windowsLocked(l, from, to) {
+		start := b.started.Truncate(l.width)
+		n := len(points)
+		if n == 0 || !points[n-1].Start.Equal(start) {
+			points = append(points, SeriesPoint{Start: start})
+			n++
+		}
+		points[n-1].Add(key.counters(b))
+	}
+	if points == nil {
+		points = []SeriesPoint{}
 	}
 	return points, true
 }
@@ -87,24 +96,13 @@ func (k SeriesKey) counters(b *bucket) traffic.Counters {
 	}
 	switch k.By {
 	case ByCountry:
-		i := slices.IndexFunc(b.sum.Countries, func(x summary.CountryCount) bool { return x.Country == k.Country })
-		if i >= 0 {
-			return b.sum.Countries[i].Counters
-		}
+		return b.sum.Country(k.Country)
 	case ByAS:
-		i := slices.IndexFunc(b.sum.ASes, func(x summary.ASCount) bool { return x.ASN == k.ASN })
-		if i >= 0 {
-			return b.sum.ASes[i].Counters
-		}
+		return b.sum.AS(k.ASN)
 	case ByPrefix:
-		i := slices.IndexFunc(b.sum.Prefixes, func(x summary.PrefixCount) bool { return x.Prefix == k.Prefix })
-		if i >= 0 {
-			return b.sum.Prefixes[i].Counters
-		}
-	default:
-		return b.sum.Remote
+		return b.sum.Prefix(k.Prefix)
 	}
-	return traffic.Counters{}
+	return b.sum.Remote()
 }
 
 // WhoSeesAt returns how much traffic of a country (key.By ByCountry) or an
@@ -120,9 +118,9 @@ func (c *Collector) WhoSeesAt(levelName string, key SeriesKey, from, to time.Tim
 	}
 	switch key.By {
 	case ByCountry:
-		return seenLocked(l, from, to, func(b *bucket) map[string]*traffic.Counters { return b.bySeen[key.Country] }), true
+		return c.seenLocked(l, from, to, func(b *bucket) map[string]*traffic.Counters { return b.bySeen[key.Country] }), true
 	case ByAS:
-		return seenLocked(l, from, to, func(b *bucket) map[string]*traffic.Counters { return b.byAS[key.ASN] }), true
+		return c.seenLocked(l, from, to, func(b *bucket) map[string]*traffic.Counters { return b.byAS[key.ASN] }), true
 	}
 	return nil, false
 }
@@ -140,14 +138,15 @@ func (c *Collector) whoSeesLocked(from, to time.Time, pick func(*bucket) map[str
 			break
 		}
 	}
-	return seenLocked(l, from.UTC().Truncate(l.width), to, pick)
+	return c.seenLocked(l, from.UTC().Truncate(l.width), to, pick)
 }
 
 // seenLocked sums, per sensor, what pick returns of each window of l that
-// starts in [from, to), most packets first.
-func seenLocked(l *level, from, to time.Time, pick func(*bucket) map[string]*traffic.Counters) []SensorCount {
+// starts in [from, to) (with the finest level's unsealed windows, as
+// windowsLocked gives them), most packets first.
+func (c *Collector) seenLocked(l *level, from, to time.Time, pick func(*bucket) map[string]*traffic.Counters) []SensorCount {
 	sums := make(map[string]*traffic.Counters)
-	for _, b := range windowsLocked(l, from, to) {
+	for _, b := range c.windowsLocked(l, from, to) {
 		for id, n := range pick(b) {
 			if sums[id] == nil {
 				sums[id] = new(traffic.Counters)

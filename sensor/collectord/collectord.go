@@ -21,7 +21,6 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/sync/errgroup"
@@ -48,6 +47,10 @@ type Config struct {
 	EmbeddedBroker string
 	// Broker is the URL of an external broker (tcp://host:1883).
 	Broker string
+	// EmbeddedSecurity is the embedded broker's TLS and authentication.
+	EmbeddedSecurity EmbeddedSecurity
+	// SubscriberSecurity is the TLS and credentials for Broker.
+	SubscriberSecurity SubscriberSecurity
 	// ShareGroup, with Broker, subscribes $share/<ShareGroup>/... so that
 	// several collectors split the messages.
 	ShareGroup string
@@ -60,6 +63,9 @@ type Config struct {
 
 // Validate names the first invalid field and the reason.
 func (c Config) Validate() error {
+	if err := c.validateSecurity(); err != nil {
+		return err
+	}
 	switch {
 	case c.EmbeddedBroker == "" && c.Broker == "":
 		return fmt.Errorf("%w: one of embedded broker and broker is needed", ErrConfig)
@@ -110,6 +116,7 @@ type Daemon struct {
 	now func() time.Time
 	// subscribed: the subscription to the broker is in place.
 	subscribed atomic.Bool
+	sec        security
 
 	mu        sync.Mutex
 	rejectLog map[string]time.Time // reason -> last logged
@@ -124,9 +131,14 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	sec, err := loadSecurity(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	return &Daemon{
 		cfg:       cfg,
+		sec:       sec,
 		log:       log.With("component", "collectord"),
 		col:       collector.New(collector.Options{TopicPrefix: cfg.TopicPrefix, Windows: windowWidths(), Retention: windowKeep()}, log),
 		now:       time.Now,
@@ -195,12 +207,15 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 func (d *Daemon) runEmbedded(ctx context.Context) error {
 	log := d.log.With("broker", "embedded", "addr", d.cfg.EmbeddedBroker)
 	s := mochi.New(&mochi.Options{InlineClient: true, Logger: d.log.With("component", "mochi")})
-	// TODO: authentication; every client may connect and publish for now.
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+	if err := d.addAuthHook(s); err != nil {
 		return fmt.Errorf("embedded broker auth hook: %w", err)
 	}
-	log.Warn("embedded broker allows every client: no authentication yet")
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: d.cfg.EmbeddedBroker})); err != nil {
+	ln, err := d.embeddedListener()
+	if err != nil {
+		return err
+	}
+	if err := s.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("embedded broker listener %s: %w", d.cfg.EmbeddedBroker, err)
 	}
 	if err := s.Subscribe(d.cfg.Filter(), 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
@@ -209,9 +224,10 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 		return fmt.Errorf("embedded broker subscribe %s: %w", d.cfg.Filter(), err)
 	}
 	if err := s.Serve(); err != nil {
+		_ = s.Close()
 		return fmt.Errorf("embedded broker on %s: %w", d.cfg.EmbeddedBroker, err)
 	}
-	log.Info("embedded broker running", "filter", d.cfg.Filter())
+	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil)
 	d.subscribed.Store(true)
 	<-ctx.Done()
 	d.subscribed.Store(false)
@@ -249,6 +265,7 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 		d.subscribed.Store(false)
 		log.Warn("connection lost; reconnecting", "err", err)
 	})
+	d.secureSubscriber(o)
 	c := mqtt.NewClient(o)
 	c.Connect() // with ConnectRetry it retries in the background
 	<-ctx.Done()

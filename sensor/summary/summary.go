@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"time"
@@ -79,26 +80,71 @@ var ErrInconsistent = errors.New("summary totals do not reconcile")
 // a global bucket; Remote is the sum of Prefixes and Other, and also of
 // Countries, and of ASes.
 func (s *Summary) Check() error {
-	if got := s.Remote.Total() + s.Globals.Buckets(); got != s.Globals.Seen {
-		return fmt.Errorf("%w: seen %d != remote %d + buckets %d", ErrInconsistent, s.Globals.Seen, s.Remote.Total(), s.Globals.Buckets())
+	buckets, ok := sumChecked(s.Globals.NonIP, s.Globals.Malformed, s.Globals.BothLocal, s.Globals.NeitherLocal, s.Globals.Overflow)
+	remote, ok2 := sumChecked(s.Remote.Packets[traffic.In], s.Remote.Packets[traffic.Out])
+	if !ok || !ok2 {
+		return fmt.Errorf("%w: global or remote counters overflow 64 bits", ErrInconsistent)
 	}
-	var prefixes, countries, ases traffic.Counters
-	prefixes.Add(s.Other)
+	if got, ok := sumChecked(remote, buckets); !ok || got != s.Globals.Seen {
+		return fmt.Errorf("%w: seen %d != remote %d + buckets %d", ErrInconsistent, s.Globals.Seen, remote, buckets)
+	}
+	var prefixes, countries, ases checkedSum
+	prefixes.add(s.Other)
 	for _, p := range s.Prefixes {
-		prefixes.Add(p.Counters)
+		prefixes.add(p.Counters)
 	}
 	for _, c := range s.Countries {
-		countries.Add(c.Counters)
+		countries.add(c.Counters)
 	}
 	for _, a := range s.ASes {
-		ases.Add(a.Counters)
+		ases.add(a.Counters)
 	}
-	for name, sum := range map[string]traffic.Counters{"prefixes + other": prefixes, "countries": countries, "ases": ases} {
-		if sum != s.Remote {
-			return fmt.Errorf("%w: %s %+v != remote %+v", ErrInconsistent, name, sum, s.Remote)
+	for _, c := range []struct {
+		name string
+		sum  checkedSum
+	}{{"prefixes + other", prefixes}, {"countries", countries}, {"ases", ases}} {
+		if c.sum.overflow {
+			return fmt.Errorf("%w: the sum of %s overflows 64 bits", ErrInconsistent, c.name)
+		}
+		if c.sum.Counters != s.Remote {
+			return fmt.Errorf("%w: %s %+v != remote %+v", ErrInconsistent, c.name, c.sum.Counters, s.Remote)
 		}
 	}
 	return nil
+}
+
+// sumChecked adds vs, and reports false when the sum does not fit in 64
+// bits: a crafted summary must not reconcile through wraparound.
+func sumChecked(vs ...uint64) (uint64, bool) {
+	var sum, carry uint64
+	for _, v := range vs {
+		var c uint64
+		sum, c = bits.Add64(sum, v, 0)
+		carry |= c
+	}
+	return sum, carry == 0
+}
+
+// checkedSum adds Counters and remembers whether any field overflowed.
+type checkedSum struct {
+	traffic.Counters
+	overflow bool
+}
+
+func (s *checkedSum) add(o traffic.Counters) {
+	var c uint64
+	for i := range s.Packets {
+		var c1, c2 uint64
+		s.Packets[i], c1 = bits.Add64(s.Packets[i], o.Packets[i], 0)
+		s.Bytes[i], c2 = bits.Add64(s.Bytes[i], o.Bytes[i], 0)
+		c |= c1 | c2
+	}
+	for i := range s.Class {
+		var c1 uint64
+		s.Class[i], c1 = bits.Add64(s.Class[i], o.Class[i], 0)
+		c |= c1
+	}
+	s.overflow = s.overflow || c != 0
 }
 
 // Merge adds o into s: the rollup of two intervals. Prefixes, countries, ASes
@@ -146,9 +192,7 @@ func mergeBy[T any, K comparable](a, b []T, key func(T) K, add func(*T, T)) []T 
 // Sort orders prefixes, countries and ASes by packets, most first (ties by
 // key, so the order is stable), and watch lists by name.
 func (s *Summary) Sort() {
-	slices.SortFunc(s.Prefixes, func(a, b PrefixCount) int {
-		return cmp.Or(cmp.Compare(b.Total(), a.Total()), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
-	})
+	slices.SortFunc(s.Prefixes, prefixOrder)
 	slices.SortFunc(s.Countries, func(a, b CountryCount) int {
 		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.Country, b.Country))
 	})
@@ -156,6 +200,12 @@ func (s *Summary) Sort() {
 		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.ASN, b.ASN))
 	})
 	slices.SortFunc(s.Watch, func(a, b WatchCount) int { return cmp.Compare(a.List, b.List) })
+}
+
+// prefixOrder is the order of Summary.Prefixes: most packets first, then
+// by address and length.
+func prefixOrder(a, b PrefixCount) int {
+	return cmp.Or(cmp.Compare(b.Total(), a.Total()), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
 }
 
 // TopN keeps the n prefixes with the most packets (the summary must be

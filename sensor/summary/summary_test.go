@@ -2,7 +2,9 @@ package summary
 
 import (
 	"errors"
+	"math"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +44,24 @@ func TestCheck(t *testing.T) {
 	s.Countries[0].Packets[0]++
 	if err := s.Check(); !errors.Is(err, ErrInconsistent) {
 		t.Errorf("countries off by one: %v", err)
+	}
+
+	// Two made-up prefixes whose counts add to 2^64 wrap to zero: the sums
+	// would still match Remote without overflow checks.
+	s = sample(time.Unix(0, 0), 3, 4)
+	wrap := traffic.Counters{Packets: traffic.ByDirection{math.MaxUint64}, Class: traffic.ByClass{math.MaxUint64}}
+	one := traffic.Counters{Packets: traffic.ByDirection{1}, Class: traffic.ByClass{1}}
+	s.Prefixes = append(s.Prefixes,
+		PrefixCount{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Counters: wrap},
+		PrefixCount{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Counters: one})
+	if err := s.Check(); !errors.Is(err, ErrInconsistent) || !strings.Contains(err.Error(), "overflows") {
+		t.Errorf("prefix sum wrapping around 2^64: %v", err)
+	}
+	s = sample(time.Unix(0, 0), 3, 4)
+	s.Globals.Malformed = math.MaxUint64
+	s.Globals.NonIP++
+	if err := s.Check(); !errors.Is(err, ErrInconsistent) {
+		t.Errorf("buckets wrapping around 2^64: %v", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"time"
 )
 
 // The wire format of a summary, as published on <prefix>/<sensor-id>/summary
@@ -40,6 +41,13 @@ const (
 	DefaultMaxWatch        = 1000
 )
 
+// Summaries must lie between minTime and maxTime, which Unix nanoseconds
+// (the binary encoding) hold.
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // MaxSensorID is the longest sensor id.
 const MaxSensorID = 64
 
@@ -53,6 +61,8 @@ type EncodeOptions struct {
 	// MaxBytes bounds the encoded payload. A summary that does not fit
 	// loses prefixes from the end of its list into Other.
 	MaxBytes int
+	// Format is the encoding: FormatJSON (the default) or FormatBinary.
+	Format Format
 }
 
 func (o EncodeOptions) withDefaults() EncodeOptions {
@@ -67,7 +77,7 @@ func (o EncodeOptions) withDefaults() EncodeOptions {
 
 // Limits bound what Decode accepts; zero fields take their defaults.
 type Limits struct {
-	MaxDecompressed int // bytes of JSON, after gunzip
+	MaxDecompressed int // bytes of JSON after gunzip, or of a binary payload
 	MaxPrefixes     int
 	MaxCountries    int
 	MaxASes         int
@@ -177,6 +187,9 @@ func cut(s *Summary, n int) *Summary {
 
 // encodeAll marshals s and compresses it when that pays.
 func encodeAll(s *Summary, opts EncodeOptions) ([]byte, error) {
+	if opts.Format == FormatBinary {
+		return encodeBinary(s), nil
+	}
 	plain, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("encode summary: %w", err)
@@ -211,6 +224,12 @@ func Decode(payload []byte, limits Limits) (*Summary, error) {
 	switch {
 	case len(payload) == 0:
 		return nil, fmt.Errorf("%w: empty payload", ErrMalformed)
+	case isBinary(payload):
+		s, err := decodeBinary(payload, limits)
+		if err != nil {
+			return nil, err
+		}
+		return finish(s, limits)
 	case bytes.HasPrefix(payload, gzipMagic):
 		var err error
 		if js, err = gunzip(payload, limits.MaxDecompressed); err != nil {
@@ -222,7 +241,7 @@ func Decode(payload []byte, limits Limits) (*Summary, error) {
 		}
 		js = payload
 	default:
-		return nil, fmt.Errorf("%w: payload starts with %#02x, neither JSON ('{') nor gzip (1f 8b)", ErrMalformed, payload[0])
+		return nil, fmt.Errorf("%w: payload starts with %#02x, neither JSON ('{'), gzip (1f 8b) nor binary (PWB)", ErrMalformed, payload[0])
 	}
 	if len(js) == 0 || js[0] != '{' {
 		return nil, fmt.Errorf("%w: decompressed payload is not a JSON object", ErrMalformed)
@@ -252,7 +271,12 @@ func Decode(payload []byte, limits Limits) (*Summary, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
 	}
-	if err := validate(&s, limits); err != nil {
+	return finish(&s, limits)
+}
+
+// finish validates a decoded summary and puts it in canonical form.
+func finish(s *Summary, limits Limits) (*Summary, error) {
+	if err := validate(s, limits); err != nil {
 		return nil, err
 	}
 	// Canonical form: empty lists are nil.
@@ -268,7 +292,7 @@ func Decode(payload []byte, limits Limits) (*Summary, error) {
 	if len(s.Watch) == 0 {
 		s.Watch = nil
 	}
-	return &s, nil
+	return s, nil
 }
 
 // gunzip inflates payload, refusing more than limit bytes of output. It
@@ -312,6 +336,9 @@ func validate(s *Summary, l Limits) error {
 	}
 	if s.Start.IsZero() || s.End.IsZero() {
 		return fmt.Errorf("%w: start or end missing", ErrMalformed)
+	}
+	if s.Start.Before(minTime) || s.End.After(maxTime) {
+		return fmt.Errorf("%w: start %s or end %s outside %d to %d", ErrMalformed, s.Start, s.End, minTime.Year(), maxTime.Year())
 	}
 	if s.End.Before(s.Start) {
 		return fmt.Errorf("%w: end %s before start %s", ErrMalformed, s.End, s.Start)

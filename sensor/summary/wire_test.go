@@ -278,6 +278,8 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "no start", edit: func(m map[string]any) { delete(m, "start") }, want: ErrMalformed},
 		{name: "zero end", edit: func(m map[string]any) { m["end"] = "0001-01-01T00:00:00Z" }, want: ErrMalformed},
 		{name: "end before start", edit: func(m map[string]any) { m["end"] = "2000-01-01T00:00:00Z" }, want: ErrMalformed},
+		{name: "year 2262", edit: func(m map[string]any) { m["end"] = "2262-06-01T00:00:00Z" }, want: ErrMalformed},
+		{name: "before 1970", edit: func(m map[string]any) { m["start"] = "1969-12-31T23:59:59Z" }, want: ErrMalformed},
 		{name: "bad time", edit: func(m map[string]any) { m["start"] = "yesterday" }, want: ErrMalformed},
 		{name: "negative truncated", edit: func(m map[string]any) { m["truncated"] = -1 }, want: ErrMalformed},
 		{name: "unmasked prefix", edit: func(m map[string]any) { item(m, "prefixes", 0)["prefix"] = "198.51.100.1/24" }, want: ErrMalformed},
@@ -289,6 +291,13 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "duplicate watch", edit: func(m map[string]any) { m["watch"] = append(list(m, "watch"), list(m, "watch")[0]) }, want: ErrMalformed},
 		{name: "counters not numbers", edit: func(m map[string]any) { item(m, "prefixes", 0)["packets"] = []any{"1", "2"} }, want: ErrMalformed},
 		{name: "counter overflow", edit: func(m map[string]any) { item(m, "prefixes", 0)["packets"] = []any{1e20, 0} }, want: ErrMalformed},
+		{name: "three directions", edit: func(m map[string]any) {
+			item(m, "prefixes", 0)["packets"] = append(item(m, "prefixes", 0)["packets"].([]any), 0)
+		}, want: ErrMalformed},
+		{name: "one direction", edit: func(m map[string]any) { item(m, "prefixes", 0)["bytes"] = item(m, "prefixes", 0)["bytes"].([]any)[:1] }, want: ErrMalformed},
+		{name: "four classes", edit: func(m map[string]any) {
+			item(m, "countries", 0)["class"] = item(m, "countries", 0)["class"].([]any)[:4]
+		}, want: ErrMalformed},
 		{name: "too many prefixes", lim: Limits{MaxPrefixes: 1}, want: ErrTooLarge},
 		{name: "too many countries", lim: Limits{MaxCountries: 1}, want: ErrTooLarge},
 		{name: "too many ases", edit: func(m map[string]any) {
@@ -422,6 +431,14 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(big)
+	for _, src := range []*Summary{s, generated(20, 5)} {
+		bin, err := Encode(src, EncodeOptions{Format: FormatBinary})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(bin)
+	}
+	f.Add([]byte("PWB\x01\x00"))
 	f.Add([]byte(`{"schema":2}`))
 	f.Add([]byte{0x1f, 0x8b})
 	f.Add([]byte(`{}`))
@@ -435,14 +452,16 @@ func FuzzDecode(f *testing.F) {
 			}
 			t.Fatalf("error without a sentinel: %v", err)
 		}
-		again, err := Encode(s, EncodeOptions{MaxBytes: 1 << 30})
-		if err != nil {
-			t.Fatalf("accepted summary does not encode: %v", err)
+		for _, format := range []Format{FormatJSON, FormatBinary} {
+			again, err := Encode(s, EncodeOptions{MaxBytes: 1 << 30, Format: format})
+			if err != nil {
+				t.Fatalf("accepted summary does not encode in format %d: %v", format, err)
+			}
+			s2, err := Decode(again, Limits{})
+			if err != nil {
+				t.Fatalf("summary re-encoded in format %d refused: %v", format, err)
+			}
+			assertEqual(t, s2, s)
 		}
-		s2, err := Decode(again, Limits{})
-		if err != nil {
-			t.Fatalf("re-encoded summary refused: %v", err)
-		}
-		assertEqual(t, s2, s)
 	})
 }

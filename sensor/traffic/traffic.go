@@ -4,7 +4,10 @@
 // without importing the datapath.
 package traffic
 
-import "fmt"
+import (
+	"fmt"
+	"math/bits"
+)
 
 // Direction of a packet seen from the operator's network.
 type Direction int
@@ -49,11 +52,72 @@ func (c Class) String() string {
 	return classNames[c]
 }
 
+// ByDirection holds one count per Direction. As JSON it is an array of
+// exactly two unsigned integers; unlike a plain Go array, decoding refuses
+// more or fewer elements instead of dropping or zero-filling them.
+type ByDirection [2]uint64
+
+// ByClass holds one count per Class; as JSON exactly NumClasses unsigned
+// integers.
+type ByClass [NumClasses]uint64
+
+// UnmarshalJSON decodes exactly two unsigned integers.
+func (d *ByDirection) UnmarshalJSON(b []byte) error { return decodeCounts(b, d[:]) }
+
+// UnmarshalJSON decodes exactly NumClasses unsigned integers.
+func (c *ByClass) UnmarshalJSON(b []byte) error { return decodeCounts(b, c[:]) }
+
+// decodeCounts parses a JSON array of exactly len(dst) integers in
+// [0, 2^64) into dst, without allocating: summaries carry thousands.
+func decodeCounts(b []byte, dst []uint64) error {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '[' {
+		return fmt.Errorf("want an array of %d counts", len(dst))
+	}
+	i++
+	for n := range dst {
+		i = skipSpace(b, i)
+		j, v := i, uint64(0)
+		for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+			hi, lo := bits.Mul64(v, 10)
+			var carry uint64
+			v, carry = bits.Add64(lo, uint64(b[j]-'0'), 0)
+			if hi != 0 || carry != 0 {
+				return fmt.Errorf("count %d: does not fit in 64 bits", n)
+			}
+		}
+		if j == i || (b[i] == '0' && j-i > 1) {
+			return fmt.Errorf("count %d: want an unsigned integer", n)
+		}
+		dst[n] = v
+		i = skipSpace(b, j)
+		want := byte(',')
+		if n == len(dst)-1 {
+			want = ']'
+		}
+		if i == len(b) || b[i] != want {
+			return fmt.Errorf("want an array of exactly %d unsigned integers", len(dst))
+		}
+		i++
+	}
+	if skipSpace(b, i) != len(b) {
+		return fmt.Errorf("data after the array of %d counts", len(dst))
+	}
+	return nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
 // Counters of one remote key, prefix, country or AS, or of a sum of them.
 type Counters struct {
-	Packets [2]uint64          `json:"packets"` // by Direction: [in, out]
-	Bytes   [2]uint64          `json:"bytes"`   // by Direction; frame bytes as seen at the hook
-	Class   [NumClasses]uint64 `json:"class"`   // packets: [tcp, udp, icmp, tunnel, other]
+	Packets ByDirection `json:"packets"` // [in, out]
+	Bytes   ByDirection `json:"bytes"`   // [in, out]; frame bytes as seen at the hook
+	Class   ByClass     `json:"class"`   // packets: [tcp, udp, icmp, tunnel, other]
 }
 
 // Add adds o to c.

@@ -1,6 +1,11 @@
 package traffic
 
-import "testing"
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+)
 
 func TestCountersAdd(t *testing.T) {
 	a := Counters{Packets: [2]uint64{1, 2}, Bytes: [2]uint64{100, 200}, Class: [NumClasses]uint64{TCP: 2, Tunnel: 1}}
@@ -31,5 +36,43 @@ func TestNames(t *testing.T) {
 	}
 	if In.String() != "in" || Out.String() != "out" {
 		t.Error("direction names")
+	}
+}
+
+func TestCountersJSONStrict(t *testing.T) {
+	var c Counters
+	good := `{"packets":[1, 18446744073709551615],"bytes":[ 0 ,7 ],"class":[1,0,0,0,18446744073709551615]}`
+	if err := json.Unmarshal([]byte(good), &c); err != nil {
+		t.Fatalf("%s: %v", good, err)
+	}
+	want := Counters{Packets: ByDirection{1, math.MaxUint64}, Bytes: ByDirection{0, 7}, Class: ByClass{1, 0, 0, 0, math.MaxUint64}}
+	if c != want {
+		t.Fatalf("got %+v, want %+v", c, want)
+	}
+	if b, err := json.Marshal(c); err != nil || !strings.Contains(string(b), `"packets":[1,18446744073709551615]`) {
+		t.Fatalf("marshal: %s, %v", b, err)
+	}
+	for _, bad := range []string{
+		`{"packets":[1,2,3]}`,
+		`{"packets":[1]}`,
+		`{"packets":[]}`,
+		`{"packets":[1,-2]}`,
+		`{"packets":[1,2.5]}`,
+		`{"packets":[1,2e3]}`,
+		`{"packets":[1,18446744073709551616]}`,
+		`{"packets":[1,99999999999999999999]}`,
+		`{"packets":[01,2]}`,
+		`{"packets":[1,"2"]}`,
+		`{"packets":[1,,2]}`,
+		`{"packets":[1 2]}`,
+		`{"packets":{"0":1}}`,
+		`{"packets":null}`,
+		`{"class":[1,2,3,4]}`,
+		`{"class":[1,2,3,4,5,6]}`,
+	} {
+		var c Counters
+		if err := json.Unmarshal([]byte(bad), &c); err == nil {
+			t.Errorf("%s: accepted as %+v", bad, c)
+		}
 	}
 }

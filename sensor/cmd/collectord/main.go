@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/peerwatch/peerwatch/sensor/collectord"
@@ -38,6 +39,24 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", collectord.DefaultTopicPrefix, "the first level(s) of the sensors' topics")
 	listen := fs.String("listen", collectord.DefaultListen, "serve the dashboard (/), the JSON API (/api/v1/) and /metrics on `ADDR`")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	e, sub := &cfg.EmbeddedSecurity, &cfg.SubscriberSecurity
+	fs.StringVar(&e.CertFile, "embedded-cert", "", "with --embedded-broker, the broker's certificate `FILE` (PEM): the listener speaks TLS")
+	fs.StringVar(&e.KeyFile, "embedded-key", "", "the private key `FILE` (PEM) of --embedded-cert")
+	fs.StringVar(&e.ClientCAFile, "embedded-client-ca", "", "require client certificates signed by the CA in `FILE` (PEM); a client's identity is its certificate's common name. Without this or --embedded-password-file, every client may connect and publish (lab use; docs/broker.md)")
+	fs.StringVar(&e.PasswordFile, "embedded-password-file", "", "require a username and password from `FILE`, written by mosquitto_passwd; with --embedded-client-ca too, the username must be the certificate's common name")
+	fs.Func("embedded-readers", "comma-separated `NAMES` (identities) that may subscribe to everything under the topic prefix, e.g. other collectors; every other identity is a sensor and may publish only under <prefix>/<identity>/", func(v string) error {
+		for r := range strings.SplitSeq(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				e.Readers = append(e.Readers, r)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&sub.CAFile, "broker-ca", "", "with --broker ssl://..., verify the broker with the CA in `FILE` (PEM) instead of the system's roots")
+	fs.StringVar(&sub.CertFile, "broker-cert", "", "with --broker ssl://..., the client certificate `FILE` (PEM) collectord presents")
+	fs.StringVar(&sub.KeyFile, "broker-key", "", "the private key `FILE` (PEM) of --broker-cert")
+	fs.StringVar(&sub.Username, "broker-username", "", "with --broker, log in as `USER`")
+	fs.StringVar(&sub.PasswordFile, "broker-password-file", "", "with --broker-username, the password is the first line of `FILE`")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: collectord (--embedded-broker ADDR | --broker URL [--share-group NAME]) [flags]
 

@@ -1,0 +1,112 @@
+package summary
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/traffic"
+)
+
+func TestBinaryRoundTrip(t *testing.T) {
+	small := sample(time.Unix(1_700_000_000, 0), 3, 4)
+	small.Seq = 1
+	v6 := generated(50, 7)
+	v6.Prefixes[0].Prefix = netip.MustParsePrefix("2001:db8:8000::/33")
+	v6.Prefixes[1].Prefix = netip.MustParsePrefix("::/0")
+	v6.Prefixes[2].Prefix = netip.MustParsePrefix("0.0.0.0/0")
+	v6.Prefixes[3].Prefix = netip.MustParsePrefix("2001:db8::1/128")
+	v6.Sort()
+	for _, tc := range []struct {
+		name string
+		s    *Summary
+	}{
+		{"small", small},
+		{"1000 prefixes", generated(1000, 1)},
+		{"v6 and edge lengths", v6},
+		{"empty lists", &Summary{Schema: SchemaVersion, Sensor: "x", Seq: 9, Start: time.Unix(1, 0), End: time.Unix(1, 0), Globals: traffic.Globals{Seen: 3, NonIP: 3}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin, err := Encode(tc.s, EncodeOptions{Format: FormatBinary, MaxBytes: 1 << 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(bin, []byte("PWB")) {
+				t.Fatalf("binary payload starts with %q", bin[:min(8, len(bin))])
+			}
+			got, err := Decode(bin, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertEqual(t, got, tc.s)
+			js, err := Encode(tc.s, EncodeOptions{MaxBytes: 1 << 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromJSON, err := Decode(js, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertEqual(t, got, fromJSON)
+			t.Logf("%d prefixes: binary %d bytes, JSON (gzip when it pays) %d bytes", len(tc.s.Prefixes), len(bin), len(js))
+		})
+	}
+}
+
+// TestBinaryTruncated cuts a valid payload at every length: each cut is
+// refused with a sentinel, none panics.
+func TestBinaryTruncated(t *testing.T) {
+	bin, err := Encode(generated(30, 3), EncodeOptions{Format: FormatBinary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range len(bin) {
+		_, err := Decode(bin[:n], Limits{})
+		if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrInconsistent) && !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("cut at %d of %d: %v", n, len(bin), err)
+		}
+	}
+}
+
+func TestBinaryRejects(t *testing.T) {
+	s := sample(time.Unix(1_700_000_000, 0), 3, 4)
+	s.Seq = 1
+	bin, err := Encode(s, EncodeOptions{Format: FormatBinary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(bin)) }
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		lim     Limits
+		want    error
+	}{
+		{"valid", bin, Limits{}, nil},
+		{"schema 2", edit(func(b []byte) []byte { b[3] = 2; return b }), Limits{}, ErrVersion},
+		{"trailing byte", append(bytes.Clone(bin), 0), Limits{}, ErrMalformed},
+		{"seen off by one", func() []byte { o := *s; o.Globals.Seen++; return encodeBinary(&o) }(), Limits{}, ErrInconsistent},
+		{"v6 length 129", func() []byte {
+			o := *s
+			o.Prefixes = append([]PrefixCount(nil), s.Prefixes...)
+			o.Prefixes[0].Prefix = netip.MustParsePrefix("2001:db8::/32")
+			b := encodeBinary(&o)
+			i := bytes.Index(b, []byte{v6Bits + 32, 0x20, 0x01, 0x0d, 0xb8})
+			b[i] = v6Bits + 129
+			return b
+		}(), Limits{}, ErrMalformed},
+		{"huge string table", append([]byte("PWB\x01\xff\xff\xff\xff\x0f"), make([]byte, 20)...), Limits{}, ErrMalformed},
+		{"string index past the table", []byte("PWB\x01\x01\x01a\x05"), Limits{}, ErrMalformed},
+		{"too large", bin, Limits{MaxDecompressed: len(bin) - 1}, ErrTooLarge},
+		{"too many prefixes", bin, Limits{MaxPrefixes: len(s.Prefixes) - 1}, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(tc.payload, tc.lim)
+			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
