@@ -144,39 +144,7 @@ func testFleetAPI(t *testing.T, f *fleet) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		res, err := http.Get(f.base + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		families, err := parser.TextToMetricFamilies(res.Body)
-		if err != nil {
-			t.Fatalf("parse /metrics: %v", err)
-		}
-		value := func(name string, labels ...string) (float64, bool) {
-			mf := families[name]
-			if mf == nil {
-				return 0, false
-			}
-		metrics:
-			for _, m := range mf.Metric {
-				have := map[string]string{}
-				for _, l := range m.Label {
-					have[l.GetName()] = l.GetValue()
-				}
-				for i := 0; i+1 < len(labels); i += 2 {
-					if have[labels[i]] != labels[i+1] {
-						continue metrics
-					}
-				}
-				if len(have) != len(labels)/2 {
-					continue
-				}
-				return metricValue(m), true
-			}
-			return 0, false
-		}
+		families, value := scrape(t, f.base)
 		summaries := 0.0
 		for _, n := range f.summaries {
 			summaries += float64(n)
@@ -212,6 +180,12 @@ func testFleetAPI(t *testing.T, f *fleet) {
 				t.Errorf("%s%v = %v (present %v), want %v", tc.name, tc.labels, got, ok, tc.want)
 			}
 		}
+		// The embedded broker's refusals: none without authentication;
+		// absent with an external broker.
+		refused, ok := value("peerwatch_collector_broker_refusals_total", "kind", "connect")
+		if embedded := strings.HasSuffix(t.Name(), "/embedded/metrics"); ok != embedded || refused != 0 {
+			t.Errorf("broker connect refusals %v (present %v)", refused, ok)
+		}
 		// The lag and the last times are those of the sensors API.
 		var sensors struct{ Sensors []collector.SensorState }
 		getJSON(t, f.api+"/sensors", &sensors)
@@ -232,6 +206,45 @@ func testFleetAPI(t *testing.T, f *fleet) {
 			}
 		}
 	})
+}
+
+// scrape reads base's /metrics with Prometheus's own parser, and returns
+// the families and a lookup of one series' value by name and label pairs.
+func scrape(t *testing.T, base string) (map[string]*dto.MetricFamily, func(name string, labels ...string) (float64, bool)) {
+	t.Helper()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(res.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return families, func(name string, labels ...string) (float64, bool) {
+		mf := families[name]
+		if mf == nil {
+			return 0, false
+		}
+	metrics:
+		for _, m := range mf.Metric {
+			have := map[string]string{}
+			for _, l := range m.Label {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue metrics
+				}
+			}
+			if len(have) != len(labels)/2 {
+				continue
+			}
+			return metricValue(m), true
+		}
+		return 0, false
+	}
 }
 
 func metricValue(m *dto.Metric) float64 {

@@ -39,7 +39,7 @@ type fleetMetrics struct {
 	known, online, labelled                           *prometheus.Desc
 	up, summaries, duplicates, gaps, missing, lastSeq *prometheus.Desc
 	lag, lastSeen, lastEnd, sensorRejects             *prometheus.Desc
-	alerts, build                                     *prometheus.Desc
+	alerts, build, brokerRefusals                     *prometheus.Desc
 }
 
 func newFleetMetrics(d *Daemon) *fleetMetrics {
@@ -66,6 +66,8 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 		sensorRejects: desc("sensor_rejects_total", "Messages on the sensor's topics refused, by reason.", "sensor", "reason"),
 		alerts:        desc("alerts", "Alert messages the collector keeps (at most 1000)."),
 		build:         desc("build_info", "The collector's version; always 1.", "version"),
+		brokerRefusals: desc("broker_refusals_total", "What the embedded broker's authentication refused since start, by kind (connect, publish, subscribe); "+
+			"only with an embedded broker.", "kind"),
 	}
 }
 
@@ -73,7 +75,7 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 func (m *fleetMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.rejects, m.accepted, m.handled, m.known, m.online, m.labelled,
 		m.up, m.summaries, m.duplicates, m.gaps, m.missing, m.lastSeq, m.lag, m.lastSeen, m.lastEnd,
-		m.sensorRejects, m.alerts, m.build} {
+		m.sensorRejects, m.alerts, m.build, m.brokerRefusals} {
 		ch <- d
 	}
 }
@@ -129,6 +131,12 @@ func (m *fleetMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(m.alerts, float64(len(col.Alerts(collector.DefaultMaxAlerts))))
 	gauge(m.build, 1, version.Version)
+	if m.d.cfg.EmbeddedBroker != "" {
+		st := m.d.BrokerRefusals()
+		counter(m.brokerRefusals, st.ConnectsRefused, "connect")
+		counter(m.brokerRefusals, st.PublishesDenied, "publish")
+		counter(m.brokerRefusals, st.SubscribesDenied, "subscribe")
+	}
 }
 
 // missing is the number of sequence numbers in the gaps.
