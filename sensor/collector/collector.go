@@ -165,6 +165,10 @@ type SensorState struct {
 	Lag     time.Duration `json:"lag"`
 	// Rejects counts this sensor's rejected messages by reason.
 	Rejects map[string]uint64 `json:"rejects,omitempty"`
+	// HasStatus: a status message was received. Without one (a shared
+	// subscription need not get the retained status), Online means
+	// nothing.
+	HasStatus bool `json:"has_status"`
 }
 
 // SensorCount is the traffic of one sensor.
@@ -184,6 +188,7 @@ type Alert struct {
 type sensor struct {
 	id               string
 	online           bool
+	hasStatus        bool
 	version, board   string
 	lastSeen         time.Time
 	lastEnd          time.Time
@@ -513,6 +518,7 @@ func (c *Collector) handleStatus(id string, payload []byte, now time.Time) error
 	s := c.sensorLocked(id)
 	s.lastSeen = now
 	s.online = st.State == "online"
+	s.hasStatus = true
 	if s.online {
 		s.version, s.board = st.Version, st.Board
 	}
@@ -591,7 +597,7 @@ func (c *Collector) Sensors(now time.Time) []SensorState {
 	out := make([]SensorState, 0, len(c.sensors))
 	for _, s := range c.sensors {
 		st := SensorState{
-			ID: s.id, Online: s.online, Version: s.version, Board: s.board,
+			ID: s.id, Online: s.online, HasStatus: s.hasStatus, Version: s.version, Board: s.board,
 			LastSeen: s.lastSeen, LastSeq: s.seqs.high, Summaries: s.summaries, Duplicates: s.dupes,
 			LastEnd: s.lastEnd,
 		}

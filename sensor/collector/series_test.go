@@ -142,6 +142,11 @@ func TestSeries(t *testing.T) {
 	_ = c.Handle(topic("wlg-ix-00", "status"), []byte(`{"state":"online","version":"1"}`), now)
 	_ = c.Handle(topic("wlg-ix-00", "summary"), encode(t, makeSummary(rng, "wlg-ix-00", 1)), now)
 	_ = c.Handle("elsewhere/x", nil, now)
+	for _, s := range c.Sensors(now) {
+		if want := s.ID == "wlg-ix-00"; s.HasStatus != want || s.Online != want {
+			t.Errorf("%s: has status %v, online %v; want %v", s.ID, s.HasStatus, s.Online, want)
+		}
+	}
 	got := c.Accepted()
 	if got["summary"] != sensors*intervals || got["status"] != 1 || got["alert"] != 0 {
 		t.Errorf("Accepted() = %v, want %d summaries, 1 status, 0 alerts", got, sensors*intervals)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/api"
@@ -128,7 +129,8 @@ type dashboardData struct {
 	Errors         []string
 
 	SensorCount, OnlineCount int
-	Offline, Late            []string // sensor ids
+	Offline, Late, NoStatus  []string // sensor ids
+	SensorNotes              []note   // of the health card
 	Health                   string   // "ok", "warn" or "bad"
 	Missing                  num
 	MissingStatus            string
@@ -164,6 +166,9 @@ type trafficView struct {
 	PPSIn, PPSOut                    num
 	Tunnel                           num
 }
+
+// note is a short text of a card, with its class and tooltip.
+type note struct{ Class, Text, Title string }
 
 type sensorView struct {
 	ID, Version, Board      string
@@ -374,10 +379,16 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 			Duplicates: count(s.Duplicates, "duplicate summaries dropped"),
 			State:      "offline", Status: "bad",
 		}
-		if s.Online {
+		switch {
+		case s.Online:
 			v.State, v.Status = "online", "ok"
 			data.OnlineCount++
-		} else {
+		case !s.HasStatus:
+			// Heard from, but no status (a shared subscription need not get
+			// the retained one): neither online nor offline.
+			v.State, v.Status = "no status", "muted"
+			data.NoStatus = append(data.NoStatus, s.ID)
+		default:
 			health = "bad"
 			data.Offline = append(data.Offline, s.ID)
 		}
@@ -424,7 +435,7 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 	}
 	data.SensorCount = len(data.Sensors)
 	// Problems first: offline, late, then missing summaries or refused
-	// messages; by id within each.
+	// messages, then those without a status; by id within each.
 	rank := func(v sensorView) int {
 		switch {
 		case v.Status == "bad":
@@ -433,19 +444,38 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 			return 1
 		case v.GapStatus != "" || v.RejectStatus != "":
 			return 2
+		case v.Status == "muted":
+			return 3
 		}
-		return 3
+		return 4
 	}
 	slices.SortStableFunc(data.Sensors, func(a, b sensorView) int { return cmp.Compare(rank(a), rank(b)) })
 	if len(data.Sensors) > dashSensorRows {
 		data.SensorsHidden = len(data.Sensors) - dashSensorRows
 		data.Sensors = data.Sensors[:dashSensorRows]
 	}
-	if len(data.Offline) > dashListed {
-		data.Offline = append(data.Offline[:dashListed], fmt.Sprintf("%d more", len(data.Offline)-dashListed))
+	named := func(what string, ids []string) string {
+		if len(ids) > dashListed {
+			return fmt.Sprintf("%s: %s and %d more", what, strings.Join(ids[:dashListed], ", "), len(ids)-dashListed)
+		}
+		return what + ": " + strings.Join(ids, ", ")
 	}
-	if len(data.Late) > dashListed {
-		data.Late = append(data.Late[:dashListed], fmt.Sprintf("%d more", len(data.Late)-dashListed))
+	if len(data.Offline) > 0 {
+		data.SensorNotes = append(data.SensorNotes, note{Class: "bad-text", Text: named("offline", data.Offline)})
+	}
+	if len(data.Late) > 0 {
+		data.SensorNotes = append(data.SensorNotes, note{Class: "warn-text", Text: named("late", data.Late),
+			Title: "the latest summary ended more than " + human.Duration(staleLag) + " ago"})
+	}
+	if len(data.NoStatus) > 0 {
+		data.SensorNotes = append(data.SensorNotes, note{Class: "muted", Text: named("no status", data.NoStatus),
+			Title: "no status message received: with a shared subscription, the broker need not deliver the retained status"})
+	}
+	switch {
+	case data.SensorCount == 0:
+		data.SensorNotes = []note{{Text: "no sensor heard from yet"}}
+	case len(data.SensorNotes) == 0:
+		data.SensorNotes = []note{{Text: "every sensor online"}}
 	}
 	if data.SensorCount == 0 {
 		health = "muted"
@@ -582,9 +612,11 @@ func (d *Daemon) whoSeesView(data *dashboardData, q url.Values, sum *summary.Sum
 	seen, _ := d.col.WhoSeesAt(level, collector.SeriesKey{By: collector.ByCountry, Country: country}, from, to)
 	online := map[string]string{}
 	for _, s := range d.col.Sensors(d.now()) {
-		online[s.ID] = "bad"
-		if s.Online {
+		switch {
+		case s.Online:
 			online[s.ID] = "ok"
+		case s.HasStatus:
+			online[s.ID] = "bad"
 		}
 	}
 	var all traffic.Counters

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +28,7 @@ type dashboardState struct {
 	OnlineCount  string            `json:"onlineCount"`
 	States       map[string]string `json:"states"`
 	SensorOrder  []string          `json:"sensorOrder"`
+	SensorNotes  string            `json:"sensorNotes"`
 	Versions     []string          `json:"versions"`
 	PacketsIn    string            `json:"packetsIn"`
 	PacketsOut   string            `json:"packetsOut"`
@@ -57,6 +60,7 @@ const readDashboard = `(() => {
     onlineCount: text('#online-count'),
     states: states,
     sensorOrder: all('#sensors tr.sensor').map(r => r.dataset.sensor),
+    sensorNotes: text('#sensor-notes'),
     versions: all('#sensors tr.sensor td:nth-child(3)').map(e => e.textContent.trim()),
     packetsIn: text('#fleet-packets-in .num'),
     packetsOut: text('#fleet-packets-out .num'),
@@ -110,6 +114,9 @@ func TestBrowserDashboard(t *testing.T) {
 	if len(st.States) != 4 || st.States["dud-ix-01"] != "offline" || st.States["akl-ix-01"] != "online" ||
 		st.States["wlg-ix-01"] != "online" || st.States["chc-ix-01"] != "online" {
 		t.Errorf("sensor states %v, want %v", st.States, wantStates)
+	}
+	if st.SensorNotes != "offline: dud-ix-01" {
+		t.Errorf("sensor notes %q", st.SensorNotes)
 	}
 	// Problems first: the offline sensor, the one with missing summaries.
 	if want := []string{"dud-ix-01", "chc-ix-01", "akl-ix-01", "wlg-ix-01"}; !slices.Equal(st.SensorOrder, want) {
@@ -246,4 +253,33 @@ func TestBrowserDashboardEmpty(t *testing.T) {
 		t.Errorf("empty collector: %+v", st)
 	}
 	console.Check(t)
+}
+
+// TestDashboardNoStatus: a sensor heard from only through its summaries
+// (a shared subscription need not get its retained status) is neither
+// online nor offline.
+func TestDashboardNoStatus(t *testing.T) {
+	d, err := New(Config{EmbeddedBroker: ":0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := d.Collector().Handle("peerwatch/nap-ix-01/summary", encode(t, testSummary(t, "nap-ix-01", 1, now.Add(-time.Minute))), now); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	d.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	page := rec.Body.String()
+	for _, want := range []string{
+		`<span class="dot muted" aria-hidden="true"></span><span class="state">no status</span>`,
+		`<span id="online-count">0</span> <span class="of">of <span id="sensor-count">1</span> online</span>`,
+		`>no status: nap-ix-01</span></p>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if strings.Contains(page, "offline") {
+		t.Error("the page says offline")
+	}
 }
