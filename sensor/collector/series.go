@@ -74,10 +74,18 @@ func (c *Collector) Series(levelName string, from, to time.Time, key SeriesKey) 
 
 // Width is the width of the windows of the named level; 0 when unknown.
 func (c *Collector) Width(levelName string) time.Duration {
+	width, _ := c.Retention(levelName)
+	return width
+}
+
+// Retention is the width of the windows of the named level and how many
+// of them it keeps, the current one included; zeros when unknown. The
+// levels do not change after New.
+func (c *Collector) Retention(levelName string) (width time.Duration, keep int) {
 	if l := c.levelLocked(levelName); l != nil {
-		return l.width
+		return l.width, l.keep
 	}
-	return 0
+	return 0, 0
 }
 
 func (k SeriesKey) counters(b *bucket) traffic.Counters {

@@ -55,57 +55,88 @@ const (
 	DefaultAlertLimit = 100
 )
 
+// MaxSeriesPoints bounds the points of a series, as the sensor's API does;
+// a level that would give more is not chosen, or refused when asked for.
+const MaxSeriesPoints = 10000
+
+// level is one of the collector's aggregation levels.
+type level struct {
+	name  string
+	width time.Duration
+	keep  int // windows, the current one included
+}
+
+// kept is the span of the windows the level keeps.
+func (l level) kept() time.Duration { return time.Duration(l.keep) * l.width }
+
+// levels are the collector's levels, finest first, as it was made.
+func (d *Daemon) levels() []level {
+	var out []level
+	for _, name := range d.col.Levels() {
+		width, keep := d.col.Retention(name)
+		out = append(out, level{name: name, width: width, keep: keep})
+	}
+	return out
+}
+
 // maxWindow is the longest window a level keeps.
-func maxWindow() time.Duration {
-	last := levels[len(levels)-1]
-	return time.Duration(last.keep) * last.width
+func (d *Daemon) maxWindow() time.Duration {
+	var longest time.Duration
+	for _, l := range d.levels() {
+		longest = max(longest, l.kept())
+	}
+	return longest
 }
 
 // parseWindow reads the window parameter: a duration such as 15m, 1h or 7d
 // (default 1h), positive, and no longer than the collector keeps.
-func parseWindow(v url.Values) (time.Duration, error) {
+func (d *Daemon) parseWindow(v url.Values) (time.Duration, error) {
 	s := v.Get("window")
 	if s == "" {
 		return DefaultWindow, nil
 	}
-	d, ok := web.ParseSpan(s)
+	w, ok := web.ParseSpan(s)
 	switch {
 	case !ok:
 		return 0, web.BadParam("window", "%q is not a duration like 15m, 1h or 7d", s)
-	case d <= 0:
+	case w <= 0:
 		return 0, web.BadParam("window", "%s is not positive", s)
-	case d > maxWindow():
-		return 0, web.BadParam("window", "%s is longer than the %s the collector keeps", s, web.FormatSpan(maxWindow()))
+	case w > d.maxWindow():
+		return 0, web.BadParam("window", "%s is longer than the %s the collector keeps", s, web.FormatSpan(d.maxWindow()))
 	}
-	return d, nil
+	return w, nil
 }
 
-// levelFor returns the finest level that keeps the whole window.
-func levelFor(window time.Duration) time.Duration {
-	for _, l := range levels {
-		if time.Duration(l.keep)*l.width >= window {
+// levelFor returns the finest level that keeps the whole window in at
+// most MaxSeriesPoints windows (else the coarsest level).
+func (d *Daemon) levelFor(window time.Duration) time.Duration {
+	ls := d.levels()
+	for _, l := range ls {
+		if l.kept() >= window && window/l.width <= MaxSeriesPoints {
 			return l.width
 		}
 	}
-	return levels[len(levels)-1].width
+	return ls[len(ls)-1].width
 }
 
 // parseLevel reads the level parameter of a series: 1m, 1h or 1d, which
 // must keep the whole window; by default the finest level that does.
-func parseLevel(v url.Values, window time.Duration) (time.Duration, error) {
+func (d *Daemon) parseLevel(v url.Values, window time.Duration) (time.Duration, error) {
 	s := v.Get("level")
 	if s == "" {
-		return levelFor(window), nil
+		return d.levelFor(window), nil
 	}
 	var names []string
-	for _, l := range levels {
-		name := collector.LevelName(l.width)
-		names = append(names, name)
-		if name != s {
+	for _, l := range d.levels() {
+		names = append(names, l.name)
+		if l.name != s {
 			continue
 		}
-		if kept := time.Duration(l.keep) * l.width; kept < window {
-			return 0, web.BadParam("level", "%s keeps %s, less than the window %s", s, web.FormatSpan(kept), web.FormatSpan(window))
+		if l.kept() < window {
+			return 0, web.BadParam("level", "%s keeps %s, less than the window %s", s, web.FormatSpan(l.kept()), web.FormatSpan(window))
+		}
+		if n := window / l.width; n > MaxSeriesPoints {
+			return 0, web.BadParam("level", "%s over %s is %d points, more than %d: choose a coarser level or a shorter window", s, web.FormatSpan(window), n, MaxSeriesPoints)
 		}
 		return l.width, nil
 	}
@@ -244,7 +275,7 @@ func (d *Daemon) top(r *http.Request) (any, error) {
 	default:
 		return nil, web.BadParam("by", "%q is not country, as or prefix", by)
 	}
-	window, err := parseWindow(v)
+	window, err := d.parseWindow(v)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +283,7 @@ func (d *Daemon) top(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	width := levelFor(window)
+	width := d.levelFor(window)
 	from, to := span(d.now(), window, width)
 	sum := d.col.Window(collector.LevelName(width), from, to)
 	if sum == nil {
@@ -296,11 +327,11 @@ func (d *Daemon) whoSees(r *http.Request) (any, error) {
 	if v.Has("country") == v.Has("as") {
 		return nil, web.BadParam("country", "give either country (empty for traffic no table places) or as")
 	}
-	window, err := parseWindow(v)
+	window, err := d.parseWindow(v)
 	if err != nil {
 		return nil, err
 	}
-	width := levelFor(window)
+	width := d.levelFor(window)
 	from, to := span(d.now(), window, width)
 	resp := WhoSeesResponse{Window: web.FormatSpan(window), Level: collector.LevelName(width), From: from, To: to}
 	var key collector.SeriesKey
@@ -383,11 +414,11 @@ func (d *Daemon) series(r *http.Request) (any, error) {
 			return nil, web.BadParam("sensor", "a sensor's series is kept for by=country and by=as only")
 		}
 	}
-	window, err := parseWindow(v)
+	window, err := d.parseWindow(v)
 	if err != nil {
 		return nil, err
 	}
-	width, err := parseLevel(v, window)
+	width, err := d.parseLevel(v, window)
 	if err != nil {
 		return nil, err
 	}

@@ -341,3 +341,31 @@ func TestAPIParameters(t *testing.T) {
 		t.Error("the page names another origin")
 	}
 }
+
+// TestLevelsFollowTheCollector: the API's windows and levels are those of
+// the collector's retention, and a series has at most MaxSeriesPoints.
+func TestLevelsFollowTheCollector(t *testing.T) {
+	d, err := New(Config{EmbeddedBroker: ":0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.col = collector.New(collector.Options{Windows: windowWidths(), Retention: []int{20000, 48, 90}}, nil)
+	h := d.Handler()
+	for _, tc := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/api/v1/series?window=6d", http.StatusOK, `"level":"1m"`}, // 8640 minutes
+		{"/api/v1/series?window=7d", http.StatusOK, `"level":"1d"`}, // 10080 minutes; the hours keep 2 days
+		{"/api/v1/series?window=7d&level=1m", http.StatusBadRequest, `level: 1m over 7d is 10080 points, more than 10000: choose a coarser level or a shorter window`},
+		{"/api/v1/top?window=90d", http.StatusOK, `"level":"1d"`},
+		{"/api/v1/top?window=91d", http.StatusBadRequest, `window: 91d is longer than the 90d the collector keeps`},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("GET %s: %d %s, want %d with %s", tc.path, rec.Code, strings.TrimSpace(rec.Body.String()), tc.code, tc.want)
+		}
+	}
+}

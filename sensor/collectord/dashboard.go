@@ -253,13 +253,13 @@ func (d *Daemon) dashboardData(r *http.Request) *dashboardData {
 	}
 	q := r.URL.Query()
 	window := DefaultWindow
-	if v, err := parseWindow(q); err != nil {
+	if v, err := d.parseWindow(q); err != nil {
 		data.Errors = append(data.Errors, err.Error()+"; showing the last hour")
 	} else {
 		window = v
 	}
 	data.Window = web.FormatSpan(window)
-	width := levelFor(window)
+	width := d.levelFor(window)
 	from, to := span(now, window, width)
 	sum := d.col.Window(collector.LevelName(width), from, to)
 
@@ -282,10 +282,10 @@ func (d *Daemon) dashboardData(r *http.Request) *dashboardData {
 	}
 
 	// Charts of the fleet's traffic, over the retention of each level.
-	for _, l := range levels {
-		span := time.Duration(l.keep) * l.width
+	for _, l := range d.levels() {
+		span := min(l.kept(), MaxSeriesPoints*l.width)
 		data.FleetCharts = append(data.FleetCharts, chartView{
-			ID:    "fleet-" + collector.LevelName(l.width),
+			ID:    "fleet-" + l.name,
 			Title: "Last " + web.FormatSpan(span),
 			Src:   "/api/v1/series?by=total&window=" + web.FormatSpan(span),
 		})
