@@ -352,13 +352,19 @@ func pageURL(window, country string, hasCountry bool) string {
 
 func trafficOf(sum *summary.Summary, window time.Duration) trafficView {
 	var c traffic.Counters
+	// The rate is over the time the summaries cover, when less than the
+	// window (a collector that started recently, a fleet that was quiet).
+	covered := window
 	if sum != nil {
 		c = sum.Remote
+		if span := sum.End.Sub(sum.Start); span > 0 && span < covered {
+			covered = span
+		}
 	}
-	sec := window.Seconds()
 	rate := func(n uint64) num {
-		v := float64(n) / sec
-		return num{Text: human.PPS(v), Title: fmt.Sprintf("%s packets/s on average (%s packets in %s)", human.GroupFloat(v), human.GroupDigits(n), web.FormatSpan(window))}
+		v := float64(n) / covered.Seconds()
+		return num{Text: human.PPS(v), Title: fmt.Sprintf("%s packets/s on average (%s packets in %s)",
+			human.GroupFloat(v), human.GroupDigits(n), human.Duration(covered.Round(time.Second)))}
 	}
 	return trafficView{
 		PktIn: count(c.Packets[traffic.In], "packets"), PktOut: count(c.Packets[traffic.Out], "packets"),
