@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -16,7 +17,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/peerwatch/peerwatch/internal/testutil/mosquitto"
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/api"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -32,7 +33,9 @@ func TestFleetAPI(t *testing.T) {
 	}
 	t.Run("embedded", func(t *testing.T) { testFleetAPI(t, startFleet(t)) })
 	t.Run("mosquitto", func(t *testing.T) {
-		addr := mosquitto.Start(t, "")
+		addr := freeAddr(t)
+		_, port, _ := net.SplitHostPort(addr)
+		testutil.StartMosquitto(t, t.TempDir(), "listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n", addr)
 		testFleetAPI(t, startFleetOn(t, addr, Config{Broker: "tcp://" + addr}))
 	})
 }
