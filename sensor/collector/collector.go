@@ -166,6 +166,10 @@ type SensorState struct {
 	Lag     time.Duration `json:"lag"`
 	// Rejects counts this sensor's rejected messages by reason.
 	Rejects map[string]uint64 `json:"rejects,omitempty"`
+	// HasStatus: a status message was received. Without one (a shared
+	// subscription need not get the retained status), Online means
+	// nothing.
+	HasStatus bool `json:"has_status"`
 }
 
 // SensorCount is the traffic of one sensor.
@@ -185,6 +189,7 @@ type Alert struct {
 type sensor struct {
 	id               string
 	online           bool
+	hasStatus        bool
 	version, board   string
 	lastSeen         time.Time
 	lastEnd          time.Time
@@ -198,6 +203,7 @@ type sensor struct {
 type bucket struct {
 	sum     summary.Rollup
 	bySeen  map[string]map[string]*traffic.Counters // country -> sensor -> counters
+	byAS    map[uint32]map[string]*traffic.Counters // ASN -> sensor -> counters
 	started time.Time
 	// sealed: a window of the finest level that was added to the coarser
 	// levels; later summaries of its window go to every level directly.
@@ -206,7 +212,8 @@ type bucket struct {
 }
 
 func newBucket(start time.Time, topN int) *bucket {
-	return &bucket{started: start, sum: summary.Rollup{MaxPrefixes: topN}, bySeen: make(map[string]map[string]*traffic.Counters)}
+	return &bucket{started: start, sum: summary.Rollup{MaxPrefixes: topN},
+		bySeen: make(map[string]map[string]*traffic.Counters), byAS: make(map[uint32]map[string]*traffic.Counters)}
 }
 
 // add adds a summary of sensor id.
@@ -214,20 +221,11 @@ func (b *bucket) add(id string, sum *summary.Summary) {
 	b.dirty = true
 	b.sum.Add(sum)
 	for _, cc := range sum.Countries {
-		b.addSeen(cc.Country, id, cc.Counters)
+		addSeen(b.bySeen, cc.Country, id, cc.Counters)
 	}
-}
-
-func (b *bucket) addSeen(country, id string, c traffic.Counters) {
-	m := b.bySeen[country]
-	if m == nil {
-		m = make(map[string]*traffic.Counters)
-		b.bySeen[country] = m
+	for _, a := range sum.ASes {
+		addSeen(b.byAS, a.ASN, id, a.Counters)
 	}
-	if m[id] == nil {
-		m[id] = new(traffic.Counters)
-	}
-	m[id].Add(c)
 }
 
 // addBucket adds all of o.
@@ -236,7 +234,12 @@ func (b *bucket) addBucket(o *bucket) {
 	b.sum.Add(o.sum.Summary(0))
 	for country, m := range o.bySeen {
 		for id, c := range m {
-			b.addSeen(country, id, *c)
+			addSeen(b.bySeen, country, id, *c)
+		}
+	}
+	for asn, m := range o.byAS {
+		for id, c := range m {
+			addSeen(b.byAS, asn, id, *c)
 		}
 	}
 }
@@ -286,6 +289,8 @@ type Collector struct {
 	alertsNext uint64
 	// alertsSaved is the alertsNext of the last Checkpoint.
 	alertsSaved uint64
+	// accepted counts the messages accepted, by kind (summary, status, alert).
+	accepted map[string]uint64
 }
 
 // New returns a collector. log may be nil.
@@ -312,6 +317,8 @@ func New(opts Options, log *slog.Logger) *Collector {
 		log:     log.With("component", "collector"),
 		sensors: make(map[string]*sensor),
 		rejects: make(map[string]uint64),
+		// accepted: by kind
+		accepted: make(map[string]uint64),
 	}
 	for i, w := range windows {
 		if w <= 0 || slices.ContainsFunc(c.levels, func(l *level) bool { return l.width == w }) {
@@ -379,6 +386,9 @@ func (c *Collector) handle(topic string, payload []byte, now time.Time, replay b
 	if err != nil {
 		return c.reject(&id, now, fmt.Errorf("%s from sensor %s: %w", kind, id, err))
 	}
+	c.mu.Lock()
+	c.accepted[kind]++
+	c.mu.Unlock()
 	return nil
 }
 
@@ -536,6 +546,7 @@ func (c *Collector) handleStatus(id string, payload []byte, now time.Time) error
 	s := c.sensorLocked(id)
 	s.lastSeen = now
 	s.online = st.State == "online"
+	s.hasStatus = true
 	if s.online {
 		s.version, s.board = st.Version, st.Board
 	}
@@ -618,7 +629,7 @@ func (c *Collector) Sensors(now time.Time) []SensorState {
 	out := make([]SensorState, 0, len(c.sensors))
 	for _, s := range c.sensors {
 		st := SensorState{
-			ID: s.id, Online: s.online, Version: s.version, Board: s.board,
+			ID: s.id, Online: s.online, HasStatus: s.hasStatus, Version: s.version, Board: s.board,
 			LastSeen: s.lastSeen, LastSeq: s.seqs.high, Summaries: s.summaries, Duplicates: s.dupes,
 			LastEnd: s.lastEnd,
 		}
@@ -699,33 +710,7 @@ func (c *Collector) Window(levelName string, from, to time.Time) *summary.Summar
 func (c *Collector) WhoSees(country string, from, to time.Time) []SensorCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.levels) == 0 {
-		return nil
-	}
-	l := c.levels[len(c.levels)-1]
-	for _, cand := range c.levels {
-		if !from.UTC().Truncate(cand.width).Before(cand.horizon(c.clock)) {
-			l = cand
-			break
-		}
-	}
-	sums := make(map[string]*traffic.Counters)
-	for _, b := range c.windowsLocked(l, from.UTC().Truncate(l.width), to) {
-		for id, n := range b.bySeen[country] {
-			if sums[id] == nil {
-				sums[id] = new(traffic.Counters)
-			}
-			sums[id].Add(*n)
-		}
-	}
-	out := make([]SensorCount, 0, len(sums))
-	for id, n := range sums {
-		out = append(out, SensorCount{Sensor: id, Counters: *n})
-	}
-	slices.SortFunc(out, func(a, b SensorCount) int {
-		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.Sensor, b.Sensor))
-	})
-	return out
+	return c.whoSeesLocked(from, to, func(b *bucket) map[string]*traffic.Counters { return b.bySeen[country] })
 }
 
 // Alerts returns up to n of the latest alerts, newest first.

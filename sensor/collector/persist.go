@@ -55,6 +55,8 @@ type Checkpoint struct {
 	AlertsNext uint64        `json:"alerts_next"`
 	// Rejects by reason, fleet-wide (always complete).
 	Rejects map[string]uint64 `json:"rejects"`
+	// Accepted messages by kind: summary, status, alert (always complete).
+	Accepted map[string]uint64 `json:"accepted,omitempty"`
 }
 
 // LevelState is one aggregation level.
@@ -74,6 +76,8 @@ type WindowState struct {
 	Summary summary.Summary `json:"summary"`
 	// BySeen is each country's traffic per sensor (country -> sensor).
 	BySeen map[string]map[string]traffic.Counters `json:"by_seen,omitempty"`
+	// ByAS is each origin AS's traffic per sensor (ASN -> sensor).
+	ByAS map[uint32]map[string]traffic.Counters `json:"by_as,omitempty"`
 	// Sealed: a window of the finest level already added to the coarser
 	// levels (adding it again would count it twice).
 	Sealed bool `json:"sealed,omitempty"`
@@ -83,6 +87,7 @@ type WindowState struct {
 type SensorRecord struct {
 	ID         string            `json:"id"`
 	Online     bool              `json:"online,omitempty"`
+	HasStatus  bool              `json:"has_status,omitempty"`
 	Version    string            `json:"version,omitempty"`
 	Board      string            `json:"board,omitempty"`
 	LastSeen   time.Time         `json:"last_seen"`
@@ -123,6 +128,7 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 	c.mu.Lock()
 	cp.Clock = c.clock
 	maps.Copy(cp.Rejects, c.rejects)
+	cp.Accepted = maps.Clone(c.accepted)
 	for _, l := range c.levels {
 		ls := LevelState{Name: l.name, Width: l.width, Keep: l.keep}
 		if !c.clock.IsZero() {
@@ -134,7 +140,7 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 				continue
 			}
 			b.dirty = false
-			cp.Windows = append(cp.Windows, WindowState{Level: l.name, Start: start, Summary: *b.sum.Summary(0), BySeen: cloneBySeen(b.bySeen), Sealed: b.sealed})
+			cp.Windows = append(cp.Windows, WindowState{Level: l.name, Start: start, Summary: *b.sum.Summary(0), BySeen: cloneSeen(b.bySeen), ByAS: cloneSeen(b.byAS), Sealed: b.sealed})
 		}
 	}
 	for _, s := range c.sensors {
@@ -143,7 +149,7 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 		}
 		s.dirty = false
 		raw = append(raw, rawSensor{
-			rec: SensorRecord{ID: s.id, Online: s.online, Version: s.version, Board: s.board, LastSeen: s.lastSeen, LastEnd: s.lastEnd,
+			rec: SensorRecord{ID: s.id, Online: s.online, HasStatus: s.hasStatus, Version: s.version, Board: s.board, LastSeen: s.lastSeen, LastEnd: s.lastEnd,
 				Summaries: s.summaries, Duplicates: s.dupes, Rejects: maps.Clone(s.rejects)},
 			seqs: seqTracker{high: s.seqs.high, bits: slices.Clone(s.seqs.bits), gaps: slices.Clone(s.seqs.gaps)},
 		})
@@ -176,16 +182,35 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 	return cp
 }
 
-func cloneBySeen(m map[string]map[string]*traffic.Counters) map[string]map[string]traffic.Counters {
-	out := make(map[string]map[string]traffic.Counters, len(m))
-	for country, bySensor := range m {
+func cloneSeen[K comparable](m map[K]map[string]*traffic.Counters) map[K]map[string]traffic.Counters {
+	out := make(map[K]map[string]traffic.Counters, len(m))
+	for k, bySensor := range m {
 		o := make(map[string]traffic.Counters, len(bySensor))
 		for id, n := range bySensor {
 			o[id] = *n
 		}
-		out[country] = o
+		out[k] = o
 	}
 	return out
+}
+
+// restoreSeen checks and converts a window's per-sensor counters; what
+// names the keys in errors ("country", "AS").
+func restoreSeen[K comparable](name, what string, in map[K]map[string]traffic.Counters, into map[K]map[string]*traffic.Counters) error {
+	for k, bySensor := range in {
+		if len(bySensor) > MaxRestoreSensors {
+			return fmt.Errorf("%w: %s: %s %v seen by %d sensors, limit %d", ErrRestore, name, what, k, len(bySensor), MaxRestoreSensors)
+		}
+		m := make(map[string]*traffic.Counters, len(bySensor))
+		for id, n := range bySensor {
+			if !summary.ValidSensorID(id) {
+				return fmt.Errorf("%w: %s: %s %v: invalid sensor id %q", ErrRestore, name, what, k, truncate(id))
+			}
+			m[id] = &n
+		}
+		into[k] = m
+	}
+	return nil
 }
 
 // Restore loads a full checkpoint into a collector that has not handled a
@@ -231,8 +256,8 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 			return fmt.Errorf("%w: %s: %d prefixes, limit %d", ErrRestore, name, len(s.Prefixes), limits.MaxPrefixes)
 		case len(s.Countries) > limits.MaxCountries || len(w.BySeen) > limits.MaxCountries:
 			return fmt.Errorf("%w: %s: %d countries, limit %d", ErrRestore, name, max(len(s.Countries), len(w.BySeen)), limits.MaxCountries)
-		case len(s.ASes) > limits.MaxASes:
-			return fmt.Errorf("%w: %s: %d ASes, limit %d", ErrRestore, name, len(s.ASes), limits.MaxASes)
+		case len(s.ASes) > limits.MaxASes || len(w.ByAS) > limits.MaxASes:
+			return fmt.Errorf("%w: %s: %d ASes, limit %d", ErrRestore, name, max(len(s.ASes), len(w.ByAS)), limits.MaxASes)
 		case len(s.Watch) > limits.MaxWatch:
 			return fmt.Errorf("%w: %s: %d watch lists, limit %d", ErrRestore, name, len(s.Watch), limits.MaxWatch)
 		}
@@ -242,18 +267,11 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		b := newBucket(start, c.opts.TopN)
 		b.sum.Add(&s)
 		b.sealed = w.Sealed && l == c.levels[0]
-		for country, bySensor := range w.BySeen {
-			if len(bySensor) > MaxRestoreSensors {
-				return fmt.Errorf("%w: %s: country %q seen by %d sensors, limit %d", ErrRestore, name, country, len(bySensor), MaxRestoreSensors)
-			}
-			m := make(map[string]*traffic.Counters, len(bySensor))
-			for id, n := range bySensor {
-				if !summary.ValidSensorID(id) {
-					return fmt.Errorf("%w: %s: country %q: invalid sensor id %q", ErrRestore, name, country, truncate(id))
-				}
-				m[id] = &n
-			}
-			b.bySeen[country] = m
+		if err := restoreSeen(name, "country", w.BySeen, b.bySeen); err != nil {
+			return err
+		}
+		if err := restoreSeen(name, "AS", w.ByAS, b.byAS); err != nil {
+			return err
 		}
 		buckets[k] = b
 	}
@@ -276,11 +294,16 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		if err != nil {
 			return fmt.Errorf("%w: sensor %s: %w", ErrRestore, r.ID, err)
 		}
-		sensors[r.ID] = &sensor{id: r.ID, online: r.Online, version: r.Version, board: r.Board, lastSeen: r.LastSeen, lastEnd: r.LastEnd,
+		sensors[r.ID] = &sensor{id: r.ID, online: r.Online, hasStatus: r.HasStatus, version: r.Version, board: r.Board, lastSeen: r.LastSeen, lastEnd: r.LastEnd,
 			summaries: r.Summaries, dupes: r.Duplicates, seqs: seqs, rejects: maps.Clone(r.Rejects)}
 	}
 	if err := checkRejects(cp.Rejects); err != nil {
 		return fmt.Errorf("%w: %w", ErrRestore, err)
+	}
+	for kind := range cp.Accepted {
+		if kind != "summary" && kind != "status" && kind != "alert" {
+			return fmt.Errorf("%w: accepted: unknown kind %q", ErrRestore, truncate(kind))
+		}
 	}
 
 	if len(cp.Alerts) > DefaultMaxAlerts {
@@ -326,9 +349,8 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		}
 	}
 	c.sensors = sensors
-	for r, n := range cp.Rejects {
-		c.rejects[r] = n
-	}
+	maps.Copy(c.rejects, cp.Rejects)
+	maps.Copy(c.accepted, cp.Accepted)
 	c.alerts = alerts
 	c.alertAt = 0 // the oldest is first
 	c.alertsNext, c.alertsSaved = cp.AlertsNext, cp.AlertsNext

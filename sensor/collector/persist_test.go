@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
 // roundTrip passes a checkpoint through JSON, as the store does.
@@ -48,6 +49,19 @@ func sameState(t *testing.T, a, b *Collector, now time.Time) {
 			t.Errorf("whosees %s differ: %+v, %+v", country, x, y)
 		}
 	}
+	for _, l := range a.Levels() {
+		for _, asn := range asns {
+			key := SeriesKey{By: ByAS, ASN: asn}
+			x, _ := a.WhoSeesAt(l, key, time.Time{}, now.Add(time.Hour))
+			y, _ := b.WhoSeesAt(l, key, time.Time{}, now.Add(time.Hour))
+			if !reflect.DeepEqual(x, y) {
+				t.Errorf("level %s: who sees AS %d differs: %+v, %+v", l, asn, x, y)
+			}
+		}
+	}
+	if x, y := a.Accepted(), b.Accepted(); !reflect.DeepEqual(x, y) {
+		t.Errorf("accepted differ: %v, %v", x, y)
+	}
 	if x, y := jsonOf(t, a.Alerts(DefaultMaxAlerts)), jsonOf(t, b.Alerts(DefaultMaxAlerts)); x != y {
 		t.Errorf("alerts differ:\n%s\n%s", x, y)
 	}
@@ -65,7 +79,7 @@ func jsonOf(t *testing.T, v any) string {
 // apply merges an incremental checkpoint into a full one, as the store's
 // records do.
 func apply(full, inc *Checkpoint) {
-	full.Clock, full.Levels, full.Rejects, full.AlertsNext = inc.Clock, inc.Levels, inc.Rejects, inc.AlertsNext
+	full.Clock, full.Levels, full.Rejects, full.AlertsNext, full.Accepted = inc.Clock, inc.Levels, inc.Rejects, inc.AlertsNext, inc.Accepted
 	for _, w := range inc.Windows {
 		i := slices.IndexFunc(full.Windows, func(x WindowState) bool { return x.Level == w.Level && x.Start.Equal(w.Start) })
 		if i >= 0 {
@@ -264,6 +278,8 @@ func TestRestoreRefuses(t *testing.T) {
 		{"run outside", func(cp *Checkpoint) { cp.Sensors[0].Seqs.Received = []SeqRange{{1, 9}} }, "received run 1-9"},
 		{"short bitmap", func(cp *Checkpoint) { cp.Sensors[0].Seqs.Received, cp.Sensors[0].Seqs.Bitmap = nil, []byte{1} }, "bitmap of 1 bytes"},
 		{"unknown reason", func(cp *Checkpoint) { cp.Rejects["x"] = 1 }, `reason "x"`},
+		{"unknown kind", func(cp *Checkpoint) { cp.Accepted["x"] = 1 }, `kind "x"`},
+		{"AS seen by a bad id", func(cp *Checkpoint) { cp.Windows[0].ByAS[64500] = map[string]traffic.Counters{"a b": {}} }, `AS 64500: invalid sensor id`},
 		{"alert index", func(cp *Checkpoint) { cp.Alerts[0].Index = 99 }, "alert 99"},
 		{"alert missing", func(cp *Checkpoint) { cp.Alerts = cp.Alerts[1:] }, "2 alerts kept of the last 3"},
 		{"alert hole", func(cp *Checkpoint) { cp.Alerts = append(cp.Alerts[:1], cp.Alerts[2:]...) }, "alert 1 missing"},

@@ -275,9 +275,6 @@ func (d *Daemon) StoreStats() (fleetstore.Stats, bool) {
 	return d.st.Stats(), true
 }
 
-// Levels are the collector's aggregation levels with the windows each keeps.
-func (d *Daemon) Levels() []collector.LevelState { return d.cfg.Levels() }
-
 // Close releases the store of a daemon that Run did not run (Run closes it
 // when it returns).
 func (d *Daemon) Close() error {

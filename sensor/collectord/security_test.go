@@ -331,6 +331,12 @@ func TestEmbeddedBrokerPasswords(t *testing.T) {
 	if got, want := d.BrokerRefusals(), (brokerauth.Stats{ConnectsRefused: 4, PublishesDenied: 1}); got != want {
 		t.Errorf("broker refusals %+v, want %+v", got, want)
 	}
+	_, value := scrape(t, strings.TrimSuffix(api, "/api/v1"))
+	for kind, want := range map[string]float64{"connect": 4, "publish": 1, "subscribe": 0} {
+		if got, ok := value("peerwatch_collector_broker_refusals_total", "kind", kind); !ok || got != want {
+			t.Errorf("/metrics: broker %s refusals %v (present %v), want %v", kind, got, ok, want)
+		}
+	}
 	if got := sensorSummaries(t, api, "alice"); got != 3 {
 		t.Errorf("alice: %d summaries, want 3", got)
 	}

@@ -88,6 +88,7 @@ type stateRecord struct {
 	Levels     []collector.LevelState `json:"levels"`
 	AlertsNext uint64                 `json:"alerts_next"`
 	Rejects    map[string]uint64      `json:"rejects"`
+	Accepted   map[string]uint64      `json:"accepted,omitempty"`
 }
 
 // Options of a store.
@@ -380,7 +381,7 @@ func (s *Store) load(db *buntdb.DB) error {
 
 	cp := collector.Checkpoint{Full: true}
 	if l.state != nil {
-		cp.Clock, cp.Levels, cp.AlertsNext, cp.Rejects = l.state.Clock, l.state.Levels, l.state.AlertsNext, l.state.Rejects
+		cp.Clock, cp.Levels, cp.AlertsNext, cp.Rejects, cp.Accepted = l.state.Clock, l.state.Levels, l.state.AlertsNext, l.state.Rejects, l.state.Accepted
 	}
 	for _, w := range l.windows {
 		cp.Windows = append(cp.Windows, w)
@@ -593,7 +594,7 @@ func (s *Store) Flush() error {
 		ck.Records = append(ck.Records, recordUpdate{key, b})
 		return nil
 	}
-	err := add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects})
+	err := add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects, Accepted: cp.Accepted})
 	for _, w := range cp.Windows {
 		err = errors.Join(err, add(windowKey(w.Level, w.Start), w))
 	}

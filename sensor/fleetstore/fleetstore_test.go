@@ -96,7 +96,7 @@ func state(tb testing.TB, col *collector.Collector) string {
 	tb.Helper()
 	end := t0.Add(24 * time.Hour)
 	b, err := json.Marshal(map[string]any{
-		"sensors": col.Sensors(end), "rejects": col.Rejects(), "alerts": col.Alerts(collector.DefaultMaxAlerts),
+		"sensors": col.Sensors(end), "rejects": col.Rejects(), "alerts": col.Alerts(collector.DefaultMaxAlerts), "accepted": col.Accepted(),
 		"1m": col.Window("1m", t0, end), "1h": col.Window("1h", t0, end), "1d": col.Window("1d", t0.Truncate(24*time.Hour), end),
 	})
 	if err != nil {

@@ -2,7 +2,7 @@
 // prefixes for rates and volumes, binary prefixes for storage, short
 // durations and percentages. The status page and sensorctl both use it, so
 // an operator reads the same figure in both; the status page's script
-// (sensor/web/assets/status.js) follows the same rules.
+// (sensor/web/assets/static/chart.js) follows the same rules.
 package human
 
 import (

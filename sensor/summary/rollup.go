@@ -143,6 +143,15 @@ func (r *Rollup) Country(cc string) traffic.Counters {
 	return traffic.Counters{}
 }
 
+// Prefix is the traffic of one remote prefix, as far as the prefixes kept
+// hold it (zero when it is not among them).
+func (r *Rollup) Prefix(p netip.Prefix) traffic.Counters {
+	if e := r.prefixes[p]; e != nil {
+		return e.Counters
+	}
+	return traffic.Counters{}
+}
+
 // AS is the traffic of one origin AS (0 for traffic no table places).
 func (r *Rollup) AS(asn uint32) traffic.Counters {
 	if e := r.ases[asn]; e != nil {

@@ -10,111 +10,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/peerwatch/peerwatch/internal/testutil/browser"
 	"github.com/peerwatch/peerwatch/sensor/api"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/status.png with the browser test's screenshot")
-
-// chromiumPath is Debian's chromium, which scripts/install-deps installs.
-const chromiumPath = "/usr/bin/chromium"
-
-// browser starts a headless chromium for the test, with a fresh profile and
-// nothing that talks to the internet, and returns a tab's context.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("browser tier: skipped by -short (make test-unit runs the pure-Go tests only)")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("needs %s for the browser test: run scripts/install-deps (CI does): %v", chromiumPath, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
-	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 1000),
-	)
-	t.Cleanup(cancelAlloc)
-	ctx, cancelTab := chromedp.NewContext(ctx)
-	t.Cleanup(cancelTab)
-	return ctx
-}
-
-// consoleWatch collects the page's console errors, uncaught exceptions and
-// browser log errors (CSP violations, failed loads).
-type consoleWatch struct {
-	mu       sync.Mutex
-	problems []string
-}
-
-func watchConsole(t *testing.T, ctx context.Context) *consoleWatch {
-	t.Helper()
-	w := &consoleWatch{}
-	err := chromedp.Listen(ctx, func(ev any) {
-		var msg string
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type != runtime.ConsoleAPICalledTypeError && ev.Type != runtime.ConsoleAPICalledTypeAssert && ev.Type != runtime.ConsoleAPICalledTypeWarning {
-				return
-			}
-			var args []string
-			for _, a := range ev.Args {
-				args = append(args, string(a.Value)+a.Description)
-			}
-			msg = "console." + string(ev.Type) + ": " + strings.Join(args, " ")
-		case *runtime.EventExceptionThrown:
-			msg = "uncaught exception: " + ev.ExceptionDetails.Text
-			if ev.ExceptionDetails.Exception != nil {
-				msg += " " + ev.ExceptionDetails.Exception.Description
-			}
-		case *log.EventEntryAdded:
-			if ev.Entry.Level != log.EntryLevelError && ev.Entry.Level != log.EntryLevelWarning {
-				return
-			}
-			msg = "browser log " + string(ev.Entry.Level) + " (" + string(ev.Entry.Source) + "): " + ev.Entry.Text + " " + ev.Entry.URL
-		default:
-			return
-		}
-		w.mu.Lock()
-		w.problems = append(w.problems, msg)
-		w.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return w
-}
-
-func (w *consoleWatch) check(t *testing.T) {
-	t.Helper()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, p := range w.problems {
-		t.Error(p)
-	}
-	w.problems = nil
-}
 
 // pageState is what the browser shows, read from the DOM.
 type pageState struct {
@@ -188,8 +93,8 @@ func load(t *testing.T, ctx context.Context, url string) pageState {
 }
 
 func TestBrowserStatusPage(t *testing.T) {
-	ctx := browser(t)
-	console := watchConsole(t, ctx)
+	ctx := browser.Start(t)
+	console := browser.WatchConsole(t, ctx)
 
 	f := newFixture(t)
 	f.health.DrainInterval = 5 * time.Second // the page refreshes its live numbers every 5 s
@@ -201,7 +106,7 @@ func TestBrowserStatusPage(t *testing.T) {
 	}
 
 	st := load(t, ctx, base+"/")
-	console.check(t)
+	console.Check(t)
 
 	// The page shows what the API says.
 	var top struct {
@@ -302,7 +207,7 @@ func TestBrowserStatusPage(t *testing.T) {
 	if got := after.PPSIn + " | " + after.PPSInTitle; got != before {
 		t.Errorf("after the refresh: %q, the server wrote %q", got, before)
 	}
-	console.check(t)
+	console.Check(t)
 
 	// A sensor that has just started: no data, and still no error.
 	fresh := httptest.NewServer(newHandler(newFreshSource(), Options{}))
@@ -320,5 +225,5 @@ func TestBrowserStatusPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	console.check(t)
+	console.Check(t)
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"github.com/peerwatch/peerwatch/sensor/api"
-	"html/template"
 	"io/fs"
 	"net/http"
 	"net/netip"
@@ -24,9 +23,9 @@ import (
 var assets embed.FS
 
 var (
-	pageTemplate = template.Must(template.ParseFS(assets, "assets/status.html"))
+	pageTemplate = must(ParsePage(assets, "assets/status.html"))
 	staticFS     = must(fs.Sub(assets, "assets/static"))
-	assetVersion = hashFS(staticFS)
+	assetVersion = HashFS(staticFS)
 )
 
 func must[T any](v T, err error) T {
@@ -36,9 +35,9 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// hashFS is a short digest of the static files, added to their URLs so that a
+// HashFS is a short digest of the static files, added to their URLs so that a
 // browser's cache never mixes an old script with a new page.
-func hashFS(fsys fs.FS) string {
+func HashFS(fsys fs.FS) string {
 	h := sha256.New()
 	_ = fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -52,8 +51,10 @@ func hashFS(fsys fs.FS) string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-func staticHandler() http.Handler {
-	files := http.StripPrefix("/static/", http.FileServerFS(staticFS))
+// StaticHandler serves the files of fsys under /static/, with their content
+// types set here and a day of caching (their URLs carry HashFS).
+func StaticHandler(fsys fs.FS) http.Handler {
+	files := http.StripPrefix("/static/", http.FileServerFS(fsys))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
 			http.NotFound(w, r)
@@ -72,6 +73,13 @@ func staticHandler() http.Handler {
 		files.ServeHTTP(w, r)
 	})
 }
+
+// TopByPrefix, TopByCountry and TopByAS are what TopTable ranks.
+const (
+	TopByPrefix  = byPrefix
+	TopByCountry = byCountry
+	TopByAS      = byAS
+)
 
 // Page limits and choices.
 const (
@@ -149,9 +157,9 @@ type pageData struct {
 	Window    string
 	Windows   []windowLink
 	TopNoData bool
-	Prefixes  topView
-	Countries topView
-	ASes      topView
+	Prefixes  TopView
+	Countries TopView
+	ASes      TopView
 	Classes   []classLegend
 
 	Watch                    []watchView
@@ -214,7 +222,8 @@ type windowLink struct {
 	Current     bool
 }
 
-type topView struct {
+// TopView is a top table of the pages.
+type TopView struct {
 	Title, KeyName string
 	Rows           []rowView
 	Other          *rowView
@@ -225,6 +234,7 @@ type topView struct {
 type rowView struct {
 	Rank                             int
 	Key, KeyTitle                    string
+	Href                             string // where the key links to, if anywhere
 	Country, ASN, ASName, ASTitle    string
 	PktIn, PktOut, BytesIn, BytesOut num
 	Share                            num
@@ -325,10 +335,10 @@ func (s *server) pageData(r *http.Request) *pageData {
 		d.Errors = append(d.Errors, err.Error())
 	}
 	d.TopNoData = win == nil
-	d.Prefixes = topTable(win, byPrefix, "Top remote prefixes", "Prefix")
+	d.Prefixes = TopTable(win, byPrefix, "Top remote prefixes", "Prefix", pageTopRows)
 	d.Prefixes.Note = "Prefixes of a merged window are ranked from each interval's top list, so they may be approximate; totals, countries and ASes are exact."
-	d.Countries = topTable(win, byCountry, "Top countries", "Country")
-	d.ASes = topTable(win, byAS, "Top origin ASes", "AS")
+	d.Countries = TopTable(win, byCountry, "Top countries", "Country", pageTopRows)
+	d.ASes = TopTable(win, byAS, "Top origin ASes", "AS", pageTopRows)
 	for c := range traffic.Class(traffic.NumClasses) {
 		d.Classes = append(d.Classes, classLegend{Class: c.String(), Name: classLabel(c)})
 	}
@@ -487,9 +497,12 @@ func classLabel(c traffic.Class) string {
 	return "Other"
 }
 
-func topTable(w *summary.Summary, by, title, keyName string) topView {
-	t := topView{Title: title, KeyName: keyName}
-	items, all, other := topItems(w, by, dirBoth, pageTopRows)
+// TopTable is the table of the top prefixes ("prefix"), countries
+// ("country") or origin ASes ("as") of a window, at most rows of them, as
+// the "top" template of parts.html draws it. w may be nil (no data).
+func TopTable(w *summary.Summary, by, title, keyName string, rows int) TopView {
+	t := TopView{Title: title, KeyName: keyName}
+	items, all, other := topItems(w, by, dirBoth, rows)
 	for i, it := range items {
 		r := row(it.Counters, all)
 		r.Rank = i + 1

@@ -93,7 +93,7 @@ func TestPageSelfContained(t *testing.T) {
 			t.Errorf("the page has %q (%s)", m, re)
 		}
 	}
-	for _, p := range []string{"/static/style.css", "/static/status.js", "/static/favicon.svg"} {
+	for _, p := range []string{"/static/style.css", "/static/status.js", "/static/chart.js", "/static/favicon.svg"} {
 		_, body := do(t, h, http.MethodGet, p)
 		body = strings.ReplaceAll(body, "http://www.w3.org/2000/svg", "")
 		if m := regexp.MustCompile(`https?://|@import|url\(`).FindString(body); m != "" {

@@ -186,7 +186,7 @@ func New(src Source, opts Options, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", endpoints)
 	mux.Handle("/metrics", metricsHandler(reg, log))
-	mux.Handle("/static/", staticHandler())
+	mux.Handle("/static/", StaticHandler(staticFS))
 	mux.HandleFunc("/{$}", s.page)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "404 page not found", http.StatusNotFound)

@@ -1,6 +1,7 @@
 // Command collectord is the peerwatch fleet collector: it receives the
 // summaries, alerts and status messages the sensors publish over MQTT and
-// serves the fleet's traffic as a JSON API (docs/collectord.md).
+// serves the fleet's view as a dashboard, a JSON API and Prometheus metrics
+// (docs/collectord.md).
 package main
 
 import (
@@ -42,7 +43,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", collectord.DefaultFlushInterval, "write the collector's state to the store every `DURATION` (and at shutdown)")
 	fs.StringVar(&cfg.Sync, "sync", collectord.DefaultSync, "the store's sync `POLICY`: always (each journal write is fsynced), everysecond or never")
 	keep := fs.String("keep", collectord.FormatKeep(collectord.Config{}.Levels()), "how many windows each level keeps, as `LEVEL=N,...`")
-	listen := fs.String("listen", collectord.DefaultListen, "serve the JSON API on `ADDR`")
+	listen := fs.String("listen", collectord.DefaultListen, "serve the dashboard (/), the JSON API (/api/v1/) and /metrics on `ADDR`")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	e, sub := &cfg.EmbeddedSecurity, &cfg.SubscriberSecurity
 	fs.StringVar(&e.CertFile, "embedded-cert", "", "with --embedded-broker, the broker's certificate `FILE` (PEM): the listener speaks TLS")
@@ -66,13 +67,14 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprintf(fs.Output(), `Usage: collectord (--embedded-broker ADDR | --broker URL [--share-group NAME]) [flags]
 
 collectord receives what the peerwatch sensors publish over MQTT, checks it,
-aggregates the fleet's traffic per window and serves it as a JSON API under
-/api/v1/ (see docs/collectord.md). Its state (windows, sensors, dedupe,
-alerts) is kept in a store in --data-dir: every accepted summary is
-journaled before it is acknowledged, and the state is written every
---flush-interval and at shutdown, so that a restart or a crash neither
-loses a summary nor counts one twice. With --broker the MQTT session is
-persistent: the broker queues what arrives while collectord is away.
+aggregates the fleet's traffic per window and serves it as a dashboard (/),
+a JSON API (/api/v1/) and Prometheus /metrics (see docs/collectord.md). Its
+state (windows, sensors, dedupe, alerts) is kept in a store in --data-dir:
+every accepted summary is journaled before it is acknowledged, and the state
+is written every --flush-interval and at shutdown, so that a restart or a
+crash neither loses a summary nor counts one twice. With --broker the MQTT
+session is persistent: the broker queues what arrives while collectord is
+away.
 
 Flags:
 `)
