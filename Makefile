@@ -12,11 +12,14 @@ TEST_FLAGS ?= -count=1
 FUZZTIME ?= 300000x
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=5
 
-.PHONY: help deps generate check-generated build build-arm64 test test-unit test-bpf \
+.PHONY: help demo deps generate check-generated build build-arm64 test test-unit test-bpf \
 	test-integration test-arm64 fuzz bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+demo: ## the lab with two sensors, a collector and traffic, on localhost (root; Ctrl-C ends it; docs/lab.md)
+	@scripts/demo
 
 deps: ## install what a fresh Debian machine lacks (needs root; idempotent)
 	@scripts/install-deps
