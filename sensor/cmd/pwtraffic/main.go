@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -153,6 +154,9 @@ Flags:
 	var err error
 	if opt.Mix, err = trafficgen.ParseMix(*mix); err != nil {
 		return fmt.Errorf("--mix: %w", err)
+	}
+	if !slices.Contains(trafficgen.Profiles, trafficgen.Profile(*profile)) {
+		return fmt.Errorf("--profile: unknown profile %q (want peering, spoofed or burst)", *profile)
 	}
 	if *rate < 0 {
 		return fmt.Errorf("--rate: %v is negative", *rate)
