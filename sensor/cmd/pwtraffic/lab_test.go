@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -12,10 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 
 	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/collector"
@@ -25,9 +29,10 @@ import (
 )
 
 // Tier 3: the lab (scripts/lab), two sensord on its mirror ports, collectord
-// with its embedded broker, and pwtraffic sending a fixed count on both
-// links: what pwtraffic reports as sent, per prefix, country and AS, is what
-// each sensor counted, and what the collector aggregated, exactly.
+// with its embedded broker, a third sensord inline on one link inside the
+// lab, and pwtraffic sending a fixed count on both links: what pwtraffic
+// reports as sent, per prefix, country and AS, is what each sensor counted,
+// and what the collector aggregated, exactly.
 
 var repo, _ = filepath.Abs(filepath.Join("..", "..", ".."))
 
@@ -100,8 +105,11 @@ func start(t *testing.T, dir, name string, withStdin bool, args ...string) *proc
 	return p
 }
 
-func getJSON(url string, v any) error {
-	c := &http.Client{Timeout: 10 * time.Second}
+var hostClient = &http.Client{Timeout: 10 * time.Second}
+
+func getJSON(url string, v any) error { return getJSONWith(hostClient, url, v) }
+
+func getJSONWith(c *http.Client, url string, v any) error {
 	resp, err := c.Get(url)
 	if err != nil {
 		return err
@@ -127,6 +135,78 @@ func poll(t *testing.T, within time.Duration, what string, cond func() (bool, er
 			t.Fatalf("%s: not within %s: %v", what, within, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// nsClient is an HTTP client whose connections are made inside the named
+// network namespace: for a sensord that runs inside the lab.
+func nsClient(t *testing.T, name string) *http.Client {
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatalf("network namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type result struct {
+			conn net.Conn
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // the thread dies with the goroutine, still in ns
+			if err := netns.Set(ns); err != nil {
+				done <- result{nil, err}
+				return
+			}
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			done <- result{c, err}
+		}()
+		r := <-done
+		return r.conn, r.err
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial}}
+}
+
+// checkSensor compares a sensord's /api/v1/top by prefix, country and AS
+// with what was sent on its link.
+func checkSensor(t *testing.T, name string, c *http.Client, addr string, want *expected) {
+	t.Helper()
+	top := func(by string) sensorTop {
+		var tp sensorTop
+		if err := getJSONWith(c, "http://"+addr+"/api/v1/top?window=1h&limit=10000&by="+by, &tp); err != nil {
+			t.Fatal(err)
+		}
+		return tp
+	}
+	poll(t, 20*time.Second, name+" counted everything", func() (bool, error) {
+		tp := top("country")
+		return tp.Total.counters() == want.total, fmt.Errorf("counted %+v, sent %+v", tp.Total.counters(), want.total)
+	})
+	for _, by := range []string{"prefix", "country", "as"} {
+		tp := top(by)
+		if tp.Other.counters() != (traffic.Counters{}) {
+			t.Errorf("%s by %s: %+v left in other", name, by, tp.Other.counters())
+		}
+		switch by {
+		case "prefix":
+			got := map[netip.Prefix]traffic.Counters{}
+			for _, r := range tp.Rows {
+				got[r.Prefix] = r.counters()
+			}
+			compare(t, name+" prefix", want.prefixes, got)
+		case "country":
+			got := map[string]traffic.Counters{}
+			for _, r := range tp.Rows {
+				got[r.Country] = r.counters()
+			}
+			compare(t, name+" country", want.countries, got)
+		case "as":
+			got := map[uint32]traffic.Counters{}
+			for _, r := range tp.Rows {
+				got[r.ASN] = r.counters()
+			}
+			compare(t, name+" AS", want.ases, got)
+		}
 	}
 }
 
@@ -220,6 +300,38 @@ type site struct {
 	want    *expected
 }
 
+// sensordConfig writes the configuration of a sensord counting on iface with
+// the real tables and a KP watch list; uplink "" is none.
+func sensordConfig(t *testing.T, dir, id, iface, hook, http, uplink string) string {
+	t.Helper()
+	ipdb := filepath.Join(repo, "board", "common", "ipdb")
+	cfg := filepath.Join(dir, id+".yaml")
+	text := fmt.Sprintf(`
+sensor: {id: %[1]s, board: x86-64}
+data_dir: %[2]s/%[1]s
+bpffs_dir: %[3]s
+interfaces: [{name: %[4]s, hook: %[5]s}]
+local_prefixes: ["192.0.2.0/24", "2001:db8:1::/48"]
+tables:
+  - {name: country, format: ip-location-country, files: [%[6]s/geo-whois-asn-country-ipv4.csv.gz, %[6]s/geo-whois-asn-country-ipv6.csv.gz]}
+  - {name: asn, format: ip-location-asn, files: [%[6]s/asn-ipv4.csv.gz, %[6]s/asn-ipv6.csv.gz]}
+drain: {interval: 1s}
+watch_lists:
+  - {name: kp, countries: [KP], alert: {pps: 100}}
+http: {listen: "%[7]s"}
+`, id, dir, testutil.PinDir(t), iface, hook, ipdb, http)
+	if hook == "xdp" {
+		text += "datapath: {xdp_drop: true}\n" // a mirror port
+	}
+	if uplink != "" {
+		text += fmt.Sprintf("uplink: {broker: %q}\n", uplink)
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func TestNetnsLabFleet(t *testing.T) {
 	testutil.RequireBPF(t)
 	began := time.Now()
@@ -289,39 +401,33 @@ func TestNetnsLabFleet(t *testing.T) {
 			s.traffic = append(s.traffic, start(t, dir, fmt.Sprintf("pwtraffic-%s-%d", s.name, i), true, argv...))
 		}
 		s.http = freePort(t)
-		cfg := filepath.Join(dir, s.name+".yaml")
-		err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
-sensor: {id: %[1]s, board: x86-64}
-data_dir: %[2]s/%[1]s
-bpffs_dir: %[3]s
-interfaces: [{name: %[4]s-%[1]s, hook: xdp}]
-local_prefixes: ["192.0.2.0/24", "2001:db8:1::/48"]
-tables:
-  - {name: country, format: ip-location-country, files: [%[5]s/geo-whois-asn-country-ipv4.csv.gz, %[5]s/geo-whois-asn-country-ipv6.csv.gz]}
-  - {name: asn, format: ip-location-asn, files: [%[5]s/asn-ipv4.csv.gz, %[5]s/asn-ipv6.csv.gz]}
-datapath: {xdp_drop: true}
-drain: {interval: 1s}
-watch_lists:
-  - {name: kp, countries: [KP], alert: {pps: 100}}
-http: {listen: "%[6]s"}
-uplink: {broker: "tcp://%[7]s"}
-`, s.name, dir, testutil.PinDir(t), prefix, ipdb, s.http, broker)), 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := sensordConfig(t, dir, s.name, prefix+"-"+s.name, "xdp", s.http, "tcp://"+broker)
 		start(t, dir, "sensord-"+s.name, false, bins["sensord"], "--config", cfg)
 	}
 
-	// Every sensord attached and online at the collector.
-	for _, s := range sites {
-		poll(t, 90*time.Second, "sensord "+s.name+" attached", func() (bool, error) {
+	// The inline variant: a third sensord inside the lab, on ams1's link
+	// itself (ams1-p in the ix namespace, TC: both directions), without an
+	// uplink (the broker is on the host's loopback).
+	inlineHTTP := "127.0.0.1:9100"
+	inlineClient := nsClient(t, prefix+"-ix")
+	cfg := sensordConfig(t, dir, "ams1-inline", "ams1-p", "tc", inlineHTTP, "")
+	start(t, dir, "sensord-ams1-inline", false, "nsenter", "--net=/var/run/netns/"+prefix+"-ix", bins["sensord"], "--config", cfg)
+
+	// Every sensord attached, and the two on the mirror ports online at the
+	// collector.
+	attached := func(name string, c *http.Client, addr string) {
+		poll(t, 90*time.Second, "sensord "+name+" attached", func() (bool, error) {
 			var st struct {
 				Interfaces []struct{ Name, State string } `json:"interfaces"`
 			}
-			err := getJSON("http://"+s.http+"/api/v1/status", &st)
-			return err == nil && len(st.Interfaces) == 1 && st.Interfaces[0].State == "attached", err
+			err := getJSONWith(c, "http://"+addr+"/api/v1/status", &st)
+			return err == nil && len(st.Interfaces) == 1 && st.Interfaces[0].State == "attached", fmt.Errorf("%v %+v", err, st)
 		})
 	}
+	for _, s := range sites {
+		attached(s.name, hostClient, s.http)
+	}
+	attached("ams1 inline", inlineClient, inlineHTTP)
 	type sensorState struct {
 		ID     string `json:"id"`
 		Online bool   `json:"online"`
@@ -337,7 +443,7 @@ uplink: {broker: "tcp://%[7]s"}
 		}
 		return online == 2, fmt.Errorf("%v %+v", err, ss)
 	})
-	t.Logf("lab, collectord and two sensord up after %s", time.Since(began).Round(time.Millisecond))
+	t.Logf("lab, collectord and three sensord up after %s", time.Since(began).Round(time.Millisecond))
 
 	// Send: the runs of a site one after the other, the sites together.
 	for _, s := range sites {
@@ -380,46 +486,12 @@ uplink: {broker: "tcp://%[7]s"}
 		t.Fatalf("the runs sent %d packets from KP, want at least the burst's 500", fleet.countries["KP"].Total())
 	}
 
-	// Each sensor: per prefix, country and AS, exactly what its link carried.
+	// Each sensor: per prefix, country and AS, exactly what its link carried;
+	// the inline sensor on ams1's link exactly what the mirror port gave ams1.
 	for _, s := range sites {
-		top := func(by string) sensorTop {
-			var tp sensorTop
-			if err := getJSON("http://"+s.http+"/api/v1/top?window=1h&limit=10000&by="+by, &tp); err != nil {
-				t.Fatal(err)
-			}
-			return tp
-		}
-		poll(t, 20*time.Second, s.name+" counted everything", func() (bool, error) {
-			tp := top("country")
-			return tp.Total.counters() == s.want.total, fmt.Errorf("counted %+v, sent %+v", tp.Total.counters(), s.want.total)
-		})
-		for _, by := range []string{"prefix", "country", "as"} {
-			tp := top(by)
-			if tp.Other.counters() != (traffic.Counters{}) {
-				t.Errorf("%s by %s: %+v left in other", s.name, by, tp.Other.counters())
-			}
-			switch by {
-			case "prefix":
-				got := map[netip.Prefix]traffic.Counters{}
-				for _, r := range tp.Rows {
-					got[r.Prefix] = r.counters()
-				}
-				compare(t, s.name+" prefix", s.want.prefixes, got)
-			case "country":
-				got := map[string]traffic.Counters{}
-				for _, r := range tp.Rows {
-					got[r.Country] = r.counters()
-				}
-				compare(t, s.name+" country", s.want.countries, got)
-			case "as":
-				got := map[uint32]traffic.Counters{}
-				for _, r := range tp.Rows {
-					got[r.ASN] = r.counters()
-				}
-				compare(t, s.name+" AS", s.want.ases, got)
-			}
-		}
+		checkSensor(t, s.name, hostClient, s.http, s.want)
 	}
+	checkSensor(t, "ams1 inline", inlineClient, inlineHTTP, sites[0].want)
 
 	// The KP burst raised fra1's watch-list alert; ams1's steady mix did not.
 	alerted := func(s *site) bool {
