@@ -578,3 +578,31 @@ func TestNetnsLabFleet(t *testing.T) {
 	}
 	t.Logf("sent == counted at each sensor == aggregated at collectord, %s after the start", time.Since(began).Round(time.Millisecond))
 }
+
+// scripts/lab refuses bad names and verbs before it touches anything (no
+// root needed).
+func TestLabScriptRefusesBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		verb string
+		code int
+		want string
+	}{
+		{[]string{"LAB_PREFIX=Lab"}, "up", 1, "LAB_PREFIX=Lab: want 1 to 6 lower-case letters or digits, starting with a letter"},
+		{[]string{"LAB_PREFIX=pwlab123"}, "down", 1, "LAB_PREFIX=pwlab123: want 1 to 6"},
+		{[]string{"LAB_SITES=ams1 frankfurt"}, "up", 1, `LAB_SITES: site "frankfurt": want 1 to 6 lower-case letters or digits`},
+		{[]string{"LAB_SITES=ams1 ams1"}, "status", 1, `LAB_SITES: site "ams1" is named twice`},
+		{nil, "start", 2, "Usage: scripts/lab up|down|status"},
+	} {
+		cmd := exec.Command(filepath.Join(repo, "scripts", "lab"), tc.verb)
+		cmd.Env = append(os.Environ(), tc.env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != tc.code || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v scripts/lab %s: exit %d %q, want exit %d and %q", tc.env, tc.verb, code, out, tc.code, tc.want)
+		}
+	}
+}
