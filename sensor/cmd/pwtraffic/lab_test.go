@@ -493,7 +493,7 @@ func TestNetnsLabFleet(t *testing.T) {
 	}
 	checkSensor(t, "ams1 inline", inlineClient, inlineHTTP, sites[0].want)
 
-	// The KP burst raised fra1's watch-list alert; ams1's steady mix did not.
+	// The KP burst raised fra1's watch-list alert.
 	alerted := func(s *site) bool {
 		var al struct {
 			Active, Recent []struct {
