@@ -379,6 +379,21 @@ func TestNetnsLabFleet(t *testing.T) {
 	if out, err := lab("status"); err != nil || !strings.Contains(out, "lab "+prefix+": up") {
 		t.Fatalf("scripts/lab status: %v\n%s", err, out)
 	}
+	// On a failure, the interfaces' own counters tell whether a frame was
+	// lost on the way (a queue that dropped it) or miscounted.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, site := range []string{"ams1", "fra1"} {
+			out, _ := exec.Command("ip", "-s", "link", "show", prefix+"-"+site).CombinedOutput()
+			t.Logf("mirror port %s-%s:\n%s", prefix, site, out)
+			for _, l := range []string{site + "-p", site + "-l", site + "-m"} {
+				out, _ := exec.Command("ip", "-n", prefix+"-ix", "-s", "link", "show", l).CombinedOutput()
+				t.Logf("%s in %s-ix:\n%s", l, prefix, out)
+			}
+		}
+	})
 
 	broker, api := freePort(t), freePort(t)
 	start(t, dir, "collectord", false, bins["collectord"], "--embedded-broker", broker, "--listen", api)
