@@ -67,11 +67,12 @@ test-arm64: ## pure-Go tests of the arm64 build under qemu-aarch64-static
 bench: ## benchmarks (ns/packet against the empty program, drain); see docs/benchmarks.md
 	$(GO) test $(BENCH_FLAGS) -timeout 60m ./sensor/...
 
-lint: ## gofmt, go vet, staticcheck, clang-format on bpf/
+lint: ## gofmt, go vet, staticcheck, clang-format on bpf/, shellcheck on scripts/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out" >&2; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	clang-format --dry-run -Werror bpf/*.c bpf/*.h bpf/include/*.h
+	shellcheck scripts/install-deps scripts/lab scripts/demo
 
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')
