@@ -28,8 +28,8 @@ import (
 	"github.com/peerwatch/peerwatch/sensor/trafficgen"
 )
 
-// Tier 3: the lab (scripts/lab), two sensord on its mirror ports, collectord
-// with its embedded broker, a third sensord inline on one link inside the
+// Tier 3: the lab (scripts/lab), two sensord on its mirror ports publishing
+// to a real mosquitto, collectord subscribed to it, a third sensord inline on one link inside the
 // lab, and pwtraffic sending a fixed count on both links: what pwtraffic
 // reports as sent, per prefix, country and AS, is what each sensor counted,
 // and what the collector aggregated, exactly.
@@ -395,8 +395,32 @@ func TestNetnsLabFleet(t *testing.T) {
 		}
 	})
 
+	// A real mosquitto between the sensors and the collector (the demo, and
+	// TestNetnsDemo, use collectord's embedded broker).
+	const mosquitto = "/usr/sbin/mosquitto"
+	if _, err := os.Stat(mosquitto); err != nil {
+		t.Skipf("%s not installed (scripts/install-deps installs the mosquitto package): %v", mosquitto, err)
+	}
 	broker, api := freePort(t), freePort(t)
-	start(t, dir, "collectord", false, bins["collectord"], "--embedded-broker", broker, "--listen", api)
+	_, brokerPort, _ := net.SplitHostPort(broker)
+	conf := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte("listener "+brokerPort+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mq := start(t, dir, "mosquitto", false, mosquitto, "-c", conf)
+	poll(t, 10*time.Second, "mosquitto listening on "+broker, func() (bool, error) {
+		select {
+		case err := <-mq.done:
+			t.Fatalf("mosquitto exited: %v", err)
+		default:
+		}
+		c, err := net.DialTimeout("tcp", broker, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil, err
+	})
+	start(t, dir, "collectord", false, bins["collectord"], "--broker", "tcp://"+broker, "--listen", api)
 
 	// Each site: its traffic runs, loaded and waiting while sensord starts.
 	ipdb := filepath.Join(repo, "board", "common", "ipdb")
