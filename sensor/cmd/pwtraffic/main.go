@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string) error {
 	var (
 		profile   = fs.String("profile", string(trafficgen.Peering), "traffic `MIX`: peering, spoofed or burst")
 		seed      = fs.Uint64("seed", 1, "seed of the random choices: the same seed sends the same frames")
-		rate      = fs.Float64("rate", 1000, "packets per `SECOND`; 0 is as fast as the pacing allows")
+		rate      = fs.Float64("rate", 1000, "send `PPS` packets per second; 0 is as fast as the pacing allows")
 		count     = fs.Uint64("count", 0, "stop after `N` packets (0: no limit)")
 		duration  = fs.Duration("duration", 0, "stop after this long (0: no limit; with neither limit, until SIGINT)")
 		local     = fs.String("local", "192.0.2.0/24,2001:db8:1::/48", "the operator's `PREFIXES`, comma-separated: local addresses come from them")
@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string) error {
 		country   = fs.String("country", "KP", "burst: the `COUNTRY` the burst comes from")
 		attack    = fs.String("attack", "", "also send an attack `PROFILE` (spoofed or burst), interleaved with the main one")
 		atkAfter  = fs.Duration("attack-after", 0, "start the attack this long after the main traffic")
-		atkRate   = fs.Float64("attack-rate", 500, "the attack's packets per `SECOND`; 0 is as fast as the pacing allows")
+		atkRate   = fs.Float64("attack-rate", 500, "send the attack at `PPS` packets per second; 0 is as fast as the pacing allows")
 		atkCount  = fs.Uint64("attack-count", 0, "stop the attack after `N` packets (0: no limit)")
 		atkDur    = fs.Duration("attack-duration", 0, "stop the attack after this long (0: no limit)")
 		ipdb      = fs.String("ipdb", defaultIPDB(), "`DIR` of the country and AS tables (geo-whois-asn-country-ipv{4,6}.csv.gz, asn-ipv{4,6}.csv.gz)")
@@ -168,6 +168,32 @@ Flags:
 		return fmt.Errorf("--attack: %q is not an attack profile (want spoofed or burst)", *attack)
 	}
 
+	// The tables' files and the link first: a missing file or lab fails at
+	// once, not after seconds of loading.
+	for _, tf := range tableFiles {
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			if _, err := os.Stat(filepath.Join(*ipdb, tf.stem+"-"+fam+".csv.gz")); err != nil {
+				return fmt.Errorf("--ipdb: table %s: %w", tf.name, err)
+			}
+		}
+	}
+	hint := func(err error) error {
+		if *site != "" {
+			return fmt.Errorf("%w (is the lab up? scripts/lab status, with LAB_PREFIX=%s)", err, *labPrefix)
+		}
+		return err
+	}
+	peer, err := trafficgen.OpenPort(*peerNS, *peerIf)
+	if err != nil {
+		return hint(err)
+	}
+	defer peer.Close()
+	lcl, err := trafficgen.OpenPort(*localNS, *localIf)
+	if err != nil {
+		return hint(err)
+	}
+	defer lcl.Close()
+
 	tables, err := loadTables(*ipdb)
 	if err != nil {
 		return err
@@ -186,16 +212,6 @@ Flags:
 		}
 		streams = append(streams, &trafficgen.Stream{Gen: agen, Rate: *atkRate, Count: *atkCount, Duration: *atkDur, After: *atkAfter})
 	}
-	peer, err := trafficgen.OpenPort(*peerNS, *peerIf)
-	if err != nil {
-		return err
-	}
-	defer peer.Close()
-	lcl, err := trafficgen.OpenPort(*localNS, *localIf)
-	if err != nil {
-		return err
-	}
-	defer lcl.Close()
 
 	r := &trafficgen.Run{Streams: streams, Peer: peer, Local: lcl}
 	if *progress > 0 {
