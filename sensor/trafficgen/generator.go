@@ -159,6 +159,12 @@ func New(opt Options, tables ...*prefixes.Table) (*Generator, error) {
 	if opt.V6KeyLen == 0 {
 		opt.V6KeyLen = 48
 	}
+	if opt.V4KeyLen < 1 || opt.V4KeyLen > 32 {
+		return nil, fmt.Errorf("v4 key length %d is not between 1 and 32", opt.V4KeyLen)
+	}
+	if opt.V6KeyLen < 1 || opt.V6KeyLen > 128 {
+		return nil, fmt.Errorf("v6 key length %d is not between 1 and 128", opt.V6KeyLen)
+	}
 	if opt.Talkers == 0 {
 		opt.Talkers = 100
 	}

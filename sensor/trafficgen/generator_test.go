@@ -287,6 +287,9 @@ func TestGeneratorErrors(t *testing.T) {
 		{Options{Profile: Burst, Local: testLocal, Country: "Korea"}, `burst: "Korea" is not a two-letter country code`},
 		{Options{Profile: Peering, Local: testLocal, Mix: []Share{{"FR", 1}}}, "mix: the country table has no IPv4 prefix of FR"},
 		{Options{Profile: Peering, Local: testLocal, IPv6: 2}, "ipv6 share 2 is not between 0 and 1"},
+		{Options{Profile: Peering, Local: testLocal, V4KeyLen: 33}, "v4 key length 33 is not between 1 and 32"},
+		{Options{Profile: Peering, Local: testLocal, V6KeyLen: -1}, "v6 key length -1 is not between 1 and 128"},
+		{Options{Profile: Peering, Local: testLocal, Talkers: 100001}, "talkers 100001 is not between 1 and 100000"},
 	} {
 		_, err := New(tc.opt, tables...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
