@@ -12,11 +12,14 @@ TEST_FLAGS ?= -count=1
 FUZZTIME ?= 300000x
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=5
 
-.PHONY: help deps generate check-generated build build-arm64 test test-unit test-bpf \
+.PHONY: help demo deps generate check-generated build build-arm64 test test-unit test-bpf \
 	test-integration test-arm64 fuzz bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+demo: ## the lab with two sensors, a collector and traffic, on localhost (root; Ctrl-C ends it; docs/lab.md)
+	@scripts/demo
 
 deps: ## install what a fresh Debian machine lacks (needs root; idempotent)
 	@scripts/install-deps
@@ -64,11 +67,12 @@ test-arm64: ## pure-Go tests of the arm64 build under qemu-aarch64-static
 bench: ## benchmarks (ns/packet against the empty program, drain); see docs/benchmarks.md
 	$(GO) test $(BENCH_FLAGS) -timeout 60m ./sensor/...
 
-lint: ## gofmt, go vet, staticcheck, clang-format on bpf/
+lint: ## gofmt, go vet, staticcheck, clang-format on bpf/, shellcheck on scripts/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out" >&2; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	clang-format --dry-run -Werror bpf/*.c bpf/*.h bpf/include/*.h
+	shellcheck scripts/install-deps scripts/lab scripts/demo
 
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')
