@@ -421,7 +421,7 @@ func TestNetnsLabFleet(t *testing.T) {
 		return err == nil, err
 	})
 	start(t, dir, "collectord", false, bins["collectord"], "--broker", "tcp://"+broker, "--listen", api,
-		"--data-dir", filepath.Join(dir, "collectord"), "--client-id", "collectord-lab-test")
+		"--data-dir", filepath.Join(dir, "collectord-data"), "--client-id", "collectord-lab-test")
 
 	// Each site: its traffic runs, loaded and waiting while sensord starts.
 	ipdb := filepath.Join(repo, "board", "common", "ipdb")
