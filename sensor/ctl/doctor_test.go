@@ -48,7 +48,7 @@ func TestDoctor(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := run(t, Env{}, "doctor", "--config", cfg)
-	if r.code() != 0 || strings.Count(r.stdout, "PASS  ") != 12 || !strings.HasPrefix(r.stdout, "PASS  config ") {
+	if r.code() != 0 || strings.Count(r.stdout, "PASS  ") != 13 || !strings.HasPrefix(r.stdout, "PASS  config ") {
 		t.Errorf("healthy board: exit %d %v\n%s", r.code(), r.err, r.stdout)
 	}
 
@@ -57,7 +57,7 @@ func TestDoctor(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
 		t.Fatalf("--json: %v\n%s", err, r.stdout)
 	}
-	if r.code() != 1 || r.err.Error() != "doctor: 1 of 12 checks failed" || report[0].Result != doctor.Fail ||
+	if r.code() != 1 || r.err.Error() != "doctor: 1 of 13 checks failed" || report[0].Result != doctor.Fail ||
 		!strings.Contains(report[0].Reason, "missing.yaml: no such file or directory") {
 		t.Errorf("missing config: exit %d %v\n%s", r.code(), r.err, r.stdout)
 	}

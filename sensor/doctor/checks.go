@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -59,6 +60,7 @@ func Run(o Options) Report {
 		d := config.Default()
 		cfg = &d
 	}
+	r = append(r, checkLocalPrefixes(sys, cfg))
 	r = append(r, checkKernel(sys))
 	r = append(r, checkBTF(sys))
 	r = append(r, checkBPFFS(sys, cfg.BPFFSDir))
@@ -78,6 +80,46 @@ func Run(o Options) Report {
 
 func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// maxLocalPrefixFile bounds a local prefix file that doctor reads.
+const maxLocalPrefixFile = 16 << 20
+
+// checkLocalPrefixes counts the operator's own prefixes: without any,
+// every packet is counted as neither_local.
+func checkLocalPrefixes(sys *System, cfg *config.Config) Check {
+	const name = "local prefixes"
+	n := len(cfg.LocalPrefixes)
+	for _, path := range cfg.LocalPrefixFiles {
+		b, err := sys.ReadFile(path)
+		if err != nil {
+			return fail(name, "local_prefix_files: %s: %v", path, errText(err))
+		}
+		if len(b) > maxLocalPrefixFile {
+			return fail(name, "local_prefix_files: %s: over %d MiB", path, maxLocalPrefixFile>>20)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			line, _, _ = strings.Cut(line, "#")
+			line = strings.TrimSpace(line)
+			if line == "" {
+				continue
+			}
+			if _, err := netip.ParsePrefix(line); err != nil {
+				if _, err := netip.ParseAddr(line); err != nil {
+					return fail(name, "%s:%d: %q is neither a prefix nor an address", path, i+1, line)
+				}
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		where := "local_prefixes"
+		if len(cfg.LocalPrefixFiles) > 0 {
+			where = strings.Join(cfg.LocalPrefixFiles, ", ")
+		}
+		return warn(name, "none (%s): every packet is counted as neither_local; list the network's own prefixes", where)
+	}
+	return pass(name, "%d", n)
 }
 
 // kernelVersion is the major and minor number of a release (6.18.44-x).

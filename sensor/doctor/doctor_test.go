@@ -80,6 +80,7 @@ func TestRunBoard(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `PASS  config              /etc/peerwatch/sensord.yaml is valid (board rpi4)
+PASS  local prefixes      1
 WARN  kernel              6.1.0-rpi7-rpi-v8: no TCX before Linux 6.6; hook tc uses a clsact qdisc instead
 PASS  btf                 /sys/kernel/btf/vmlinux present
 PASS  bpffs               /sys/fs/bpf is a bpffs (bpffs_dir /sys/fs/bpf/peerwatch)
@@ -113,6 +114,8 @@ func TestRunBroken(t *testing.T) {
 			return []byte("CapEff:\t0000000000000000\n"), nil
 		case "/proc/meminfo":
 			return []byte("MemTotal:  400000 kB\n"), nil
+		case "/etc/peerwatch/local.txt":
+			return []byte("# ours\n198.51.100.0/24\n192.0.2.300/24\n"), nil
 		}
 		return read(p)
 	}
@@ -122,28 +125,30 @@ func TestRunBroken(t *testing.T) {
 	sys.Clock = func() (bool, int64, error) { return false, 16000000, nil }
 	sys.Links = func() ([]Link, error) { return []Link{{Name: "eth1", Index: 3, Up: false}}, nil }
 	cfg := boardConfig(t)
+	cfg.LocalPrefixFiles = []string{"/etc/peerwatch/local.txt"}
 	cfg.Interfaces = append(cfg.Interfaces, config.Interface{Name: "eth9", Hook: config.HookXDP})
 	r := Run(Options{ConfigPath: "/etc/peerwatch/sensord.yaml", Config: cfg, System: sys})
 	var b strings.Builder
 	_ = r.Write(&b)
-	want := `PASS  config       /etc/peerwatch/sensord.yaml is valid (board rpi4)
-FAIL  kernel       5.4.0-150-generic: sensord needs Linux 5.8 or later (CAP_BPF, CAP_PERFMON)
-WARN  btf          /sys/kernel/btf/vmlinux: file does not exist; the counter program does not need it, bpftool's map dumps do
-FAIL  bpffs        /sys/fs/bpf is not a bpffs: mount one (mount -t bpf bpf /sys/fs/bpf; systemd does at boot) so that bpffs_dir /sys/fs/bpf/peerwatch keeps the counts across restarts
-FAIL  jit          BPF JIT disabled (/proc/sys/net/core/bpf_jit_enable = 0): the interpreter is several times slower; echo 1 > /proc/sys/net/core/bpf_jit_enable
-FAIL  privileges   missing CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON: run sensorctl doctor as root
-WARN  interface 0  name eth1 is eth1 (ifindex 3, virtual): down; sensord attaches and counts once it is up
-FAIL  interface 1  mac 00:11:22:33:44:55, altname mirror0: no such interface (ip link lists them)
-FAIL  interface 2  name eth9: no such interface (ip link lists them)
-FAIL  attach       not tried: needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (run as root)
-FAIL  memory       the configuration needs 431 MiB (kernel maps 63 MiB for 4 CPUs, store 128 MiB, process 240 MiB) of 391 MiB (110%): over 80%; lower datapath.counter_entries or store.max_size
-WARN  clock        not synchronised: summaries carry wall-clock times; run an NTP client (systemd-timesyncd, chrony)
+	want := `PASS  config          /etc/peerwatch/sensord.yaml is valid (board rpi4)
+FAIL  local prefixes  /etc/peerwatch/local.txt:3: "192.0.2.300/24" is neither a prefix nor an address
+FAIL  kernel          5.4.0-150-generic: sensord needs Linux 5.8 or later (CAP_BPF, CAP_PERFMON)
+WARN  btf             /sys/kernel/btf/vmlinux: file does not exist; the counter program does not need it, bpftool's map dumps do
+FAIL  bpffs           /sys/fs/bpf is not a bpffs: mount one (mount -t bpf bpf /sys/fs/bpf; systemd does at boot) so that bpffs_dir /sys/fs/bpf/peerwatch keeps the counts across restarts
+FAIL  jit             BPF JIT disabled (/proc/sys/net/core/bpf_jit_enable = 0): the interpreter is several times slower; echo 1 > /proc/sys/net/core/bpf_jit_enable
+FAIL  privileges      missing CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON: run sensorctl doctor as root
+WARN  interface 0     name eth1 is eth1 (ifindex 3, virtual): down; sensord attaches and counts once it is up
+FAIL  interface 1     mac 00:11:22:33:44:55, altname mirror0: no such interface (ip link lists them)
+FAIL  interface 2     name eth9: no such interface (ip link lists them)
+FAIL  attach          not tried: needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (run as root)
+FAIL  memory          the configuration needs 431 MiB (kernel maps 63 MiB for 4 CPUs, store 128 MiB, process 240 MiB) of 391 MiB (110%): over 80%; lower datapath.counter_entries or store.max_size
+WARN  clock           not synchronised: summaries carry wall-clock times; run an NTP client (systemd-timesyncd, chrony)
 `
 	if b.String() != want {
 		t.Errorf("report:\n%s\nwant:\n%s", b.String(), want)
 	}
-	if r.Failed() != 8 {
-		t.Errorf("%d failed, want 8", r.Failed())
+	if r.Failed() != 9 {
+		t.Errorf("%d failed, want 9", r.Failed())
 	}
 }
 
