@@ -13,7 +13,7 @@ FUZZTIME ?= 300000x
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=5
 
 .PHONY: help deps generate check-generated build build-arm64 test test-unit test-bpf \
-	test-integration test-arm64 fuzz bench lint fmt clean
+	test-integration test-arm64 fuzz bench lint fmt clean release
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -73,6 +73,9 @@ lint: ## gofmt, go vet, staticcheck, clang-format on bpf/
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')
 	clang-format -i bpf/*.c bpf/*.h bpf/include/*.h
+
+release: ## static binaries, .deb packages and tarballs for arm64 and amd64, SHA256SUMS, in dist/ (docs/install.md)
+	@scripts/release/release
 
 clean: ## remove build output
 	rm -rf bin dist
