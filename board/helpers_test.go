@@ -23,13 +23,17 @@ type unit map[string][]string
 
 func readUnit(t *testing.T, path string) unit {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	return parseUnit(t, path, string(b))
+}
+
+func parseUnit(t *testing.T, path, text string) unit {
+	t.Helper()
 	u := unit{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' || line[0] == '[' {
