@@ -237,7 +237,6 @@ func lintian(t *testing.T, deb string) {
 	}
 }
 
-
 // installAndUpgrade installs deb1 with dpkg into an overlay of this
 // machine's root (a fresh bpffs stands for a fresh boot), starts sensord as
 // peerwatch-sensord.service does, counts, runs sensorctl doctor there,
