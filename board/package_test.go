@@ -258,7 +258,8 @@ func installAndUpgrade(t *testing.T, deb1, deb2 string) {
 			t.Fatal(err)
 		}
 	}
-	for _, deb := range []string{deb1, deb2} {
+	collector := strings.Replace(deb1, "peerwatch-sensor_", "peerwatch-collector_", 1)
+	for _, deb := range []string{deb1, deb2, collector} {
 		b, err := os.ReadFile(deb)
 		if err != nil {
 			t.Fatal(err)
@@ -315,8 +316,17 @@ exec sleep 3600
 		return string(out)
 	}
 
-	// Install.
-	sh("dpkg -i /run/peerwatch-test/" + filepath.Base(deb1))
+	// Install, with the collector's package from the same release.
+	sh("dpkg -i /run/peerwatch-test/" + filepath.Base(deb1) + " /run/peerwatch-test/" + filepath.Base(collector))
+	if _, err := exec.LookPath("systemd-analyze"); err == nil {
+		// The units as systemd reads them, with their binaries in place.
+		if out := sh("systemd-analyze verify /usr/lib/systemd/system/peerwatch-sensord.service /usr/lib/systemd/system/peerwatch-collectord.service 2>&1"); out != "" {
+			t.Errorf("systemd-analyze verify:\n%s", out)
+		}
+	}
+	if got := sh("getent passwd peerwatch-collector | cut -d: -f6; stat -c '%U %a' /var/lib/peerwatch-collector"); got != "/var/lib/peerwatch-collector\npeerwatch-collector 750\n" {
+		t.Errorf("collector user and directory: %q", got)
+	}
 	if got := sh("dpkg-query -W -f '${Version} ${Status}' peerwatch-sensor"); got != "1.0.0 install ok installed" {
 		t.Errorf("installed: %q", got)
 	}

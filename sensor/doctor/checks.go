@@ -188,6 +188,10 @@ func checkBPFFS(sys *System, pinDir string) Check {
 func checkJIT(sys *System) Check {
 	const name, path = "jit", "/proc/sys/net/core/bpf_jit_enable"
 	b, err := sys.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Only the host's network namespace has it.
+		return warn(name, "%s: not there (not the host's network namespace?); cannot tell whether BPF programs are compiled", path)
+	}
 	if err != nil {
 		return warn(name, "%s: %v; cannot tell whether BPF programs are compiled", path, errText(err))
 	}
