@@ -1,8 +1,10 @@
 package board
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -53,6 +55,7 @@ func TestRelease(t *testing.T) {
 
 	t.Run("binaries", func(t *testing.T) { checkBinaries(t, dist, v1) })
 	t.Run("checksums", func(t *testing.T) { checkSums(t, dist, v1) })
+	t.Run("tarballs", func(t *testing.T) { checkTarballs(t, dist, v1) })
 	t.Run("packages", func(t *testing.T) { checkPackages(t, dist, v1) })
 	t.Run("install and upgrade", func(t *testing.T) {
 		testutil.RequireBPF(t)
@@ -144,6 +147,53 @@ func checkSums(t *testing.T, dist, version string) {
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("SHA256SUMS lists %v, want %v", names, want)
+	}
+}
+
+// checkTarballs: each tarball holds its architecture's binaries and what a
+// manual install needs.
+func checkTarballs(t *testing.T, dist, version string) {
+	for _, arch := range []string{"arm64", "amd64"} {
+		top := fmt.Sprintf("peerwatch_%s_linux_%s", version, arch)
+		f, err := os.Open(filepath.Join(dist, top+".tar.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := map[string][]byte{}
+		tr := tar.NewReader(zr)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Uid != 0 || h.Gid != 0 {
+				t.Errorf("%s: %s owned by %d:%d", top, h.Name, h.Uid, h.Gid)
+			}
+			if h.Typeflag == tar.TypeReg {
+				b, _ := io.ReadAll(tr)
+				files[h.Name] = b
+			}
+		}
+		f.Close()
+		for _, cmd := range []string{"sensord", "sensorctl", "collectord"} {
+			built, _ := os.ReadFile(filepath.Join(dist, "build", arch, cmd))
+			if got := files[top+"/bin/"+cmd]; len(built) == 0 || !bytes.Equal(got, built) {
+				t.Errorf("%s: bin/%s is not the built %s binary", top, cmd, arch)
+			}
+		}
+		for _, name := range []string{"board/common/systemd/peerwatch-sensord.service", "board/common/libexec/prepare-bpffs",
+			"board/common/ipdb/asn-ipv4.csv.gz", "board/rpi5/sensord.yaml", "docs/install.md"} {
+			if _, ok := files[top+"/"+name]; !ok {
+				t.Errorf("%s lacks %s", top, name)
+			}
+		}
 	}
 }
 
