@@ -31,10 +31,11 @@ var leastPrivilege = []string{"CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"}
 // unit's ExecStartPre=+ helper as root (unless $3 is empty), then sensord
 // as the unit's user with only the unit's capabilities and no_new_privs,
 // in the network namespace $2. Arguments: $1 sensord, $2 namespace,
-// $3 prepare-bpffs, $4 uid, $5 setpriv's capability list, $6 config.
+// $3 prepare-bpffs, $4 uid, $5 setpriv's capability list, $6 config,
+// $7 the file system at /sys/fs/bpf (bpf; tmpfs stands for none).
 const launchAsUnit = `set -e
 mount --make-rprivate /
-mount -t bpf -o mode=0700 bpf /sys/fs/bpf
+mount -t "$7" -o mode=0700 "$7" /sys/fs/bpf
 if [ -n "$3" ]; then "$3" /sys/fs/bpf/peerwatch "$4"; fi
 exec nsenter --net=/var/run/netns/"$2" setpriv --reuid="$4" --regid="$4" --clear-groups \
 	--inh-caps="$5" --ambient-caps="$5" --bounding-set="$5" --no-new-privs "$1" --config "$6"
@@ -105,16 +106,15 @@ http: {listen: "127.0.0.1:19103"}
 	testutil.Veth(t, peer, "pw-peer", sensor, "pw-lp")
 	from := testutil.NewSender(t, peer, "pw-peer")
 
-	run := func(name, prepareArg string, caps []string) *exec.Cmd {
-		cmd := exec.Command("unshare", "-m", "sh", "-c", launchAsUnit, "launch", sensord, sensor.Name,
-			prepareArg, strconv.Itoa(sensordUser), setprivCaps(caps), cfg)
-		return cmd
+	run := func(fs, prepareArg string, caps []string) *exec.Cmd {
+		return exec.Command("unshare", "-m", "sh", "-c", launchAsUnit, "launch", sensord, sensor.Name,
+			prepareArg, strconv.Itoa(sensordUser), setprivCaps(caps), cfg, fs)
 	}
 
 	t.Run("unit", func(t *testing.T) {
 		notify := filepath.Join(dir, "notify")
 		msgs := notifySocket(t, notify)
-		cmd := run("unit", prepare, leastPrivilege)
+		cmd := run("bpf", prepare, leastPrivilege)
 		cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify, "WATCHDOG_USEC=2000000")
 		p := start(t, cmd, filepath.Join(dir, "unit.log"))
 		if got, want := waitReady(t, msgs, p.exited, 60*time.Second), "READY=1\nSTATUS=counting: pw-lp attached (xdp-native)"; got != want {
@@ -152,21 +152,24 @@ http: {listen: "127.0.0.1:19103"}
 	// start, and says why.
 	for _, tc := range []struct {
 		name    string
+		fs      string
 		prepare string
 		caps    []string
 		err     string
 	}{
-		{"without CAP_BPF", prepare, []string{"CAP_NET_ADMIN", "CAP_PERFMON"}, "operation not permitted"},
-		{"without CAP_NET_ADMIN", prepare, []string{"CAP_BPF", "CAP_PERFMON"}, "operation not permitted"},
+		{"without CAP_BPF", "bpf", prepare, []string{"CAP_NET_ADMIN", "CAP_PERFMON"}, "operation not permitted"},
+		{"without CAP_NET_ADMIN", "bpf", prepare, []string{"CAP_BPF", "CAP_PERFMON"}, "operation not permitted"},
 		// The verifier refuses the packet pointer arithmetic of an
 		// unprivileged (no CAP_PERFMON) loader.
-		{"without CAP_PERFMON", prepare, []string{"CAP_BPF", "CAP_NET_ADMIN"}, "load counter program: load program: permission denied"},
+		{"without CAP_PERFMON", "bpf", prepare, []string{"CAP_BPF", "CAP_NET_ADMIN"}, "load counter program: load program: permission denied"},
 		// /sys/fs/bpf is mode 0700: without the helper the user cannot reach it.
-		{"without prepare-bpffs", "", leastPrivilege, "create pin directory: mkdir /sys/fs/bpf/peerwatch: permission denied"},
+		{"without prepare-bpffs", "bpf", "", leastPrivilege, "create pin directory: mkdir /sys/fs/bpf/peerwatch: permission denied"},
+		// Mounting the bpffs needs CAP_SYS_ADMIN: systemd must have done it.
+		{"without a bpffs", "tmpfs", "", leastPrivilege, "mount the bpffs on /sys/fs/bpf: operation not permitted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".log")
-			p := start(t, run(tc.name, tc.prepare, tc.caps), log)
+			p := start(t, run(tc.fs, tc.prepare, tc.caps), log)
 			select {
 			case err := <-p.exited:
 				if err == nil {
