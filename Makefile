@@ -75,7 +75,7 @@ lint: ## gofmt, go vet, staticcheck, clang-format on bpf/, shellcheck on scripts
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	clang-format --dry-run -Werror bpf/*.c bpf/*.h bpf/include/*.h
-	shellcheck scripts/install-deps scripts/lab scripts/demo
+	shellcheck scripts/install-deps scripts/lab scripts/demo scripts/release/release
 
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')
