@@ -13,7 +13,7 @@ FUZZTIME ?= 300000x
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=5
 
 .PHONY: help demo deps generate check-generated build build-arm64 test test-unit test-bpf \
-	test-integration test-arm64 fuzz bench lint fmt clean
+	test-integration test-arm64 test-release fuzz bench lint fmt clean release
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -53,6 +53,9 @@ test-bpf: ## tier 2: the program in the kernel through BPF_PROG_TEST_RUN (root)
 test-integration: ## tier 3: network namespaces, veth pairs and real traffic (root)
 	$(GO) test $(TEST_FLAGS) -run '^TestNetns' -timeout 20m ./sensor/...
 
+test-release: ## make release, check it, install it in a throwaway root, run and upgrade it (root)
+	$(GO) test $(TEST_FLAGS) -run '^TestRelease$$' -timeout 20m -v ./board/
+
 fuzz: ## run every fuzz test for FUZZTIME (the counter program through BPF_PROG_TEST_RUN needs root)
 	@for pkg in $$($(GO) list ./...); do \
 		for fz in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
@@ -72,11 +75,14 @@ lint: ## gofmt, go vet, staticcheck, clang-format on bpf/, shellcheck on scripts
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	clang-format --dry-run -Werror bpf/*.c bpf/*.h bpf/include/*.h
-	shellcheck scripts/install-deps scripts/lab scripts/demo
+	shellcheck scripts/install-deps scripts/lab scripts/demo scripts/release/release
 
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')
 	clang-format -i bpf/*.c bpf/*.h bpf/include/*.h
+
+release: ## static binaries, .deb packages and tarballs for arm64 and amd64, SHA256SUMS, in dist/ (docs/install.md)
+	@scripts/release/release
 
 clean: ## remove build output
 	rm -rf bin dist

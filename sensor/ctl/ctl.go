@@ -142,6 +142,7 @@ type options struct {
 	limit                 int
 	pidFile               string
 	clientOnly            bool
+	configPath, iface     string // doctor
 }
 
 // cli is one run of sensorctl: its flags, its client and its output.
@@ -155,7 +156,7 @@ type cli struct {
 var commands []*command
 
 func init() {
-	commands = []*command{statusCommand, topCommand, lookupCommand, alertsCommand, reloadCommand, versionCommand}
+	commands = []*command{statusCommand, topCommand, lookupCommand, alertsCommand, reloadCommand, doctorCommand, versionCommand}
 }
 
 func find(name string) *command {

@@ -357,7 +357,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{nil, "no command given (see sensorctl --help)"},
-		{[]string{"stats"}, `"stats" is not a command: want status, top, lookup, alerts, reload, version (see sensorctl --help)`},
+		{[]string{"stats"}, `"stats" is not a command: want status, top, lookup, alerts, reload, doctor, version (see sensorctl --help)`},
 		{[]string{"--bogus", "status"}, "flag provided but not defined: -bogus (see sensorctl --help)"},
 		{[]string{"status", "--bogus"}, "status: flag provided but not defined: -bogus (see sensorctl status --help)"},
 		{[]string{"status", "now"}, `status: takes no arguments, got "now" (see sensorctl status --help)`},
@@ -374,7 +374,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lookup", "fe80::1%eth0"}, `lookup: "fe80::1%eth0" is not an IPv4 or IPv6 address (see sensorctl lookup --help)`},
 		{[]string{"--addr", "ftp://sensor", "status"}, `status: --addr: "ftp://sensor" is not an http:// or https:// address like http://127.0.0.1:9100 (see sensorctl status --help)`},
 		{[]string{"--timeout", "0s", "alerts"}, "alerts: --timeout: 0s is not positive (see sensorctl alerts --help)"},
-		{[]string{"help", "nope"}, `help: "nope" is not a command: want status, top, lookup, alerts, reload, version (see sensorctl --help)`},
+		{[]string{"help", "nope"}, `help: "nope" is not a command: want status, top, lookup, alerts, reload, doctor, version (see sensorctl --help)`},
 	} {
 		args := tc.args
 		if len(args) > 0 && !strings.HasPrefix(strings.Join(args, " "), "--addr") {

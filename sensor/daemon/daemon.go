@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logg
 	g.Go(func() error { return d.drainLoop(ctx) })
 	g.Go(func() error { return d.reloadOnHangup(ctx) })
 	g.Go(func() error { return d.uplink.Run(ctx) })
+	g.Go(func() error { return d.notifySystemd(ctx) })
 	h := web.New(&source{d}, web.Options{BasicAuth: d.basicAuth()}, log)
 	g.Go(func() error {
 		return web.ListenAndServe(ctx, cfg.HTTP.Listen, cfg.HTTP.TLS.CertFile, cfg.HTTP.TLS.KeyFile, h)

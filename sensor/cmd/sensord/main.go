@@ -45,6 +45,10 @@ program, stores the counts and serves the status page, the JSON API and
 Signals: SIGTERM/SIGINT drain once more and stop; SIGHUP reloads the
 tables and watch lists without losing counts.
 
+Under systemd (Type=notify, see board/common/systemd/peerwatch-sensord.service) it
+sends READY=1 once the program is attached, and WATCHDOG=1 while the drain
+loop runs and the counts follow the packets the interfaces receive.
+
 Flags:
 `)
 		fs.PrintDefaults()

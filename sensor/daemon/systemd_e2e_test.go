@@ -1,0 +1,201 @@
+package daemon_test
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/google/gopacket/layers"
+
+	"github.com/peerwatch/peerwatch/internal/testutil"
+)
+
+// notifySocket listens like systemd's notification socket and hands over
+// each datagram.
+func notifySocket(t *testing.T, path string) <-chan string {
+	t.Helper()
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch := make(chan string, 256)
+	go func() {
+		defer close(ch)
+		buf := make([]byte, 8192)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			ch <- string(buf[:n])
+		}
+	}()
+	return ch
+}
+
+func nextMessage(t *testing.T, ch <-chan string, within time.Duration) string {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatal("notification socket closed")
+		}
+		return m
+	case <-time.After(within):
+		t.Fatalf("no notification within %s", within)
+	}
+	return ""
+}
+
+// TestNetnsSensordSystemdNotify runs sensord as systemd runs a Type=notify
+// unit with WatchdogSec=: READY=1 comes once the program is attached, then
+// WATCHDOG=1 keeps coming while packets flow and are counted, stops when
+// the program no longer counts what the interface receives, and
+// STOPPING=1 comes at SIGTERM.
+func TestNetnsSensordSystemdNotify(t *testing.T) {
+	testutil.RequireBPF(t)
+	dir := t.TempDir()
+	sensord := buildBinary(t, dir, "sensor/cmd/sensord")
+	peer, sensor := testutil.NewNamespace(t), testutil.NewNamespace(t)
+	testutil.Veth(t, peer, "pw-peer", sensor, "pw-sd")
+	from := testutil.NewSender(t, peer, "pw-peer")
+
+	pins := testutil.PinDir(t)
+	cfg := filepath.Join(dir, "sensord.yaml")
+	err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+sensor: {id: notify}
+data_dir: %s
+bpffs_dir: %s
+interfaces: [{name: pw-sd}]
+local_prefixes: ["192.0.2.0/24"]
+tables: []
+drain: {interval: 1s}
+http: {listen: "127.0.0.1:19101"}
+`, dir, pins)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := notifySocket(t, filepath.Join(dir, "notify"))
+	logFile, err := os.Create(filepath.Join(dir, "sensord.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+sensor.Name, sensord, "--config", cfg)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(dir, "notify"), "WATCHDOG_USEC=1000000")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile.Name())
+			t.Logf("sensord log:\n%s", b)
+		}
+	}()
+
+	if got, want := nextMessage(t, msgs, 60*time.Second), "READY=1\nSTATUS=counting: pw-sd attached (xdp-native)"; got != want {
+		t.Fatalf("first notification %q, want %q", got, want)
+	}
+	// Packets flow for four seconds; every half second brings WATCHDOG=1.
+	frame := testutil.Frame{Src: netip.MustParseAddr("198.51.100.7"), Dst: netip.MustParseAddr("192.0.2.9"),
+		Proto: layers.IPProtocolUDP, SrcPort: 53, DstPort: 40000}.Bytes(t)
+	keepAlives := 0
+	end := time.Now().Add(4 * time.Second)
+	for time.Now().Before(end) {
+		if err := from.Send(frame); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-msgs:
+			if m != "WATCHDOG=1" {
+				t.Fatalf("notification %q while healthy", m)
+			}
+			keepAlives++
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if keepAlives < 6 {
+		t.Errorf("%d WATCHDOG=1 in 4 s with WATCHDOG_USEC=1000000, want at least 6 (one per 500 ms)", keepAlives)
+	}
+
+	// Detach the program behind sensord's back: the interface still
+	// receives, the counts stop, and sensord withholds WATCHDOG=1 (systemd
+	// would restart it) and says why.
+	links, err := filepath.Glob(filepath.Join(pins, "links", "*"))
+	if err != nil || len(links) != 1 {
+		t.Fatalf("pinned links %v %v, want one", links, err)
+	}
+	l, err := link.LoadPinnedLink(links[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Detach(); err != nil {
+		t.Fatalf("detach %s: %v", links[0], err)
+	}
+	l.Close()
+	var unhealthy string
+	end = time.Now().Add(20 * time.Second) // counts lag: 2 intervals + 5 s
+	for unhealthy == "" && time.Now().Before(end) {
+		if err := from.Send(frame); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-msgs:
+			if strings.HasPrefix(m, "STATUS=unhealthy: ") {
+				unhealthy = m
+			} else if m != "WATCHDOG=1" {
+				t.Fatalf("notification %q", m)
+			}
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if !regexp.MustCompile(`^STATUS=unhealthy: pw-sd received \d+ packets in \d+s but the program counted none$`).MatchString(unhealthy) {
+		t.Fatalf("no unhealthy status 20 s after the detach: %q", unhealthy)
+	}
+	// From then on, no keep-alive.
+	quiet := time.After(2 * time.Second)
+	for waiting := true; waiting; {
+		if err := from.Send(frame); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-msgs:
+			if m == "WATCHDOG=1" {
+				t.Fatal("WATCHDOG=1 while the program counts nothing")
+			}
+		case <-quiet:
+			waiting = false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := nextMessage(t, msgs, 30*time.Second)
+		if m == "STOPPING=1" {
+			break
+		}
+		if !strings.HasPrefix(m, "STATUS=unhealthy: ") {
+			t.Fatalf("notification %q while stopping", m)
+		}
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("sensord: %v", err)
+	}
+}
