@@ -103,8 +103,9 @@ type Options struct {
 type Stats struct {
 	Path     string `json:"path"`
 	FileSize int64  `json:"file_size"`
-	// JournalDepth is the journal records on disk: messages received since
-	// the last flush.
+	// JournalDepth is the journal records in the file: messages received
+	// since the last flush (and, after a flush cut by a crash, records it
+	// covers but had not deleted).
 	JournalDepth int    `json:"journal_depth"`
 	Journaled    uint64 `json:"journaled"` // journal records written since Open
 	// JournalErrors counts the journal writes that failed since Open.
@@ -405,12 +406,11 @@ func (s *Store) load(db *buntdb.DB) error {
 		}
 		return err
 	}
-	replayed, skipped, depth := 0, 0, 0
+	replayed, skipped := 0, 0
 	for _, e := range l.journal {
 		if e.n < mark {
 			continue // covered by the checkpoint; a cut flush left it
 		}
-		depth++
 		if err := s.col.Replay(e.topic, e.payload, e.received); err != nil {
 			skipped++
 			s.log.Debug("journal record skipped", "record", e.n, "reason", err)
@@ -430,7 +430,7 @@ func (s *Store) load(db *buntdb.DB) error {
 		s.needFull = true
 		s.log.Warn("the last flush was cut short by a crash; its checkpoint record completes it", "path", s.path)
 	}
-	s.stats.JournalDepth = depth
+	s.stats.JournalDepth = len(l.journal) // the next flush deletes them all
 	s.stats.Replayed, s.stats.ReplaySkipped = replayed, skipped
 	s.log.Info("store loaded", "path", s.path, "windows", len(cp.Windows), "sensors", len(cp.Sensors), "alerts", len(cp.Alerts),
 		"journal_replayed", replayed, "journal_skipped", skipped)
