@@ -309,26 +309,39 @@ func (d *Daemon) Subscribed() bool { return d.subscribed.Load() }
 // acknowledged; the error is that of the journal write (a refused message
 // is counted and logged, not returned).
 func (d *Daemon) handle(topic string, payload []byte) error {
+	errc := make(chan error, 1)
+	d.handleAsync(topic, payload, func(err error) { errc <- err })
+	return <-errc
+}
+
+// handleAsync is handle that calls done, maybe later and from another
+// goroutine, instead of returning: after the journal write for an
+// accepted summary or alert, at once for anything else. The journal
+// writes the messages waiting for it together, with one fsync.
+func (d *Daemon) handleAsync(topic string, payload []byte, done func(error)) {
 	now := d.now()
 	err := d.col.Handle(topic, payload, now)
 	if err == nil {
 		if d.st == nil || !(strings.HasSuffix(topic, "/summary") || strings.HasSuffix(topic, "/alert")) {
-			return nil
+			done(nil)
+			return
 		}
-		if err := d.st.Journal(topic, payload, now); err != nil {
-			if skipped, ok := d.logNow("journal", now); ok {
-				d.log.Error("journal write failed: the message is counted, but only the next flush keeps it",
-					"topic", topic, "err", err, "not_logged_since", skipped)
+		d.st.JournalAsync(topic, payload, now, func(err error) {
+			if err != nil {
+				if skipped, ok := d.logNow("journal", now); ok {
+					d.log.Error("journal write failed: the message is counted, but only the next flush keeps it",
+						"topic", topic, "err", err, "not_logged_since", skipped)
+				}
 			}
-			return err
-		}
-		return nil
+			done(err)
+		})
+		return
 	}
+	defer done(nil)
 	reason := collector.Reason(err)
 	if skipped, ok := d.logNow(reason, now); ok {
 		d.log.Warn("rejected message", "reason", reason, "err", err, "not_logged_since", skipped)
 	}
-	return nil
 }
 
 // logNow rate-limits the log lines of one kind to one per
@@ -479,10 +492,14 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 	// A message whose journal write failed is not acknowledged: the broker
 	// sends it again on the next connection (the collector drops it as a
 	// duplicate if the state that holds it was flushed meanwhile).
+	// The handler does not wait for the journal: the ack follows its write,
+	// so the writes of messages that arrive meanwhile share one fsync.
 	handler := func(_ mqtt.Client, m mqtt.Message) {
-		if d.handle(m.Topic(), m.Payload()) == nil {
-			m.Ack()
-		}
+		d.handleAsync(m.Topic(), m.Payload(), func(err error) {
+			if err == nil {
+				m.Ack()
+			}
+		})
 	}
 	o := mqtt.NewClientOptions().AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
 		SetCleanSession(false).SetDefaultPublishHandler(handler).SetAutoAckDisabled(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
@@ -490,8 +507,8 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		log.Info("connected; subscribing", "filter", filter)
 		// The handler runs inline in paho's router; collector.Handle is
-		// in-memory and the journal one small write, so it does not block
-		// the connection for long.
+		// in-memory and the journal write is not waited for, so it does not
+		// block the connection for long.
 		tok := c.Subscribe(filter, 1, handler)
 		go func() {
 			switch {

@@ -108,6 +108,9 @@ type Stats struct {
 	// covers but had not deleted).
 	JournalDepth int    `json:"journal_depth"`
 	Journaled    uint64 `json:"journaled"` // journal records written since Open
+	// JournalBatches counts the transactions that wrote them (one fsync
+	// each with SyncAlways).
+	JournalBatches uint64 `json:"journal_batches"`
 	// JournalErrors counts the journal writes that failed since Open.
 	JournalErrors uint64 `json:"journal_errors"`
 	Flushes       uint64 `json:"flushes"`
@@ -134,11 +137,17 @@ type Store struct {
 	col  *collector.Collector
 	log  *slog.Logger
 
-	// mu orders the journal: a number is taken and its record written
-	// under it, so that every record below nextJournal is on disk.
+	// mu orders the journal: a message's number is taken under it after
+	// the collector handled the message, so a record below a flush's mark
+	// is of a message that flush's checkpoint holds (written or not yet).
+	// Records wait in pending for the committer, which writes all that
+	// wait in one transaction: one fsync for many messages (group commit).
 	mu          sync.Mutex
 	nextJournal uint64
 	closed      bool
+	pending     []pendingRecord
+	wake        chan struct{} // cap 1: pending is not empty
+	committer   chan struct{} // closed when the committer has stopped
 
 	statsMu  sync.Mutex
 	stats    Stats
@@ -194,6 +203,8 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 			return nil, err
 		}
 	}
+	s.wake, s.committer = make(chan struct{}, 1), make(chan struct{})
+	go s.commit()
 	return s, nil
 }
 
@@ -502,32 +513,81 @@ func decodeJournal(key, v string) (journalEntry, error) {
 	return journalEntry{n: n, received: time.Unix(0, ns).UTC(), topic: topic, payload: []byte(payload)}, nil
 }
 
+type pendingRecord struct {
+	n     uint64
+	topic string
+	value string
+	done  func(error)
+}
+
 // Journal writes a message that the collector accepted, before its MQTT
-// handler returns. It reaches the disk before Journal returns with
+// handler acknowledges it. It reaches the disk before Journal returns with
 // store.SyncAlways, within a second with SyncEverySecond.
 func (s *Store) Journal(topic string, payload []byte, received time.Time) error {
+	errc := make(chan error, 1)
+	s.JournalAsync(topic, payload, received, func(err error) { errc <- err })
+	return <-errc
+}
+
+// JournalAsync is Journal without the wait: done is called, from another
+// goroutine, once the record is written (nil) or could not be (the
+// error). Messages journaled together share one transaction and one
+// fsync, so a caller that acknowledges in done, rather than waiting,
+// lets the journal keep up with many messages per fsync.
+func (s *Store) JournalAsync(topic string, payload []byte, received time.Time, done func(error)) {
 	v := encodeJournal(topic, payload, received)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
-		return store.ErrClosed
+		s.mu.Unlock()
+		done(store.ErrClosed)
+		return
 	}
-	n := s.nextJournal
-	err := s.file.DB.Update(func(tx *buntdb.Tx) error {
-		_, _, err := tx.Set(journalKey(n), v, nil)
-		return err
-	})
-	s.statsMu.Lock()
-	defer s.statsMu.Unlock()
-	if err != nil {
-		s.stats.JournalErrors++
-		s.stats.LastError = err.Error()
-		return fmt.Errorf("journal %s: %w", topic, err)
-	}
+	s.pending = append(s.pending, pendingRecord{n: s.nextJournal, topic: topic, value: v, done: done})
 	s.nextJournal++
-	s.stats.JournalDepth++
-	s.stats.Journaled++
-	return nil
+	select {
+	case s.wake <- struct{}{}:
+	default: // the committer is already woken
+	}
+	s.mu.Unlock()
+}
+
+// commit writes the pending records, in batches, until Close.
+func (s *Store) commit() {
+	defer close(s.committer)
+	for range s.wake {
+		s.mu.Lock()
+		batch := s.pending
+		s.pending = nil
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		err := s.file.DB.Update(func(tx *buntdb.Tx) error {
+			for _, r := range batch {
+				if _, _, err := tx.Set(journalKey(r.n), r.value, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		s.statsMu.Lock()
+		if err != nil {
+			s.stats.JournalErrors += uint64(len(batch))
+			s.stats.LastError = err.Error()
+		} else {
+			s.stats.JournalDepth += len(batch)
+			s.stats.Journaled += uint64(len(batch))
+			s.stats.JournalBatches++
+		}
+		s.statsMu.Unlock()
+		for _, r := range batch {
+			if err != nil {
+				r.done(fmt.Errorf("journal %s: %w", r.topic, err))
+			} else {
+				r.done(nil)
+			}
+		}
+	}
 }
 
 // checkpointRecord is meta:checkpoint: the records of the last flush and
@@ -738,6 +798,12 @@ func (s *Store) Close() error {
 		return store.ErrClosed
 	}
 	s.closed = true
+	// The committer writes what is pending, then stops; nothing is added
+	// to pending once closed is set.
+	close(s.wake)
+	s.mu.Unlock()
+	<-s.committer
+	s.mu.Lock()
 	if err := s.file.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", s.path, err)
 	}

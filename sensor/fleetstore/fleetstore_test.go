@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -525,5 +526,55 @@ func TestFileTooLarge(t *testing.T) {
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Size() != MaxFileBytes+1 {
 		t.Errorf("the file was touched: %v", err)
+	}
+}
+
+// TestGroupCommit: messages journaled at once share transactions, every
+// one is reported written, and a store reopened without a flush (as a
+// crash leaves it) replays all of them, also those still pending at Close.
+func TestGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	const n = 400
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range n {
+		id, seq := fmt.Sprintf("s%d", i%8), uint64(i/8+1)
+		s := testSummary(id, seq, 5)
+		p := payload(t, s)
+		if err := col.Handle(topic(id, "summary"), p, s.End); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		st.JournalAsync(topic(id, "summary"), p, s.End, func(err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+			wg.Done()
+		})
+	}
+	want := state(t, col)
+	if err := st.Close(); err != nil { // no flush: the journal holds everything
+		t.Fatal(err)
+	}
+	wg.Wait()
+	stats := st.Stats()
+	if failed.Load() != 0 || stats.Journaled != n || stats.JournalBatches == 0 || stats.JournalBatches > n {
+		t.Fatalf("%d failed; stats %+v", failed.Load(), stats)
+	}
+	t.Logf("%d records in %d transactions", stats.Journaled, stats.JournalBatches)
+	st.JournalAsync("peerwatch/x/summary", []byte("{}"), t0, func(err error) {
+		if !errors.Is(err, store.ErrClosed) {
+			t.Errorf("journal after Close: %v", err)
+		}
+	})
+
+	col2, st2 := open(t, path)
+	defer st2.Close()
+	if got := state(t, col2); got != want {
+		t.Fatalf("after reopening:\n got %s\nwant %s", got, want)
+	}
+	if got := st2.Stats().Replayed; got != n {
+		t.Errorf("replayed %d, want %d", got, n)
 	}
 }
