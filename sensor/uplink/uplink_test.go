@@ -526,3 +526,46 @@ func TestConfig(t *testing.T) {
 		t.Errorf("Topic %q", got)
 	}
 }
+
+// TestRestartDuringOutage: sensord stops (uplink and store closed) while
+// the broker is down, with summaries in its outbox, and starts again on
+// the same store file; when the broker comes back, the backlog arrives
+// complete and in order.
+func TestRestartDuringOutage(t *testing.T) {
+	addr := freeAddr(t)
+	col := &collector{}
+	_, stopBroker := startMochi(t, addr, col)
+	path := filepath.Join(t.TempDir(), "store.db")
+	st, err := store.Open(path, store.Options{Sync: store.SyncAlways}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueueRange(t, st, 1, 10)
+	_, stopUplink := startUplink(t, testConfig(addr), st)
+	waitFor(t, "the first ten summaries", 20*time.Second, func() bool { return len(col.seqs(t)) >= 10 && st.OutboxLen() == 0 })
+
+	stopBroker()
+	enqueueRange(t, st, 11, 40) // published while the broker is away
+	time.Sleep(300 * time.Millisecond)
+	stopUplink()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st2, err := store.Open(path, store.Options{Sync: store.SyncAlways}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st2.Close() })
+	if n := st2.OutboxLen(); n != 30 {
+		t.Fatalf("outbox after the restart holds %d summaries, want 30", n)
+	}
+	enqueueRange(t, st2, 41, 50) // the restarted sensor goes on
+	startUplink(t, testConfig(addr), st2)
+	_, _ = startMochi(t, addr, col)
+	waitFor(t, "the backlog after the broker's return", 30*time.Second, func() bool {
+		seqs := col.seqs(t)
+		return len(seqs) > 0 && seqs[len(seqs)-1] == 50 && st2.OutboxLen() == 0
+	})
+	inOrder(t, col.seqs(t), 50, 1)
+}
