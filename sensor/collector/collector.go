@@ -157,6 +157,9 @@ type SensorState struct {
 	LastSeq    uint64 `json:"last_seq"`
 	Summaries  uint64 `json:"summaries"` // accepted
 	Duplicates uint64 `json:"duplicates"`
+	// OutboxDropped is the largest outbox_dropped of its summaries: the
+	// summaries its outbox dropped unsent, which are among the gaps.
+	OutboxDropped uint64 `json:"outbox_dropped"`
 	// Gaps are the sequence numbers below LastSeq not received (yet), at
 	// most the last 1000 ranges.
 	Gaps []SeqRange `json:"gaps,omitempty"`
@@ -194,6 +197,7 @@ type sensor struct {
 	lastSeen         time.Time
 	lastEnd          time.Time
 	summaries, dupes uint64
+	outboxDropped    uint64
 	seqs             seqTracker
 	rejects          map[string]uint64
 	dirty            bool // changed since the last Checkpoint
@@ -504,6 +508,7 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 	}
 	s.lastSeen = now
 	s.summaries++
+	s.outboxDropped = max(s.outboxDropped, sum.OutboxDropped)
 	if sum.End.After(s.lastEnd) {
 		s.lastEnd = sum.End
 	}
@@ -630,7 +635,7 @@ func (c *Collector) Sensors(now time.Time) []SensorState {
 	for _, s := range c.sensors {
 		st := SensorState{
 			ID: s.id, Online: s.online, HasStatus: s.hasStatus, Version: s.version, Board: s.board,
-			LastSeen: s.lastSeen, LastSeq: s.seqs.high, Summaries: s.summaries, Duplicates: s.dupes,
+			LastSeen: s.lastSeen, LastSeq: s.seqs.high, Summaries: s.summaries, Duplicates: s.dupes, OutboxDropped: s.outboxDropped,
 			LastEnd: s.lastEnd,
 		}
 		if len(s.seqs.gaps) > 0 {

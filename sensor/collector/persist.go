@@ -85,17 +85,19 @@ type WindowState struct {
 
 // SensorRecord is what the collector knows of one sensor.
 type SensorRecord struct {
-	ID         string            `json:"id"`
-	Online     bool              `json:"online,omitempty"`
-	HasStatus  bool              `json:"has_status,omitempty"`
-	Version    string            `json:"version,omitempty"`
-	Board      string            `json:"board,omitempty"`
-	LastSeen   time.Time         `json:"last_seen"`
-	LastEnd    time.Time         `json:"last_end,omitzero"`
-	Summaries  uint64            `json:"summaries,omitempty"`
-	Duplicates uint64            `json:"duplicates,omitempty"`
-	Rejects    map[string]uint64 `json:"rejects,omitempty"`
-	Seqs       SeqState          `json:"seqs"`
+	ID         string    `json:"id"`
+	Online     bool      `json:"online,omitempty"`
+	HasStatus  bool      `json:"has_status,omitempty"`
+	Version    string    `json:"version,omitempty"`
+	Board      string    `json:"board,omitempty"`
+	LastSeen   time.Time `json:"last_seen"`
+	LastEnd    time.Time `json:"last_end,omitzero"`
+	Summaries  uint64    `json:"summaries,omitempty"`
+	Duplicates uint64    `json:"duplicates,omitempty"`
+	// OutboxDropped: SensorState.OutboxDropped.
+	OutboxDropped uint64            `json:"outbox_dropped,omitempty"`
+	Rejects       map[string]uint64 `json:"rejects,omitempty"`
+	Seqs          SeqState          `json:"seqs"`
 }
 
 // SeqState is a sensor's sequence tracker: the highest seq received, the
@@ -150,7 +152,7 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 		s.dirty = false
 		raw = append(raw, rawSensor{
 			rec: SensorRecord{ID: s.id, Online: s.online, HasStatus: s.hasStatus, Version: s.version, Board: s.board, LastSeen: s.lastSeen, LastEnd: s.lastEnd,
-				Summaries: s.summaries, Duplicates: s.dupes, Rejects: maps.Clone(s.rejects)},
+				Summaries: s.summaries, Duplicates: s.dupes, OutboxDropped: s.outboxDropped, Rejects: maps.Clone(s.rejects)},
 			seqs: seqTracker{high: s.seqs.high, bits: slices.Clone(s.seqs.bits), gaps: slices.Clone(s.seqs.gaps)},
 		})
 	}
@@ -295,7 +297,7 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 			return fmt.Errorf("%w: sensor %s: %w", ErrRestore, r.ID, err)
 		}
 		sensors[r.ID] = &sensor{id: r.ID, online: r.Online, hasStatus: r.HasStatus, version: r.Version, board: r.Board, lastSeen: r.LastSeen, lastEnd: r.LastEnd,
-			summaries: r.Summaries, dupes: r.Duplicates, seqs: seqs, rejects: maps.Clone(r.Rejects)}
+			summaries: r.Summaries, dupes: r.Duplicates, outboxDropped: r.OutboxDropped, seqs: seqs, rejects: maps.Clone(r.Rejects)}
 	}
 	if err := checkRejects(cp.Rejects); err != nil {
 		return fmt.Errorf("%w: %w", ErrRestore, err)

@@ -35,11 +35,11 @@ func (d *Daemon) metricsHandler() http.Handler {
 type fleetMetrics struct {
 	d *Daemon
 
-	rejects, accepted, handled                        *prometheus.Desc
-	known, online, labelled                           *prometheus.Desc
-	up, summaries, duplicates, gaps, missing, lastSeq *prometheus.Desc
-	lag, lastSeen, lastEnd, sensorRejects             *prometheus.Desc
-	alerts, build, brokerRefusals                     *prometheus.Desc
+	rejects, accepted, handled                                       *prometheus.Desc
+	known, online, labelled                                          *prometheus.Desc
+	up, summaries, duplicates, outboxDropped, gaps, missing, lastSeq *prometheus.Desc
+	lag, lastSeen, lastEnd, sensorRejects                            *prometheus.Desc
+	alerts, build, brokerRefusals                                    *prometheus.Desc
 }
 
 func newFleetMetrics(d *Daemon) *fleetMetrics {
@@ -57,6 +57,7 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 		up:            desc("sensor_online", "1 when the sensor's last status message says online (its last will says offline), else 0.", "sensor"),
 		summaries:     desc("sensor_summaries_total", "Summaries accepted from the sensor.", "sensor"),
 		duplicates:    desc("sensor_duplicates_total", "Summaries received again from the sensor (same sequence number) and dropped.", "sensor"),
+		outboxDropped: desc("sensor_outbox_dropped_total", "Summaries the sensor's outbox dropped unsent because it was full, as the sensor reports it.", "sensor"),
 		gaps:          desc("sensor_gaps", "Ranges of sequence numbers below the sensor's highest that were not received (yet); at most 1000 are tracked.", "sensor"),
 		missing:       desc("sensor_missing_summaries", "Summaries in the sensor's gaps: sequence numbers not received (yet).", "sensor"),
 		lastSeq:       desc("sensor_last_seq", "The highest sequence number received from the sensor.", "sensor"),
@@ -74,7 +75,7 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 // Describe implements prometheus.Collector.
 func (m *fleetMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.rejects, m.accepted, m.handled, m.known, m.online, m.labelled,
-		m.up, m.summaries, m.duplicates, m.gaps, m.missing, m.lastSeq, m.lag, m.lastSeen, m.lastEnd,
+		m.up, m.summaries, m.duplicates, m.outboxDropped, m.gaps, m.missing, m.lastSeq, m.lag, m.lastSeen, m.lastEnd,
 		m.sensorRejects, m.alerts, m.build, m.brokerRefusals} {
 		ch <- d
 	}
@@ -115,6 +116,7 @@ func (m *fleetMetrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(m.up, boolFloat(s.Online), s.ID)
 		counter(m.summaries, s.Summaries, s.ID)
 		counter(m.duplicates, s.Duplicates, s.ID)
+		counter(m.outboxDropped, s.OutboxDropped, s.ID)
 		gauge(m.gaps, float64(len(s.Gaps)), s.ID)
 		gauge(m.missing, float64(missing(s.Gaps)), s.ID)
 		gauge(m.lastSeq, float64(s.LastSeq), s.ID)

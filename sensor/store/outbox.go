@@ -39,6 +39,7 @@ type outboxState struct {
 	counted         bool // n is valid (counted lazily, on first use)
 	n               int
 	dropped         uint64
+	total           uint64 // dropped since the store was made (keyOutboxDropped)
 	droppedSinceLog uint64
 	lastDropLog     time.Time
 }
@@ -90,6 +91,9 @@ func (st *Store) Enqueue(topic string, payload []byte, seq uint64) error {
 					return err
 				}
 			}
+			if _, _, err := tx.Set(keyOutboxDropped, strconv.FormatUint(st.ob.total+uint64(len(drop)), 10), nil); err != nil {
+				return err
+			}
 		}
 		if _, _, err := tx.Set(key, string(b), nil); err != nil {
 			return err
@@ -104,6 +108,7 @@ func (st *Store) Enqueue(topic string, payload []byte, seq uint64) error {
 		return nil
 	}
 	st.ob.n += 1 - len(drop)
+	st.ob.total += uint64(len(drop))
 	if len(drop) > 0 {
 		st.noteDropped(uint64(len(drop)), "outbox full: dropped the oldest items", "oldest_kept", seq)
 	}
@@ -187,7 +192,23 @@ func (st *Store) countOutbox() error {
 	}); err != nil {
 		return err
 	}
-	st.ob.n, st.ob.counted = n, true
+	var total uint64
+	if err := st.view(func(tx *buntdb.Tx) error {
+		v, err := tx.Get(keyOutboxDropped)
+		switch {
+		case errors.Is(err, buntdb.ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		if total, err = strconv.ParseUint(v, 10, 64); err != nil {
+			st.log.Error("unreadable count of dropped outbox items; counting from 0", "key", keyOutboxDropped, "value", v)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	st.ob.n, st.ob.total, st.ob.counted = n, total, true
 	return nil
 }
 

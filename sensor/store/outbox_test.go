@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/summary"
 )
 
 func enqueue(tb testing.TB, st *Store, seq uint64) {
@@ -145,5 +147,45 @@ func TestOutboxClosed(t *testing.T) {
 	}
 	if n := st.OutboxLen(); n != 0 {
 		t.Errorf("OutboxLen %d, want 0", n)
+	}
+}
+
+// TestOutboxDroppedInSummaries: every summary stored carries the outbox
+// items dropped so far, a count that survives a reopen, so that the report
+// reaches the collector even when the summaries that first carried it
+// were dropped themselves.
+func TestOutboxDroppedInSummaries(t *testing.T) {
+	st, path := openTest(t, Options{MaxOutbox: 3})
+	base := recent(20)
+	put := func(st *Store, i int) *summary.Summary {
+		t.Helper()
+		s := makeSummary(t, base.Add(time.Duration(i)*10*time.Second), 10*time.Second, uint64(i), 5, 5)
+		if _, err := st.Put(s, Origin{Instance: 7, Generation: uint64(i)}); err != nil {
+			t.Fatal(err)
+		}
+		enqueue(t, st, s.Seq)
+		return s
+	}
+	for i := 1; i <= 5; i++ { // the 4th and 5th drop the 1st and 2nd
+		if s := put(st, i); s.OutboxDropped != uint64(max(0, i-4)) {
+			t.Fatalf("summary %d: outbox_dropped %d, want %d", i, s.OutboxDropped, max(0, i-4))
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = reopen(t, path, Options{MaxOutbox: 3})
+	if s := put(st, 6); s.OutboxDropped != 2 {
+		t.Fatalf("after reopening: outbox_dropped %d, want 2", s.OutboxDropped)
+	}
+	if s := put(st, 7); s.OutboxDropped != 3 {
+		t.Fatalf("summary 7: outbox_dropped %d, want 3", s.OutboxDropped)
+	}
+	w, err := st.Window(base, base.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.OutboxDropped != 3 {
+		t.Errorf("rollup: outbox_dropped %d, want 3 (the largest)", w.OutboxDropped)
 	}
 }

@@ -31,6 +31,10 @@ import (
 // stored (NextSeq hands such numbers out). A duplicate keeps s.Seq as it
 // was, so that no number is spent on it.
 //
+// Put sets s.OutboxDropped to the outbox items dropped since the store was
+// made (kept in the store): a count that only grows, so a summary that is
+// itself dropped loses no report.
+//
 // Put refuses (ErrRefused) a summary whose totals do not reconcile
 // (summary.Check), of another schema, without End, or an origin without
 // instance. When Put fails after it journaled the summary, s.Seq stays set
@@ -56,8 +60,12 @@ func (st *Store) Put(s *summary.Summary, origin Origin) (stored bool, err error)
 	} else if seq <= st.origin.Seq {
 		return false, fmt.Errorf("put interval ending %s: %w: %d <= %d", s.End.UTC().Format(time.RFC3339), ErrSeqOrder, seq, st.origin.Seq)
 	}
+	if err := st.countOutbox(); err != nil {
+		return false, fmt.Errorf("put interval %d: %w", seq, err)
+	}
 	rec := *s
 	rec.Seq, rec.Start, rec.End = seq, s.Start.UTC(), s.End.UTC()
+	rec.OutboxDropped = st.ob.total
 	p := &pendingRecord{Origin: origin, Summary: &rec}
 	pj, err := json.Marshal(p)
 	if err != nil {
@@ -76,7 +84,7 @@ func (st *Store) Put(s *summary.Summary, origin Origin) (stored bool, err error)
 	}); err != nil {
 		return false, fmt.Errorf("put interval %d: journal: %w", seq, closedErr(err))
 	}
-	s.Seq, st.next = seq, next
+	s.Seq, s.OutboxDropped, st.next = seq, rec.OutboxDropped, next
 	if err := st.db.Update(func(tx *buntdb.Tx) error { return st.apply(tx, p, time.Now()) }); err != nil {
 		return false, fmt.Errorf("put interval %d: %w", seq, closedErr(err))
 	}

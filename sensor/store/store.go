@@ -294,10 +294,12 @@ type Store struct {
 
 // Keys of the meta records; see docs/store.md.
 const (
-	keySchema  = "meta:schema"
-	keySeq     = "meta:seq"
-	keyOrigin  = "meta:origin"
-	keyPending = "meta:pending"
+	keySchema = "meta:schema"
+	keySeq    = "meta:seq"
+	// keyOutboxDropped counts the outbox items ever dropped.
+	keyOutboxDropped = "meta:outbox_dropped"
+	keyOrigin        = "meta:origin"
+	keyPending       = "meta:pending"
 )
 
 type schemaRecord struct {

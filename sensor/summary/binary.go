@@ -28,6 +28,7 @@ import (
 //	remote    counters: 9 × uv: packets[2] bytes[2] class[5]
 //	other     counters
 //	truncated uv
+//	outbox_dropped uv
 //	prefixes  uv n, then n × (byte: prefix length, plus 64 for IPv6; the
 //	          address bytes up to the prefix length, uv country string index + 1 (0: none),
 //	          uv asn, uv as name string index + 1, counters)
@@ -109,6 +110,7 @@ func encodeBinary(s *Summary) []byte {
 	w.counters(s.Remote)
 	w.counters(s.Other)
 	w.uv(uint64(s.Truncated))
+	w.uv(s.OutboxDropped)
 	w.uv(uint64(len(s.Prefixes)))
 	for _, p := range s.Prefixes {
 		bits := byte(p.Prefix.Bits())
@@ -330,6 +332,7 @@ func decodeBinary(b []byte, l Limits) (*Summary, error) {
 	} else {
 		s.Truncated = int(t)
 	}
+	s.OutboxDropped = r.uv()
 	if n := r.count("prefixes", l.MaxPrefixes); n > 0 {
 		s.Prefixes = make([]PrefixCount, n)
 		for i := range s.Prefixes {

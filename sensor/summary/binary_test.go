@@ -13,6 +13,7 @@ import (
 func TestBinaryRoundTrip(t *testing.T) {
 	small := sample(time.Unix(1_700_000_000, 0), 3, 4)
 	small.Seq = 1
+	small.OutboxDropped = 7
 	v6 := generated(50, 7)
 	v6.Prefixes[0].Prefix = netip.MustParsePrefix("2001:db8:8000::/33")
 	v6.Prefixes[1].Prefix = netip.MustParsePrefix("::/0")

@@ -49,6 +49,7 @@ func (r *Rollup) Add(s *Summary) {
 	h.Remote.Add(s.Remote)
 	h.Other.Add(s.Other)
 	h.Truncated += s.Truncated
+	h.OutboxDropped = max(h.OutboxDropped, s.OutboxDropped)
 	for _, p := range s.Prefixes {
 		if e := r.prefixes[p.Prefix]; e != nil {
 			e.Counters.Add(p.Counters)

@@ -42,6 +42,12 @@ type Summary struct {
 	// Prefixes into Other to keep the message under its size cap (summed by
 	// Merge, so a rollup counts entries, not distinct prefixes).
 	Truncated int `json:"truncated,omitempty"`
+	// OutboxDropped is the number of summaries the sensor's outbox has
+	// dropped, never sent, because it was full, since its store was made:
+	// a count that only grows, so that the report survives the loss of the
+	// summaries that carried it first; the dropped sequence numbers are
+	// gaps at the collector. A rollup keeps the largest.
+	OutboxDropped uint64 `json:"outbox_dropped,omitempty"`
 }
 
 // PrefixCount is the traffic of one remote prefix: the longest prefix of the
@@ -162,6 +168,7 @@ func (s *Summary) Merge(o *Summary) {
 	s.Remote.Add(o.Remote)
 	s.Other.Add(o.Other)
 	s.Truncated += o.Truncated
+	s.OutboxDropped = max(s.OutboxDropped, o.OutboxDropped)
 	s.Prefixes = mergeBy(s.Prefixes, o.Prefixes, func(p PrefixCount) netip.Prefix { return p.Prefix },
 		func(a *PrefixCount, b PrefixCount) { a.Counters.Add(b.Counters) })
 	s.Countries = mergeBy(s.Countries, o.Countries, func(c CountryCount) string { return c.Country },

@@ -159,6 +159,7 @@ func TestSchemaRequired(t *testing.T) {
 		t.Fatal(err)
 	}
 	top["truncated"] = 1 // omitted when zero
+	top["outbox_dropped"] = 1
 	props, _ := c.collect(schema)
 	for k := range top {
 		if _, ok := props[k]; !ok {
