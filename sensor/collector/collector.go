@@ -227,9 +227,28 @@ func (b *bucket) add(id string, sum *summary.Summary) {
 	for _, cc := range sum.Countries {
 		addSeen(b.bySeen, cc.Country, id, cc.Counters)
 	}
-	for _, a := range sum.ASes {
+	for _, a := range topASes(sum.ASes, MaxSeenASes) {
 		addSeen(b.byAS, a.ASN, id, a.Counters)
 	}
+}
+
+// MaxSeenASes is how many ASes of each summary, the most packets first,
+// are counted per sensor for WhoSees and per-sensor series: counting every
+// AS of every sensor in every window cost more than the rest of Handle and
+// grew with sensors × ASes. The fleet-wide AS totals count every AS.
+const MaxSeenASes = 100
+
+// topASes returns the n ASes with the most packets (all when there are no
+// more than n), whatever the order of ases.
+func topASes(ases []summary.ASCount, n int) []summary.ASCount {
+	if len(ases) <= n {
+		return ases
+	}
+	top := slices.Clone(ases)
+	slices.SortFunc(top, func(a, b summary.ASCount) int {
+		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.ASN, b.ASN))
+	})
+	return top[:n]
 }
 
 // addBucket adds all of o.

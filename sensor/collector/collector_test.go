@@ -7,11 +7,13 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/peerwatch/peerwatch/internal/testsum"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
@@ -622,4 +624,38 @@ func TestSealing(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("when all is sealed", now)
+}
+
+// TestWhoSeesASBound: per sensor, the AS view counts each summary's
+// MaxSeenASes largest ASes exactly and nothing of the others, while the
+// fleet's AS totals count every AS.
+func TestWhoSeesASBound(t *testing.T) {
+	c := New(Options{}, nil)
+	s := testsum.Big("s1", 1, t0.Add(time.Minute), 9, 400)
+	if len(s.ASes) <= MaxSeenASes {
+		t.Fatalf("only %d ASes", len(s.ASes))
+	}
+	if err := c.Handle(topic("s1", "summary"), encode(t, s), t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	top := topASes(s.ASes, MaxSeenASes)
+	small := s.ASes[len(s.ASes)-1] // sorted, most packets first: the smallest
+	fleet := c.Window("1m", t0, t0.Add(time.Hour))
+	for _, a := range []struct {
+		as     summary.ASCount
+		inView bool
+	}{{top[0], true}, {top[MaxSeenASes-1], true}, {small, false}} {
+		seen, ok := c.WhoSeesAt("1m", SeriesKey{By: ByAS, ASN: a.as.ASN}, t0, t0.Add(time.Hour))
+		switch {
+		case !ok:
+			t.Fatal("no 1m level")
+		case a.inView && (len(seen) != 1 || seen[0].Counters != a.as.Counters):
+			t.Errorf("AS %d, in the top %d: %+v, want %+v", a.as.ASN, MaxSeenASes, seen, a.as.Counters)
+		case !a.inView && len(seen) != 0:
+			t.Errorf("AS %d, not in the top: %+v", a.as.ASN, seen)
+		}
+		if i := slices.IndexFunc(fleet.ASes, func(f summary.ASCount) bool { return f.ASN == a.as.ASN }); i < 0 || fleet.ASes[i].Counters != a.as.Counters {
+			t.Errorf("fleet AS %d not exact", a.as.ASN)
+		}
+	}
 }

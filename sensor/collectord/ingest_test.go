@@ -3,12 +3,14 @@ package collectord
 import (
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/peerwatch/peerwatch/internal/testsum"
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/uplink"
 )
@@ -86,24 +88,46 @@ func (l *ingestLoad) publish(tb testing.TB, addr string, clients int) {
 }
 
 // BenchmarkIngest measures the summaries per second that one collectord
-// takes in from 100 sensors over MQTT, publishers included in the same
-// process on the same cores (docs/benchmarks.md):
+// takes in from 100 sensors over MQTT, journaled in its store (fsync per
+// group commit) before each is acknowledged, with the publishers in the
+// same process on the same cores (docs/benchmarks.md):
 //
 //	go test -run '^$' -bench Ingest -benchtime 3000x ./sensor/collectord/
 func BenchmarkIngest(b *testing.B) {
-	for _, f := range []struct {
-		name   string
-		format summary.Format
-	}{{"embedded/binary", summary.FormatBinary}, {"embedded/json-gzip", summary.FormatJSON}} {
-		b.Run(f.name, func(b *testing.B) {
-			load := makeIngestLoad(b, b.N, 100, f.format)
-			addr := freeAddr(b)
-			d, _ := startDaemon(b, Config{EmbeddedBroker: addr})
+	for _, c := range []struct {
+		name      string
+		format    summary.Format
+		mosquitto bool
+	}{
+		{"embedded/binary", summary.FormatBinary, false},
+		{"embedded/json-gzip", summary.FormatJSON, false},
+		{"mosquitto/binary", summary.FormatBinary, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			load := makeIngestLoad(b, b.N, 100, c.format)
+			cfg := Config{DataDir: b.TempDir()}
+			var addr string
+			if c.mosquitto {
+				addr = testutil.Mosquitto(b, "max_queued_messages 1000000\nmax_inflight_messages 0\n")
+				cfg.Broker, cfg.ClientID = "tcp://"+addr, "collectord-bench"
+			} else {
+				addr = freeAddr(b)
+				cfg.EmbeddedBroker = addr
+			}
+			d, _, _ := runDaemon(b, cfg)
+			var before syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 			b.ResetTimer()
 			load.publish(b, addr, 4)
 			waitFor(b, "every summary at the collector", 10*time.Minute, func() bool { return accepted(d) == b.N })
 			b.StopTimer()
+			var after syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+			cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+			st, _ := d.StoreStats()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "summaries/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/summary")
+			b.ReportMetric(float64(st.Journaled)/float64(max(st.JournalBatches, 1)), "summaries/fsync")
 			b.ReportMetric(float64(load.bytes)/float64(b.N), "payload-B")
 		})
 	}
