@@ -597,12 +597,20 @@ func (c *Collector) handleAlert(id string, payload []byte, now time.Time, replay
 	if len(m.Alert) == 0 || m.Alert[0] != '{' {
 		return fmt.Errorf("%w: alert is not a JSON object", summary.ErrMalformed)
 	}
+	// The alert's id (watch.Alert.ID) names it across resends: the
+	// sensor's outbox sends again what had no PUBACK.
+	aid := alertID(m.Alert)
 	a := Alert{Sensor: id, Event: m.Event, Received: now, Alert: m.Alert}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick(now)
 	if replay && c.hasAlertLocked(a) {
 		return ErrReplayed
+	}
+	if aid != "" && slices.ContainsFunc(c.alerts, func(x Alert) bool {
+		return x.Sensor == id && x.Event == m.Event && alertID(x.Alert) == aid
+	}) {
+		return fmt.Errorf("%w: alert %s %q", ErrDuplicate, m.Event, truncate(aid))
 	}
 	c.sensorLocked(id).lastSeen = now
 	c.alertsNext++
@@ -613,6 +621,15 @@ func (c *Collector) handleAlert(id string, payload []byte, now time.Time, replay
 		c.alertAt = (c.alertAt + 1) % DefaultMaxAlerts
 	}
 	return nil
+}
+
+// alertID is the id field of an alert's JSON, "" when it has none.
+func alertID(raw json.RawMessage) string {
+	var head struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &head)
+	return head.ID
 }
 
 // decodeMessage decodes a status or alert payload: one JSON object, at most

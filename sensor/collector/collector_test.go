@@ -470,6 +470,20 @@ func TestAlerts(t *testing.T) {
 	if got := c.Alerts(-1); len(got) != 0 {
 		t.Errorf("Alerts(-1) = %+v", got)
 	}
+
+	// A resend (the sensor's outbox had no PUBACK) is a duplicate; the
+	// same alert's end is not.
+	last := fmt.Sprintf(`{"sensor":"s%d","event":"started","alert":{"id":"a%d"}}`, (n-1)%3, n-1)
+	if err := c.Handle(topic(fmt.Sprintf("s%d", (n-1)%3), "alert"), []byte(last), t0.Add(time.Hour)); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("resent alert: %v, want ErrDuplicate", err)
+	}
+	ended := strings.Replace(last, "started", "ended", 1)
+	if err := c.Handle(topic(fmt.Sprintf("s%d", (n-1)%3), "alert"), []byte(ended), t0.Add(time.Hour)); err != nil {
+		t.Errorf("the alert's end: %v", err)
+	}
+	if got := c.Alerts(1); len(got) != 1 || got[0].Event != "ended" {
+		t.Errorf("after the end: %+v", got)
+	}
 }
 
 func TestLevelName(t *testing.T) {

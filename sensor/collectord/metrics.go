@@ -56,7 +56,7 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 		labelled:      desc("sensors_labelled", "Sensors with per-sensor metrics: the first 2000 by id."),
 		up:            desc("sensor_online", "1 when the sensor's last status message says online (its last will says offline), else 0.", "sensor"),
 		summaries:     desc("sensor_summaries_total", "Summaries accepted from the sensor.", "sensor"),
-		duplicates:    desc("sensor_duplicates_total", "Summaries received again from the sensor (same sequence number) and dropped.", "sensor"),
+		duplicates:    desc("sensor_duplicates_total", "Summaries (same sequence number) and alerts (same id and event) received again from the sensor and dropped.", "sensor"),
 		outboxDropped: desc("sensor_outbox_dropped_total", "Summaries the sensor's outbox dropped unsent because it was full, as the sensor reports it.", "sensor"),
 		gaps:          desc("sensor_gaps", "Ranges of sequence numbers below the sensor's highest that were not received (yet); at most 1000 are tracked.", "sensor"),
 		missing:       desc("sensor_missing_summaries", "Summaries in the sensor's gaps: sequence numbers not received (yet).", "sensor"),
