@@ -51,7 +51,7 @@ func StartMosquitto(tb testing.TB, dir, conf string, addrs ...string) (kill func
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	out := &syncBuilder{}
+	out := &SyncBuffer{}
 	cmd := exec.Command(debianMosquitto, "-c", path)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -110,18 +110,20 @@ func Mosquitto(tb testing.TB, conf string) string {
 	return addr
 }
 
-type syncBuilder struct {
+// SyncBuffer collects the output of a process or logger for a test; its
+// methods are safe for concurrent use.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (s *syncBuilder) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuilder) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

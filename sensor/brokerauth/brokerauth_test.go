@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -218,27 +217,10 @@ func TestTLSFiles(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestHookACLCounts: every denial is counted, and logged at most once per
 // kind per RefusalLogInterval.
 func TestHookACLCounts(t *testing.T) {
-	var buf lockedBuffer
+	var buf testutil.SyncBuffer
 	h := NewHook(Rules{TopicPrefix: "peerwatch", ClientCerts: true, Readers: []string{"collectord"}}, slog.New(slog.NewTextHandler(&buf, nil)))
 	sA := &mochi.Client{ID: "peerwatch-sA", Properties: mochi.ClientProperties{Username: []byte("sA")}}
 	col := &mochi.Client{ID: "col", Properties: mochi.ClientProperties{Username: []byte("collectord")}}

@@ -321,30 +321,8 @@ func (s *syncBuffer) count(sub string) int {
 // startDaemon runs a daemon until the test ends; it returns the API's base URL.
 func startDaemon(tb testing.TB, cfg Config) (*Daemon, string) {
 	tb.Helper()
-	d, err := New(cfg, testLog(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, ln) }()
-	waitFor(tb, "the subscription", 10*time.Second, d.Subscribed)
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			tb.Errorf("Run did not return after cancel")
-		}
-	})
-	return d, "http://" + ln.Addr().String() + "/api/v1"
+	d, api, _ := runDaemon(tb, cfg)
+	return d, api
 }
 
 // TestExternalBrokerSharedSubscription runs one collectord as the broker and

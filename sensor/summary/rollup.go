@@ -37,19 +37,7 @@ func (r *Rollup) Add(s *Summary) {
 		r.watch = make(map[string]*traffic.Counters, len(s.Watch))
 	}
 	r.n++
-	h := &r.head
-	if h.Start.IsZero() || (!s.Start.IsZero() && s.Start.Before(h.Start)) {
-		h.Start = s.Start
-	}
-	if s.End.After(h.End) {
-		h.End = s.End
-	}
-	h.Seq = max(h.Seq, s.Seq)
-	h.Globals.Add(s.Globals)
-	h.Remote.Add(s.Remote)
-	h.Other.Add(s.Other)
-	h.Truncated += s.Truncated
-	h.OutboxDropped = max(h.OutboxDropped, s.OutboxDropped)
+	r.head.mergeHead(s)
 	for _, p := range s.Prefixes {
 		if e := r.prefixes[p.Prefix]; e != nil {
 			e.Counters.Add(p.Counters)

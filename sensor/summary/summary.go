@@ -157,6 +157,20 @@ func (s *checkedSum) add(o traffic.Counters) {
 // and watch lists are summed by key; the result's prefixes are sorted but
 // not cut (call TopN).
 func (s *Summary) Merge(o *Summary) {
+	s.mergeHead(o)
+	s.Prefixes = mergeBy(s.Prefixes, o.Prefixes, func(p PrefixCount) netip.Prefix { return p.Prefix },
+		func(a *PrefixCount, b PrefixCount) { a.Counters.Add(b.Counters) })
+	s.Countries = mergeBy(s.Countries, o.Countries, func(c CountryCount) string { return c.Country },
+		func(a *CountryCount, b CountryCount) { a.Counters.Add(b.Counters) })
+	s.ASes = mergeBy(s.ASes, o.ASes, func(a ASCount) uint32 { return a.ASN },
+		func(a *ASCount, b ASCount) { a.Counters.Add(b.Counters) })
+	s.Watch = mergeBy(s.Watch, o.Watch, func(w WatchCount) string { return w.List },
+		func(a *WatchCount, b WatchCount) { a.Counters.Add(b.Counters) })
+	s.Sort()
+}
+
+// mergeHead merges everything of o but its lists into s.
+func (s *Summary) mergeHead(o *Summary) {
 	if s.Start.IsZero() || (!o.Start.IsZero() && o.Start.Before(s.Start)) {
 		s.Start = o.Start
 	}
@@ -169,15 +183,6 @@ func (s *Summary) Merge(o *Summary) {
 	s.Other.Add(o.Other)
 	s.Truncated += o.Truncated
 	s.OutboxDropped = max(s.OutboxDropped, o.OutboxDropped)
-	s.Prefixes = mergeBy(s.Prefixes, o.Prefixes, func(p PrefixCount) netip.Prefix { return p.Prefix },
-		func(a *PrefixCount, b PrefixCount) { a.Counters.Add(b.Counters) })
-	s.Countries = mergeBy(s.Countries, o.Countries, func(c CountryCount) string { return c.Country },
-		func(a *CountryCount, b CountryCount) { a.Counters.Add(b.Counters) })
-	s.ASes = mergeBy(s.ASes, o.ASes, func(a ASCount) uint32 { return a.ASN },
-		func(a *ASCount, b ASCount) { a.Counters.Add(b.Counters) })
-	s.Watch = mergeBy(s.Watch, o.Watch, func(w WatchCount) string { return w.List },
-		func(a *WatchCount, b WatchCount) { a.Counters.Add(b.Counters) })
-	s.Sort()
 }
 
 func mergeBy[T any, K comparable](a, b []T, key func(T) K, add func(*T, T)) []T {

@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,33 +47,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // child is one collectord process.
 type child struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testutil.SyncBuffer
 	exited chan struct{}
 }
 
-func startChild(t *testing.T, args []string, logs *[]*lockedBuffer) *child {
+func startChild(t *testing.T, args []string, logs *[]*testutil.SyncBuffer) *child {
 	t.Helper()
-	c := &child{cmd: exec.Command(os.Args[0], args...), out: new(lockedBuffer), exited: make(chan struct{})}
+	c := &child{cmd: exec.Command(os.Args[0], args...), out: new(testutil.SyncBuffer), exited: make(chan struct{})}
 	c.cmd.Env = append(os.Environ(), childEnv+"=1")
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {
@@ -190,7 +172,7 @@ func crashRecovery(t *testing.T, mode string) {
 		broker = testutil.Mosquitto(t, "max_queued_messages 10000\n")
 		args = append(args, "--broker", "tcp://"+broker, "--client-id", "crash-test")
 	}
-	var logs []*lockedBuffer
+	var logs []*testutil.SyncBuffer
 	defer func() {
 		if t.Failed() {
 			for i, l := range logs {
