@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -103,13 +104,18 @@ func checkBinaries(t *testing.T, dist, version string) {
 			t.Errorf("%s sensord does not embed bpf/counter_bpfel.o (%d bytes)", arch, len(object))
 		}
 	}
+	// "sensord 1.0.0 (71f28c516738) linux/amd64 go1.26.8": the revision
+	// is there when the build saw the git checkout.
+	stamp := func(cmd, arch string) *regexp.Regexp {
+		return regexp.MustCompile(`^` + cmd + ` ` + regexp.QuoteMeta(version) + ` (\([0-9a-f]+(-dirty)?\) )?linux/` + arch + ` go`)
+	}
 	out, err := exec.Command(filepath.Join(dist, "build", "amd64", "sensord"), "--version").Output()
-	if err != nil || !strings.HasPrefix(string(out), "sensord "+version+" linux/amd64 go") {
+	if err != nil || !stamp("sensord", "amd64").Match(out) {
 		t.Errorf("amd64 sensord --version: %q %v", out, err)
 	}
 	if qemu, err := exec.LookPath("qemu-aarch64-static"); err == nil {
 		out, err := exec.Command(qemu, filepath.Join(dist, "build", "arm64", "sensorctl"), "--version").Output()
-		if err != nil || !strings.HasPrefix(string(out), "sensorctl "+version+" linux/arm64 go") {
+		if err != nil || !stamp("sensorctl", "arm64").Match(out) {
 			t.Errorf("arm64 sensorctl --version under qemu: %q %v", out, err)
 		}
 	}
