@@ -67,8 +67,9 @@ type Daemon struct {
 	remote       traffic.Counters
 
 	// unstored are drained intervals that the store refused to write (a
-	// full or read-only data partition), oldest first: the kernel has
-	// cleared them, so they live here until a Put succeeds.
+	// full or read-only data partition), oldest first, until a Put
+	// succeeds. The kernel keeps the last of them until the next drain,
+	// which waits until they are stored (see drainOnce).
 	unstored        []unstoredInterval
 	unstoredDropped uint64
 	writeErr        error // the last failed Put, nil once one succeeds
@@ -84,7 +85,8 @@ type unstoredInterval struct {
 }
 
 // maxUnstored bounds the intervals held in memory while the store refuses
-// writes: an hour of 10 s intervals. Past it the oldest is given up,
+// writes. Since the kernel is not drained meanwhile, only intervals closed
+// by table reloads add to them; past the bound the oldest is given up,
 // counted and reported.
 const maxUnstored = 360
 
@@ -358,11 +360,25 @@ func (d *Daemon) drainLoop(ctx context.Context) error {
 
 // drainOnce reads the closed intervals, stores their summaries and feeds the
 // alert engine. Errors are logged: the kernel keeps counting. A drain that
-// fails leaves the interval in the kernel for the next one; an interval the
-// store cannot write (disk full, read-only) is held in memory and written,
-// in order, once the store takes writes again.
+// fails leaves the interval in the kernel for the next one.
+//
+// An interval the store cannot write (disk full, read-only) is held in
+// memory and retried first at every drain; while it is refused, the kernel
+// is not drained: the refused interval stays in its epoch (a restart or a
+// crash recovers it from there) and the active epoch goes on counting, so
+// that when the store takes writes again one long interval holds the whole
+// outage. Nothing is lost, not even when sensord dies meanwhile.
 func (d *Daemon) drainOnce() {
 	start := time.Now()
+	d.mu.Lock()
+	if len(d.unstored) > 0 {
+		d.storeUnstored(start)
+		if len(d.unstored) > 0 {
+			d.mu.Unlock()
+			return
+		}
+	}
+	d.mu.Unlock()
 	ivs, err := d.dp.Drain()
 	if err != nil {
 		d.log.Error("drain", "error", err)
