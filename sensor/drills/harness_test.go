@@ -124,6 +124,7 @@ type lab struct {
 	sensord      string
 	peer, sensor *testutil.Namespace
 	ifname       string
+	selector     string // the interface's selector in the config: "name: pw-sensor"
 	from         *testutil.Sender
 	pins         string
 	listen       string
@@ -133,7 +134,7 @@ type lab struct {
 func newLab(t *testing.T) *lab {
 	t.Helper()
 	testutil.RequireBPF(t)
-	l := &lab{t: t, dir: t.TempDir(), sensord: sensordBinary(t), ifname: "pw-sensor", listen: "127.0.0.1:19100"}
+	l := &lab{t: t, dir: t.TempDir(), sensord: sensordBinary(t), ifname: "pw-sensor", selector: "name: pw-sensor", listen: "127.0.0.1:19100"}
 	l.peer, l.sensor = testutil.NewNamespace(t), testutil.NewNamespace(t)
 	testutil.Veth(t, l.peer, "pw-peer", l.sensor, l.ifname)
 	l.from = testutil.NewSender(t, l.peer, "pw-peer")
@@ -163,7 +164,7 @@ func (l *lab) config(dataDir, extra string) string {
 data_dir: %s
 bpffs_dir: %s
 interfaces:
-  - name: %s
+  - %s
     hook: xdp
 local_prefixes: ["192.0.2.0/24", "2001:db8:1::/48"]
 tables: []
@@ -171,7 +172,7 @@ drain:
   interval: 1s
 http:
   listen: %s
-%s`, dataDir, l.pins, l.ifname, l.listen, extra)), 0o600)
+%s`, dataDir, l.pins, l.selector, l.listen, extra)), 0o600)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -337,6 +338,21 @@ func (l *lab) waitDrains(n int, within time.Duration) {
 	})
 }
 
+// burst sends n frames of the traffic's mix, paced, and returns how many
+// went out.
+func (l *lab) burst(n int) uint64 {
+	l.t.Helper()
+	frames := mix(l.t)
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = frames[i%len(frames)]
+	}
+	if err := l.from.SendPaced(out, 16); err != nil {
+		l.t.Fatal(err)
+	}
+	return uint64(n)
+}
+
 // traffic sends frames from a fixed set of remote addresses (IPv4 and
 // IPv6, both directions) at about rate packets per second until stopped.
 type traffic struct {
@@ -349,24 +365,10 @@ type traffic struct {
 
 func (l *lab) traffic(rate int) *traffic {
 	l.t.Helper()
-	tr := &traffic{stop: make(chan struct{}), done: make(chan struct{})}
-	local4, local6 := netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("2001:db8:1::9")
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 64 {
-		var remote, local netip.Addr
-		if i%4 == 3 {
-			remote, local = netip.AddrFrom16([16]byte{0x20, 0x01, 0x02, 0x00, byte(i), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}), local6
-		} else {
-			remote, local = netip.AddrFrom4([4]byte{byte(11 + rng.IntN(100)), byte(rng.IntN(256)), byte(i), 7}), local4
-		}
-		f := testutil.Frame{Src: remote, Dst: local, Proto: layers.IPProtocolTCP, SrcPort: 443, DstPort: 50000}
-		if i%2 == 1 {
-			f = testutil.Frame{Src: local, Dst: remote, Proto: layers.IPProtocolUDP, SrcPort: 50000, DstPort: 53}
-		}
-		tr.frames = append(tr.frames, f.Bytes(l.t))
-	}
+	tr := &traffic{stop: make(chan struct{}), done: make(chan struct{}), frames: mix(l.t)}
 	const burst = 16
 	pause := time.Duration(float64(time.Second) * burst / float64(rate))
+	from := l.from
 	go func() {
 		defer close(tr.done)
 		next := time.Now()
@@ -377,7 +379,7 @@ func (l *lab) traffic(rate int) *traffic {
 			default:
 			}
 			for range burst {
-				if err := l.from.Send(tr.frames[i%len(tr.frames)]); err != nil {
+				if err := from.Send(tr.frames[i%len(tr.frames)]); err != nil {
 					if errors.Is(err, syscall.ENOBUFS) {
 						continue // not sent: not counted
 					}
@@ -442,4 +444,26 @@ type apiStatus = *api.Status
 
 func httpRequest(ctx context.Context, url string) (*http.Request, error) {
 	return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+}
+
+// mix is the drills' traffic: 64 frames from and to remote addresses
+// (a quarter IPv6), half in, half out.
+func mix(t *testing.T) [][]byte {
+	local4, local6 := netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("2001:db8:1::9")
+	rng := rand.New(rand.NewPCG(1, 2))
+	var frames [][]byte
+	for i := range 64 {
+		var remote, local netip.Addr
+		if i%4 == 3 {
+			remote, local = netip.AddrFrom16([16]byte{0x20, 0x01, 0x02, 0x00, byte(i), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}), local6
+		} else {
+			remote, local = netip.AddrFrom4([4]byte{byte(11 + rng.IntN(100)), byte(rng.IntN(256)), byte(i), 7}), local4
+		}
+		f := testutil.Frame{Src: remote, Dst: local, Proto: layers.IPProtocolTCP, SrcPort: 443, DstPort: 50000}
+		if i%2 == 1 {
+			f = testutil.Frame{Src: local, Dst: remote, Proto: layers.IPProtocolUDP, SrcPort: 50000, DstPort: 53}
+		}
+		frames = append(frames, f.Bytes(t))
+	}
+	return frames
 }
