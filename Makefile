@@ -13,7 +13,7 @@ FUZZTIME ?= 300000x
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=5
 
 .PHONY: help demo deps generate check-generated build build-arm64 test test-unit test-bpf \
-	test-integration test-arm64 fuzz bench lint fmt clean
+	test-integration test-arm64 fuzz bench drills drills-long lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -53,6 +53,12 @@ test-bpf: ## tier 2: the program in the kernel through BPF_PROG_TEST_RUN (root)
 test-integration: ## tier 3: network namespaces, veth pairs and real traffic (root)
 	$(GO) test $(TEST_FLAGS) -run '^TestNetns' -timeout 20m ./sensor/...
 
+drills: ## the fault drills at the sizes of the record: 100 kills, 60 s faults (root; docs/reliability.md)
+	@scripts/drills --record
+
+drills-long: ## the long drills: a 10-minute blackhole of the uplink (root; docs/reliability.md)
+	@scripts/drills --long
+
 fuzz: ## run every fuzz test for FUZZTIME (the counter program through BPF_PROG_TEST_RUN needs root)
 	@for pkg in $$($(GO) list ./...); do \
 		for fz in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
@@ -72,7 +78,7 @@ lint: ## gofmt, go vet, staticcheck, clang-format on bpf/, shellcheck on scripts
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	clang-format --dry-run -Werror bpf/*.c bpf/*.h bpf/include/*.h
-	shellcheck scripts/install-deps scripts/lab scripts/demo
+	shellcheck scripts/install-deps scripts/lab scripts/demo scripts/drills
 
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')

@@ -125,6 +125,7 @@ type lab struct {
 	peer, sensor *testutil.Namespace
 	ifname       string
 	selector     string // the interface's selector in the config: "name: pw-sensor"
+	tables       string // the config's tables (YAML); none by default
 	from         *testutil.Sender
 	pins         string
 	listen       string
@@ -134,7 +135,7 @@ type lab struct {
 func newLab(t *testing.T) *lab {
 	t.Helper()
 	testutil.RequireBPF(t)
-	l := &lab{t: t, dir: t.TempDir(), sensord: sensordBinary(t), ifname: "pw-sensor", selector: "name: pw-sensor", listen: "127.0.0.1:19100"}
+	l := &lab{t: t, dir: t.TempDir(), sensord: sensordBinary(t), ifname: "pw-sensor", selector: "name: pw-sensor", tables: "tables: []", listen: "127.0.0.1:19100"}
 	l.peer, l.sensor = testutil.NewNamespace(t), testutil.NewNamespace(t)
 	testutil.Veth(t, l.peer, "pw-peer", l.sensor, l.ifname)
 	l.from = testutil.NewSender(t, l.peer, "pw-peer")
@@ -153,8 +154,8 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// config writes a sensord configuration with no prefix tables (fixed /24
-// and /48 keys, so that a start takes a fraction of a second), a 1 s
+// config writes a sensord configuration with l.tables (none by default:
+// fixed /24 and /48 keys, so that a start takes a fraction of a second), a 1 s
 // drain and the given data directory; extra is appended (YAML).
 func (l *lab) config(dataDir, extra string) string {
 	l.t.Helper()
@@ -167,12 +168,12 @@ interfaces:
   - %s
     hook: xdp
 local_prefixes: ["192.0.2.0/24", "2001:db8:1::/48"]
-tables: []
+%s
 drain:
   interval: 1s
 http:
   listen: %s
-%s`, dataDir, l.pins, l.selector, l.listen, extra)), 0o600)
+%s`, dataDir, l.pins, l.selector, l.tables, l.listen, extra)), 0o600)
 	if err != nil {
 		l.t.Fatal(err)
 	}
