@@ -173,7 +173,11 @@ func (d *Datapath) switchEpoch(st bpf.CounterRunState, set int) (*Interval, erro
 		return nil, err
 	}
 	iv.Generation, iv.Instance = st.Generation, st.Instance
-	iv.Start, iv.End = d.since, now
+	// The length comes from the monotonic clock, the end from the wall
+	// clock: a wall-clock step (NTP after a boot without RTC, an operator's
+	// date) during the interval moves the interval, never makes it negative
+	// or an hour long.
+	iv.Start, iv.End = now.Add(-now.Sub(d.since)), now
 	iv.Tables = d.tables[oldSet]
 	d.since = now
 	return iv, nil
