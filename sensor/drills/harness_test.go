@@ -366,7 +366,14 @@ type traffic struct {
 
 func (l *lab) traffic(rate int) *traffic {
 	l.t.Helper()
-	tr := &traffic{stop: make(chan struct{}), done: make(chan struct{}), frames: mix(l.t)}
+	return l.trafficFrames(rate, mix(l.t))
+}
+
+// trafficFrames sends frames over and over at about rate packets per
+// second until stopped.
+func (l *lab) trafficFrames(rate int, frames [][]byte) *traffic {
+	l.t.Helper()
+	tr := &traffic{stop: make(chan struct{}), done: make(chan struct{}), frames: frames}
 	const burst = 16
 	pause := time.Duration(float64(time.Second) * burst / float64(rate))
 	from := l.from
