@@ -53,10 +53,10 @@ test-bpf: ## tier 2: the program in the kernel through BPF_PROG_TEST_RUN (root)
 test-integration: ## tier 3: network namespaces, veth pairs and real traffic (root)
 	$(GO) test $(TEST_FLAGS) -run '^TestNetns' -timeout 20m ./sensor/...
 
-drills: ## the fault drills at the sizes of the record: 100 kills, 60 s faults (root; docs/reliability.md)
+drills: ## the fault drills at the sizes of the record: 100 kills, 60 s faults, 5-minute soak (root; docs/reliability.md)
 	@scripts/drills --record
 
-drills-long: ## the long drills: a 10-minute blackhole of the uplink (root; docs/reliability.md)
+drills-long: ## the long drills: a 10-minute blackhole of the uplink, a 30-minute soak (root; docs/reliability.md)
 	@scripts/drills --long
 
 fuzz: ## run every fuzz test for FUZZTIME (the counter program through BPF_PROG_TEST_RUN needs root)
