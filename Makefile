@@ -13,7 +13,7 @@ FUZZTIME ?= 300000x
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=5
 
 .PHONY: help demo deps generate check-generated build build-arm64 test test-unit test-bpf \
-	test-integration test-arm64 test-release fuzz bench lint fmt clean release
+	test-integration test-arm64 test-release fuzz bench drills drills-long lint fmt clean release
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -56,6 +56,12 @@ test-integration: ## tier 3: network namespaces, veth pairs and real traffic (ro
 test-release: ## make release, check it, install it in a throwaway root, run and upgrade it (root)
 	$(GO) test $(TEST_FLAGS) -run '^TestRelease$$' -timeout 20m -v ./board/
 
+drills: ## the fault drills at the sizes of the record: 100 kills, 60 s faults, 5-minute soak (root; docs/reliability.md)
+	@scripts/drills --record
+
+drills-long: ## the long drills: a 10-minute blackhole of the uplink, a 30-minute soak (root; docs/reliability.md)
+	@scripts/drills --long
+
 fuzz: ## run every fuzz test for FUZZTIME (the counter program through BPF_PROG_TEST_RUN needs root)
 	@for pkg in $$($(GO) list ./...); do \
 		for fz in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
@@ -75,7 +81,7 @@ lint: ## gofmt, go vet, staticcheck, clang-format on bpf/, shellcheck on scripts
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	clang-format --dry-run -Werror bpf/*.c bpf/*.h bpf/include/*.h
-	shellcheck scripts/install-deps scripts/lab scripts/demo scripts/release/release
+	shellcheck scripts/install-deps scripts/lab scripts/demo scripts/release/release scripts/drills
 
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')

@@ -135,6 +135,13 @@ type Store struct {
 	MaxBytes  int64  `json:"max_bytes"` // 0: unbounded
 	Evicted   uint64 `json:"evicted"`   // summaries removed to stay under MaxBytes, since start
 	Recovered string `json:"recovered,omitempty"`
+	// WriteError is the store's last failed write while it lasts (a full
+	// or read-only data partition), since WriteErrorSince.
+	WriteError      string     `json:"write_error,omitempty"`
+	WriteErrorSince *time.Time `json:"write_error_since,omitempty"`
+	WriteErrors     uint64     `json:"write_errors"`     // failed writes of an interval since start
+	Unstored        int        `json:"unstored"`         // intervals held in memory until the store takes them
+	UnstoredDropped uint64     `json:"unstored_dropped"` // intervals given up (counts lost) since start
 }
 
 // Uplink is the MQTT uplink's state.

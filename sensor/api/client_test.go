@@ -39,6 +39,7 @@ func TestRoundTrip(t *testing.T) {
 		"status":             func() any { return new(api.Status) },
 		"status-fresh":       func() any { return new(api.Status) },
 		"status-broken":      func() any { return new(api.Status) },
+		"status-store-fault": func() any { return new(api.Status) },
 		"lookup-in-top":      func() any { return new(api.Lookup) },
 		"lookup-labels-only": func() any { return new(api.Lookup) },
 		"lookup-unknown":     func() any { return new(api.Lookup) },

@@ -146,7 +146,8 @@ func TestOutput(t *testing.T) {
 	}
 }
 
-// A sensor that has just started, and one whose invariant broke.
+// A sensor that has just started, one whose invariant broke, and one whose
+// store refuses writes.
 func TestOutputStates(t *testing.T) {
 	for _, tc := range []struct {
 		fixture string
@@ -155,6 +156,7 @@ func TestOutputStates(t *testing.T) {
 	}{
 		{"status-fresh", []string{"status"}, "status"},
 		{"status-broken", []string{"status"}, "status"},
+		{"status-store-fault", []string{"status"}, "status"},
 		{"top-fresh", []string{"top", "--by", "country"}, "top?by=country&direction=both&limit=20&window=1h"},
 		{"alerts-none", []string{"alerts"}, "alerts"},
 	} {

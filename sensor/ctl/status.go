@@ -75,6 +75,16 @@ func writeStatus(w io.Writer, st *api.Status) error {
 	if st.Store.Recovered != "" {
 		f.add("", "recovered at start: "+st.Store.Recovered)
 	}
+	if st.Store.WriteError != "" {
+		since := ""
+		if st.Store.WriteErrorSince != nil {
+			since = " since " + st.Store.WriteErrorSince.UTC().Format("2006-01-02 15:04:05 UTC")
+		}
+		f.add("", fmt.Sprintf("WRITES FAIL%s: %s; %s held in memory", since, st.Store.WriteError, plural(uint64(max(st.Store.Unstored, 0)), "interval", "intervals")))
+	}
+	if st.Store.UnstoredDropped > 0 {
+		f.add("", "given up (counts lost): "+plural(st.Store.UnstoredDropped, "interval", "intervals"))
+	}
 	uplink := st.Uplink.State
 	if st.Uplink.State != "disabled" || st.Uplink.Outbox > 0 {
 		uplink += ", " + plural(uint64(max(st.Uplink.Outbox, 0)), "summary", "summaries") + " in the outbox"

@@ -65,7 +65,30 @@ type Daemon struct {
 	invariant    error
 	totals       traffic.Globals
 	remote       traffic.Counters
+
+	// unstored are drained intervals that the store refused to write (a
+	// full or read-only data partition), oldest first, until a Put
+	// succeeds. The kernel keeps the last of them until the next drain,
+	// which waits until they are stored (see drainOnce).
+	unstored        []unstoredInterval
+	unstoredDropped uint64
+	writeErr        error // the last failed Put, nil once one succeeds
+	writeErrSince   time.Time
+	writeErrors     uint64
+	writeErrLogged  time.Time
 }
+
+// unstoredInterval is a summary waiting for the store.
+type unstoredInterval struct {
+	s      *summary.Summary
+	origin store.Origin
+}
+
+// maxUnstored bounds the intervals held in memory while the store refuses
+// writes. Since the kernel is not drained meanwhile, only intervals closed
+// by table reloads add to them; past the bound the oldest is given up,
+// counted and reported.
+const maxUnstored = 360
 
 // Run runs sensord with cfg, read from cfgPath, until ctx is done,
 // then drains one last time and closes the store. SIGHUP reloads the
@@ -337,10 +360,26 @@ func (d *Daemon) drainLoop(ctx context.Context) error {
 }
 
 // drainOnce reads the closed intervals, stores their summaries and feeds the
-// alert engine. Errors are logged: the kernel keeps counting, and an
-// interval that could not be stored is recovered at the next start.
+// alert engine. Errors are logged: the kernel keeps counting. A drain that
+// fails leaves the interval in the kernel for the next one.
+//
+// An interval the store cannot write (disk full, read-only) is held in
+// memory and retried first at every drain; while it is refused, the kernel
+// is not drained: the refused interval stays in its epoch (a restart or a
+// crash recovers it from there) and the active epoch goes on counting, so
+// that when the store takes writes again one long interval holds the whole
+// outage. Nothing is lost, not even when sensord dies meanwhile.
 func (d *Daemon) drainOnce() {
 	start := time.Now()
+	d.mu.Lock()
+	if len(d.unstored) > 0 {
+		d.storeUnstored(start)
+		if len(d.unstored) > 0 {
+			d.mu.Unlock()
+			return
+		}
+	}
+	d.mu.Unlock()
 	ivs, err := d.dp.Drain()
 	if err != nil {
 		d.log.Error("drain", "error", err)
@@ -364,13 +403,56 @@ func (d *Daemon) drainOnce() {
 			s.End = start
 			s.Start = start
 		}
-		stored, err := d.store.Put(s, store.Origin{Instance: iv.Instance, Generation: iv.Generation})
-		if err != nil {
-			d.log.Error("store interval", "generation", iv.Generation, "error", err)
+		d.unstored = append(d.unstored, unstoredInterval{s, store.Origin{Instance: iv.Instance, Generation: iv.Generation}})
+	}
+	if n := len(d.unstored) - maxUnstored; n > 0 {
+		d.unstoredDropped += uint64(n)
+		d.log.Error("too many intervals wait for the store: the oldest are given up, their counts lost",
+			"dropped", n, "dropped_total", d.unstoredDropped, "held", maxUnstored)
+		d.unstored = append(d.unstored[:0], d.unstored[n:]...)
+	}
+	d.storeUnstored(start)
+	d.lastDrain = time.Now()
+	d.drainDur = time.Since(start)
+}
+
+// storeUnstored writes the waiting intervals, oldest first, and stops at the
+// first the store refuses: the rest wait for the next drain, in order. A
+// refused write is logged once a minute while it lasts; the status page
+// and /metrics show it.
+func (d *Daemon) storeUnstored(now time.Time) {
+	done := 0
+	defer func() { d.unstored = append(d.unstored[:0], d.unstored[done:]...) }()
+	for _, u := range d.unstored {
+		s := u.s
+		stored, err := d.store.Put(s, u.origin)
+		if errors.Is(err, store.ErrRefused) {
+			// Its counters do not reconcile (the invariant card says so);
+			// no retry would change that.
+			d.log.Error("store refused the interval", "generation", u.origin.Generation, "error", err)
+			done++
 			continue
 		}
+		if err != nil {
+			d.writeErrors++
+			if d.writeErr == nil {
+				d.writeErrSince = now
+			}
+			d.writeErr = err
+			if now.Sub(d.writeErrLogged) >= time.Minute {
+				d.log.Error("store interval: held in memory until the store takes it", "generation", u.origin.Generation,
+					"held", len(d.unstored)-done, "error", err)
+				d.writeErrLogged = now
+			}
+			return
+		}
+		done++
+		if d.writeErr != nil {
+			d.log.Info("the store takes intervals again", "failed_since", d.writeErrSince, "held", len(d.unstored)-done+1)
+			d.writeErr, d.writeErrLogged = nil, time.Time{}
+		}
 		if !stored {
-			d.log.Info("interval already stored, skipped", "generation", iv.Generation)
+			d.log.Info("interval already stored, skipped", "generation", u.origin.Generation)
 			continue
 		}
 		d.enqueue(s)
@@ -390,8 +472,6 @@ func (d *Daemon) drainOnce() {
 			d.alertsSaved = time.Now()
 		}
 	}
-	d.lastDrain = time.Now()
-	d.drainDur = time.Since(start)
 }
 
 // reloadOnHangup reloads tables and watch lists on SIGHUP. The kernel

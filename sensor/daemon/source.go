@@ -48,6 +48,10 @@ func (s *source) Health() web.Health {
 	}
 	stats := d.store.Stats()
 	h.Store = web.StoreHealth{Path: d.cfg.Store.Path, Size: stats.FileSize, MaxSize: int64(d.cfg.Store.MaxSize), Evicted: stats.Evicted}
+	h.Store.WriteErrors, h.Store.Unstored, h.Store.UnstoredDropped = d.writeErrors, len(d.unstored), d.unstoredDropped
+	if d.writeErr != nil {
+		h.Store.WriteError, h.Store.WriteErrorSince = d.writeErr.Error(), d.writeErrSince
+	}
 	if aside, reason := d.store.Recovered(); aside != "" {
 		h.Store.Recovered = aside + ": " + reason.Error()
 	}

@@ -98,21 +98,28 @@ func (d *Datapath) Totals() Totals {
 	return d.totals
 }
 
-// Drain closes the current interval and returns it, preceded by intervals
-// closed since the last drain by table swaps or found at start.
+// Drain closes the current interval and returns it. When intervals were
+// closed since the last drain by a table swap or found at start, it returns
+// those instead and leaves the current one open: their epoch is the one the
+// switch would clear, and it must hold them until the caller has stored
+// them (a crash in between finds them there again). The next Drain closes
+// the current interval.
 func (d *Datapath) Drain() ([]*Interval, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st, err := readState(d.objs.State)
-	if err != nil {
-		return nil, err
-	}
-	iv, err := d.switchEpoch(st, d.activeSet(st))
-	if err != nil {
-		return nil, err
-	}
-	out := append(d.pending, iv)
+	out := d.pending
 	d.pending = nil
+	if len(out) == 0 {
+		st, err := readState(d.objs.State)
+		if err != nil {
+			return nil, err
+		}
+		iv, err := d.switchEpoch(st, d.activeSet(st))
+		if err != nil {
+			return nil, err
+		}
+		out = []*Interval{iv}
+	}
 	for _, iv := range out {
 		d.totals.Globals.Add(iv.Globals)
 		for _, r := range iv.Remote {
@@ -166,7 +173,11 @@ func (d *Datapath) switchEpoch(st bpf.CounterRunState, set int) (*Interval, erro
 		return nil, err
 	}
 	iv.Generation, iv.Instance = st.Generation, st.Instance
-	iv.Start, iv.End = d.since, now
+	// The length comes from the monotonic clock, the end from the wall
+	// clock: a wall-clock step (NTP after a boot without RTC, an operator's
+	// date) during the interval moves the interval, never makes it negative
+	// or an hour long.
+	iv.Start, iv.End = now.Add(-now.Sub(d.since)), now
 	iv.Tables = d.tables[oldSet]
 	d.since = now
 	return iv, nil

@@ -43,12 +43,8 @@ func run(tb testing.TB, prog *ebpf.Program, frame []byte) {
 
 func drainOne(tb testing.TB, d *Datapath) *Interval {
 	tb.Helper()
-	ivs, err := d.Drain()
-	if err != nil {
-		tb.Fatal(err)
-	}
 	merged := &Interval{}
-	for _, iv := range ivs {
+	for _, iv := range drainAll(tb, d) {
 		if err := iv.Check(); err != nil {
 			tb.Fatalf("interval %d: %v", iv.Generation, err)
 		}
@@ -286,10 +282,7 @@ func TestProgRestartFromPins(t *testing.T) {
 	for range 50 {
 		run(t, d2.Program(), frame)
 	}
-	ivs, err := d2.Drain()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ivs := drainTwice(t, d2)
 	// The interval drained just before the restart comes again, marked, under
 	// its generation: the kernel cannot know the caller stored it.
 	if len(ivs) != 2 || !ivs[0].Recovered || ivs[0].Generation != first.Generation || ivs[0].Globals.Seen != first.Globals.Seen {
@@ -305,6 +298,42 @@ func TestProgRestartFromPins(t *testing.T) {
 	if iv.Tables != tables {
 		t.Error("interval does not carry the tables it was counted under")
 	}
+}
+
+// drainAll drains until the open interval is closed: the intervals closed
+// by a table swap or found at start come first, alone.
+func drainAll(tb testing.TB, d *Datapath) []*Interval {
+	tb.Helper()
+	var ivs []*Interval
+	for {
+		pending := len(d.pending) > 0 // then Drain leaves the open interval for the next one
+		more, err := d.Drain()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ivs = append(ivs, more...)
+		if !pending {
+			return ivs
+		}
+	}
+}
+
+// drainTwice drains once for the interval found at start, which Drain
+// hands out alone, and once for the open one.
+func drainTwice(t *testing.T, d *Datapath) []*Interval {
+	t.Helper()
+	var ivs []*Interval
+	for i := range 2 {
+		more, err := d.Drain()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(more) != 1 {
+			t.Fatalf("drain %d after the restart: %d intervals, want 1", i+1, len(more))
+		}
+		ivs = append(ivs, more...)
+	}
+	return ivs
 }
 
 // TestProgRecoveredInterval kills the Go side between a drain and the next
@@ -329,10 +358,7 @@ func TestProgRecoveredInterval(t *testing.T) {
 	d1.Close() // dies before the interval was stored
 
 	d2 := openTest(t, cfg)
-	ivs, err = d2.Drain()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ivs = drainTwice(t, d2)
 	if len(ivs) != 2 || !ivs[0].Recovered {
 		t.Fatalf("got %d intervals, want the recovered one and the open one", len(ivs))
 	}
@@ -366,10 +392,7 @@ func TestProgTableSwap(t *testing.T) {
 		for range 10 {
 			run(t, d.Program(), frame)
 		}
-		ivs, err := d.Drain()
-		if err != nil {
-			t.Fatal(err)
-		}
+		ivs := drainAll(t, d)
 		last := ivs[len(ivs)-1]
 		if last.Tables != tables {
 			t.Fatalf("swap %d: interval carries other tables", i)

@@ -25,7 +25,8 @@ import (
 
 // logScan is what scanLog found in a file.
 type logScan struct {
-	size int64 // file size
+	exists bool  // the file is there (a missing file is an empty log)
+	size   int64 // file size
 	// good is the offset after the last complete command: the file is
 	// sound up to there. When good < size the rest is an unfinished write
 	// (and any NUL bytes a crash left after it).
@@ -58,7 +59,7 @@ func scanLog(path string) (logScan, error) {
 	if !fi.Mode().IsRegular() {
 		return logScan{}, fmt.Errorf("%s is not a regular file", path)
 	}
-	sc := logScan{size: fi.Size()}
+	sc := logScan{exists: true, size: fi.Size()}
 	// A crash can leave the end of the file zero-filled: parse only up to
 	// the last non-NUL byte, so that a command cut short and followed by
 	// zeros is recognised as unfinished rather than invalid.

@@ -72,7 +72,7 @@ func TestRecovery(t *testing.T) {
 		// kept: the intervals still there after Open.
 		kept int
 	}{
-		{name: "zero length", content: []byte{}},
+		{name: "zero length", content: []byte{}, want: ErrDamaged, whole: true},
 		{name: "sound", content: good, kept: 5},
 		{name: "NULs at the end", content: append(bytes.Clone(good), make([]byte, 4096)...), kept: 5},
 		// The cut lands in the last Put's rollups, after its journal

@@ -468,6 +468,13 @@ func loadFile(path string, log *slog.Logger, check func(*buntdb.DB) error) (*bun
 	if err != nil {
 		return nil, rec, err
 	}
+	if sc.exists && sc.size == 0 {
+		// The store writes its schema as soon as it creates the file: an
+		// empty file lost what it held (a rewrite not flushed before a
+		// power loss, a tool that truncated it), or, rarely, a crash came
+		// between the two. Either way it is reported, not passed over.
+		return replace(fmt.Errorf("%w: the file is empty (zero bytes)", ErrDamaged))
+	}
 	if sc.good == 0 && sc.size > 0 && !sc.tail {
 		// All NUL: whatever was written never reached the disk.
 		return replace(fmt.Errorf("%w: the file is %d NUL bytes", ErrDamaged, sc.size))

@@ -109,11 +109,16 @@ func (s *server) status(r *http.Request) (any, error) {
 		Invariant:            api.Invariant{OK: h.Invariant == nil},
 		Totals:               h.Totals,
 		Remote:               api.CountersOf(h.Remote),
-		Store:                api.Store{Path: h.Store.Path, Bytes: h.Store.Size, MaxBytes: h.Store.MaxSize, Evicted: h.Store.Evicted, Recovered: h.Store.Recovered},
-		Uplink:               api.Uplink{State: h.Uplink.State, Outbox: h.Uplink.Outbox},
+		Store: api.Store{Path: h.Store.Path, Bytes: h.Store.Size, MaxBytes: h.Store.MaxSize, Evicted: h.Store.Evicted, Recovered: h.Store.Recovered,
+			WriteError: h.Store.WriteError, WriteErrors: h.Store.WriteErrors, Unstored: h.Store.Unstored, UnstoredDropped: h.Store.UnstoredDropped},
+		Uplink: api.Uplink{State: h.Uplink.State, Outbox: h.Uplink.Outbox},
 	}
 	if h.Invariant != nil {
 		st.Invariant.Error = h.Invariant.Error()
+	}
+	if h.Store.WriteError != "" {
+		since := h.Store.WriteErrorSince.UTC()
+		st.Store.WriteErrorSince = &since
 	}
 	for _, i := range h.Interfaces {
 		st.Interfaces = append(st.Interfaces, api.Interface{Name: i.Name, Mode: i.Mode, State: i.State, Error: i.Err})

@@ -57,6 +57,9 @@ type collector struct {
 	country, watchPackets              *prometheus.Desc
 	drainDuration, lastDrain, interval *prometheus.Desc
 	storeBytes, storeMax, evicted      *prometheus.Desc
+	storeWriteOK, storeWriteErrors     *prometheus.Desc
+	storeUnstored, storeDropped        *prometheus.Desc
+	storeRecovered                     *prometheus.Desc
 	ifaceUp, invariantOK, outbox       *prometheus.Desc
 	build, started                     *prometheus.Desc
 }
@@ -84,11 +87,17 @@ func newCollector(src Source, now func() time.Time, log *slog.Logger) *collector
 		storeBytes:    d("store_bytes", "Size of the embedded store on disk."),
 		storeMax:      d("store_max_bytes", "Bound of the embedded store's size; 0 when unbounded."),
 		evicted:       d("store_evicted_total", "Summaries evicted from the store to keep it under its bound, since the sensor started."),
-		ifaceUp:       d("interface_up", "1 when the counter program is attached to the interface and counts, else 0.", "interface", "mode"),
-		invariantOK:   d("invariant_ok", "1 when the last interval reconciled (seen = remote + buckets), else 0."),
-		outbox:        d("uplink_outbox", "Summaries in the outbox, waiting for the broker's acknowledgement."),
-		build:         d("build_info", "The sensor's version, board and kernel; always 1.", "version", "board", "kernel", "sensor"),
-		started:       d("start_time_seconds", "Unix time the sensor started."),
+		storeWriteOK: d("store_write_ok", "1 when the last write of an interval to the store succeeded (or none failed yet), "+
+			"0 while writes fail (a full or read-only data partition)."),
+		storeWriteErrors: d("store_write_errors_total", "Failed writes of an interval to the store since the sensor started."),
+		storeUnstored:    d("store_unstored_intervals", "Intervals drained but held in memory until the store takes them."),
+		storeDropped:     d("store_unstored_dropped_total", "Intervals given up because too many waited for the store: their counts are lost."),
+		storeRecovered:   d("store_recovered", "1 when a damaged store file was moved aside at start (see the status page), else 0."),
+		ifaceUp:          d("interface_up", "1 when the counter program is attached to the interface and counts, else 0.", "interface", "mode"),
+		invariantOK:      d("invariant_ok", "1 when the last interval reconciled (seen = remote + buckets), else 0."),
+		outbox:           d("uplink_outbox", "Summaries in the outbox, waiting for the broker's acknowledgement."),
+		build:            d("build_info", "The sensor's version, board and kernel; always 1.", "version", "board", "kernel", "sensor"),
+		started:          d("start_time_seconds", "Unix time the sensor started."),
 	}
 }
 
@@ -96,7 +105,7 @@ func newCollector(src Source, now func() time.Time, log *slog.Logger) *collector
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.class, c.global, c.country, c.watchPackets,
 		c.drainDuration, c.lastDrain, c.interval, c.storeBytes, c.storeMax, c.evicted,
-		c.ifaceUp, c.invariantOK, c.outbox, c.build, c.started} {
+		c.storeWriteOK, c.storeWriteErrors, c.storeUnstored, c.storeDropped, c.storeRecovered, c.ifaceUp, c.invariantOK, c.outbox, c.build, c.started} {
 		ch <- d
 	}
 }
@@ -132,6 +141,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.storeBytes, float64(h.Store.Size))
 	gauge(c.storeMax, float64(h.Store.MaxSize))
 	counter(c.evicted, h.Store.Evicted)
+	gauge(c.storeWriteOK, boolFloat(h.Store.WriteError == ""))
+	counter(c.storeWriteErrors, h.Store.WriteErrors)
+	gauge(c.storeUnstored, float64(h.Store.Unstored))
+	counter(c.storeDropped, h.Store.UnstoredDropped)
+	gauge(c.storeRecovered, boolFloat(h.Store.Recovered != ""))
 	for _, i := range h.Interfaces {
 		gauge(c.ifaceUp, boolFloat(i.State == Attached), i.Name, i.Mode)
 	}

@@ -198,6 +198,9 @@ type storeView struct {
 	HasMax          bool
 	Evicted         num
 	Path, Recovered string
+	WriteError      string // the last failed write while writes fail, with since when
+	Unstored        num    // intervals held in memory until the store takes them
+	Dropped         num    // intervals given up since start
 }
 
 type uplinkView struct {
@@ -423,6 +426,15 @@ func (d *pageData) health(h Health, latest *summary.Summary, now time.Time) {
 	}
 	if h.Store.Recovered != "" {
 		st.Status = "warn"
+	}
+	if h.Store.UnstoredDropped > 0 {
+		st.Dropped = count(h.Store.UnstoredDropped, "intervals given up: their counts are lost")
+		st.Status = "bad"
+	}
+	if h.Store.WriteError != "" {
+		st.WriteError = "writes fail since " + h.Store.WriteErrorSince.UTC().Format("2006-01-02 15:04:05Z") + ": " + h.Store.WriteError
+		st.Unstored = count(uint64(max(h.Store.Unstored, 0)), "intervals held in memory until the store takes them")
+		st.Status = "bad"
 	}
 	d.Store = st
 

@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/peerwatch/peerwatch/sensor/api"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
@@ -144,4 +148,49 @@ func TestPageZeroHealth(t *testing.T) {
 	f.health = Health{}
 	page := getPage(t, newHandler(f, Options{}), "/")
 	wantIn(t, page, "no interface configured", "no data yet", `<dd id="uptime">–</dd>`)
+}
+
+// A store that refuses writes (a full or read-only data partition) shows on
+// the page, in the API and in /metrics, with the intervals held in memory.
+func TestStoreWriteFault(t *testing.T) {
+	f := newFixture(t)
+	since := t0.Add(-90 * time.Second)
+	f.health.Store.WriteError = "put interval 812: journal: write /var/lib/peerwatch/store.db: no space left on device"
+	f.health.Store.WriteErrorSince = since
+	f.health.Store.WriteErrors, f.health.Store.Unstored, f.health.Store.UnstoredDropped = 9, 9, 2
+	reg := prometheus.NewRegistry()
+	h := newHandler(f, Options{Registry: reg, Now: func() time.Time { return t0 }})
+	page := getPage(t, h, "/")
+	wantIn(t, page, `<article class="card bad" id="store">`,
+		`<p class="foot bad-text" id="store-write-error">writes fail since `+since.UTC().Format("2006-01-02 15:04:05Z")+
+			`: put interval 812: journal: write /var/lib/peerwatch/store.db: no space left on device; holding <span class="num" title="9 intervals held in memory until the store takes them">9</span> intervals in memory</p>`,
+		`given up: <span class="num" title="2 intervals given up: their counts are lost">2</span> intervals`)
+
+	var st api.Status
+	getJSON(t, h, "/api/v1/status", &st)
+	if st.Store.WriteError != f.health.Store.WriteError || st.Store.WriteErrorSince == nil || !st.Store.WriteErrorSince.Equal(since) ||
+		st.Store.WriteErrors != 9 || st.Store.Unstored != 9 || st.Store.UnstoredDropped != 2 {
+		t.Errorf("/api/v1/status store: %+v", st.Store)
+	}
+
+	want := `# HELP peerwatch_store_write_ok 1 when the last write of an interval to the store succeeded (or none failed yet), 0 while writes fail (a full or read-only data partition).
+# TYPE peerwatch_store_write_ok gauge
+peerwatch_store_write_ok 0
+# HELP peerwatch_store_write_errors_total Failed writes of an interval to the store since the sensor started.
+# TYPE peerwatch_store_write_errors_total counter
+peerwatch_store_write_errors_total 9
+# HELP peerwatch_store_unstored_intervals Intervals drained but held in memory until the store takes them.
+# TYPE peerwatch_store_unstored_intervals gauge
+peerwatch_store_unstored_intervals 9
+# HELP peerwatch_store_unstored_dropped_total Intervals given up because too many waited for the store: their counts are lost.
+# TYPE peerwatch_store_unstored_dropped_total counter
+peerwatch_store_unstored_dropped_total 2
+# HELP peerwatch_store_recovered 1 when a damaged store file was moved aside at start (see the status page), else 0.
+# TYPE peerwatch_store_recovered gauge
+peerwatch_store_recovered 0
+`
+	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "peerwatch_store_write_ok", "peerwatch_store_write_errors_total",
+		"peerwatch_store_unstored_intervals", "peerwatch_store_unstored_dropped_total", "peerwatch_store_recovered"); err != nil {
+		t.Error(err)
+	}
 }

@@ -101,6 +101,15 @@ type StoreHealth struct {
 	MaxSize   int64  // bytes; 0 when unbounded
 	Evicted   uint64 // summaries removed to stay under MaxSize, since start
 	Recovered string // non-empty when a damaged file was moved aside at start: where, and why
+
+	// WriteError is the last failed write (a full or read-only data
+	// partition, an I/O error), empty once a write succeeds again; since
+	// WriteErrorSince. Unstored intervals are held in memory meanwhile.
+	WriteError      string
+	WriteErrorSince time.Time
+	WriteErrors     uint64 // failed writes of an interval since start
+	Unstored        int    // intervals drained but not yet stored, waiting for the store
+	UnstoredDropped uint64 // intervals given up because too many waited: counts lost, since start
 }
 
 // UplinkHealth is the MQTT uplink's state.
