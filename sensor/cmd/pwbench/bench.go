@@ -32,6 +32,7 @@ type Results struct {
 	Rounds   int       `json:"rounds"`
 	Drain    float64   `json:"sensord_drain_seconds"`
 	Tail     float64   `json:"tail_seconds"`
+	BPFStats bool      `json:"bpf_stats"`
 	Tools    []string  `json:"tools"`
 	Runs     []ToolRun `json:"runs"`
 	Duration float64   `json:"duration_seconds"`
@@ -77,6 +78,10 @@ type Segment struct {
 	// The same for IPv6 prefixes alone.
 	PrefixesV6      int  `json:"prefixes_v6,omitempty"`
 	PrefixesV6Exact *int `json:"prefixes_v6_exact,omitempty"`
+	// ProgNS is the counter program's own run time per run (BPF stats:
+	// --bpf-stats), ProgRuns its runs in the window: peerwatch only.
+	ProgNS   float64 `json:"prog_ns_per_run,omitempty"`
+	ProgRuns uint64  `json:"prog_runs,omitempty"`
 	// Unparsed are packets the tool saw and did not count (FastNetMon's
 	// total_unparsed_packets).
 	Unparsed uint64 `json:"unparsed,omitempty"`
@@ -108,6 +113,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) error {
 		local   = fs.String("local", defaultLocal, "the operator's `PREFIXES`")
 		command = fs.String("command", "", "the command line to record in the results")
 		drain   = fs.Duration("drain", 10*time.Second, "sensord's drain.interval")
+		stats   = fs.Bool("bpf-stats", false, "while peerwatch runs, set kernel.bpf_stats_enabled for its program's run time per packet (this slows every BPF program on the machine a little)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -183,7 +189,8 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) error {
 	// and the baseline alike: time for the tools to count what they
 	// queued (sensord: one drain), and the same idle time for all.
 	res.Tail = (*drain + time.Second).Seconds()
-	env := &benchEnv{drain: *drain, tail: *drain + time.Second, iface: iface, bin: *bin, ipdb: *ipdb, local: loc, log: stderr}
+	res.BPFStats = *stats
+	env := &benchEnv{bpfStats: *stats, drain: *drain, tail: *drain + time.Second, iface: iface, bin: *bin, ipdb: *ipdb, local: loc, log: stderr}
 	for _, t := range toolList {
 		if t == "pmacctd" {
 			env.networks = filepath.Join(*out, "networks.lst")
@@ -465,8 +472,17 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 		say("  %s counts (%s) %.1f s after its start", name, tr.Mode, tr.StartToCount)
 	}
 	var lag time.Duration
+	stats := false
 	if w, ok := c.(*peerwatch); ok {
 		lag = w.env.drain
+		if env.bpfStats {
+			restore, err := enableBPFStats()
+			if err != nil {
+				return tr, err
+			}
+			defer restore()
+			stats = true
+		}
 	}
 	ksi := ksoftirqdPIDs()
 	var seq atomic.Uint64
@@ -480,9 +496,13 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 		}
 		report := filepath.Join(logs, fmt.Sprintf("sent-%s-%d-%d.json", name, round+1, seq.Add(1)))
 		var s0 cpuSnap
+		var ns0, runs0 uint64
 		// The same traffic for every tool: the seed depends on the
 		// segment only.
 		err := snd.send(ctx, segment{Seed: uint64(1 + i), Rate: rate, Count: count, Report: report}, func() (err error) {
+			if stats {
+				ns0, runs0 = progStats(cg.pids())
+			}
 			s0, err = snap(cg, sendCG(base), ksi)
 			return err
 		})
@@ -510,6 +530,11 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 		if err != nil {
 			return tr, err
 		}
+		var progNS, progRuns uint64
+		if stats {
+			ns1, runs1 := progStats(cg.pids())
+			progNS, progRuns = ns1-ns0, runs1-runs0
+		}
 		if c != nil {
 			if _, err := settle(ctx, c, before.Total+sent, before.Total, lag); err != nil {
 				return tr, err
@@ -524,6 +549,10 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 			Machine:   (s1.machine.Busy - s0.machine.Busy).Seconds(),
 			Idle:      (s1.machine.Idle - s0.machine.Idle).Seconds(),
 			Window:    s1.at.Sub(s0.at).Seconds(),
+			ProgRuns:  progRuns,
+		}
+		if progRuns > 0 {
+			seg.ProgNS = float64(progNS) / float64(progRuns)
 		}
 		if c != nil {
 			after, err := c.counts(ctx)
@@ -540,6 +569,9 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 			if seg.PrefixesExact != nil {
 				line += fmt.Sprintf(", %d of %d prefixes exact", *seg.PrefixesExact, seg.Prefixes)
 			}
+		}
+		if seg.ProgRuns > 0 {
+			line += fmt.Sprintf("; program %.0f ns a run", seg.ProgNS)
 		}
 		say("%s; CPU: tool %.3f s, sender %.3f s, ksoftirqd %.3f s", line, seg.ToolCPU, seg.SenderCPU, seg.Ksoftirqd)
 	}

@@ -302,3 +302,64 @@ func parseKB(b []byte, name string) uint64 {
 	}
 	return 0
 }
+
+// progStats sums the run time and run count (fdinfo run_time_ns, run_cnt;
+// counted while kernel.bpf_stats_enabled is 1) of the BPF programs the
+// processes hold open, each program once.
+func progStats(pids []int) (runNS, runs uint64) {
+	seen := map[string]bool{}
+	for _, p := range pids {
+		dir := fmt.Sprintf("/proc/%d/fdinfo", p)
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil || !bytes.Contains(b, []byte("run_time_ns:")) {
+				continue
+			}
+			id, ns, n := parseProgFdinfo(b)
+			if id == "" || seen[id] {
+				continue
+			}
+			seen[id] = true
+			runNS += ns
+			runs += n
+		}
+	}
+	return runNS, runs
+}
+
+// parseProgFdinfo reads prog_id, run_time_ns and run_cnt of a BPF
+// program's fdinfo.
+func parseProgFdinfo(b []byte) (id string, runNS, runs uint64) {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "prog_id":
+			id = v
+		case "run_time_ns":
+			runNS, _ = strconv.ParseUint(v, 10, 64)
+		case "run_cnt":
+			runs, _ = strconv.ParseUint(v, 10, 64)
+		}
+	}
+	return id, runNS, runs
+}
+
+const bpfStatsSysctl = "/proc/sys/kernel/bpf_stats_enabled"
+
+// enableBPFStats sets kernel.bpf_stats_enabled to 1 and returns a function
+// that puts back the value it had.
+func enableBPFStats() (restore func(), err error) {
+	old, err := os.ReadFile(bpfStatsSysctl)
+	if err != nil {
+		return nil, fmt.Errorf("bpf stats: %w", err)
+	}
+	if err := os.WriteFile(bpfStatsSysctl, []byte("1\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("bpf stats: %w", err)
+	}
+	return func() { _ = os.WriteFile(bpfStatsSysctl, old, 0o644) }, nil
+}

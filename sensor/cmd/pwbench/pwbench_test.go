@@ -177,3 +177,10 @@ func TestSummarize(t *testing.T) {
 		}
 	}
 }
+
+func TestParseProgFdinfo(t *testing.T) {
+	id, ns, n := parseProgFdinfo([]byte("pos:\t0\nprog_type:\t6\nprog_id:\t5760\nrun_time_ns:\t1234567\nrun_cnt:\t30000\nrecursion_misses:\t0\n"))
+	if id != "5760" || ns != 1234567 || n != 30000 {
+		t.Errorf("got %q %d %d", id, ns, n)
+	}
+}

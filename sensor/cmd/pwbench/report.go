@@ -46,10 +46,10 @@ func (s stat) format(prec int) string {
 
 // cell is one tool at one rate, over the rounds.
 type cell struct {
-	PPS, Accuracy, Exact, ToolCPU, Kernel, Total, Machine stat
-	Lost                                                  bool
-	HasCounted, HasPrefixes                               bool
-	Misattributed, Unparsed                               uint64
+	PPS, Accuracy, Exact, ToolCPU, Kernel, Total, Machine, ProgNS stat
+	Lost                                                          bool
+	HasCounted, HasPrefixes                                       bool
+	Misattributed, Unparsed                                       uint64
 }
 
 // figures are the figures of a run, per tool and rate.
@@ -118,13 +118,16 @@ func summarize(res *Results) *figures {
 		sm.start[tool], sm.rss[tool], sm.pss[tool], sm.maps[tool] = statOf(starts), statOf(rss), statOf(pss), statOf(maps)
 		for ri := range res.Rates {
 			var c cell
-			var pps, acc, exact, tcpu, kern, tot, mach []float64
+			var pps, acc, exact, tcpu, kern, tot, mach, prog []float64
 			for round := 1; round <= res.Rounds; round++ {
 				s := segOf(res, tool, round, ri)
 				if s == nil {
 					continue
 				}
 				pps = append(pps, s.PPS)
+				if s.ProgRuns > 0 {
+					prog = append(prog, s.ProgNS)
+				}
 				if s.Counted != nil {
 					c.HasCounted = true
 					acc = append(acc, 100*float64(*s.Counted)/float64(s.Sent))
@@ -144,7 +147,7 @@ func summarize(res *Results) *figures {
 				t, k, m := above(s, segOf(res, "baseline", round, ri))
 				tcpu, kern, tot, mach = append(tcpu, t), append(kern, k), append(tot, t+k), append(mach, m)
 			}
-			c.PPS, c.Accuracy, c.Exact = statOf(pps), statOf(acc), statOf(exact)
+			c.PPS, c.Accuracy, c.Exact, c.ProgNS = statOf(pps), statOf(acc), statOf(exact), statOf(prog)
 			c.ToolCPU, c.Kernel, c.Total, c.Machine = statOf(tcpu), statOf(kern), statOf(tot), statOf(mach)
 			sm.cells[tool] = append(sm.cells[tool], c)
 		}
@@ -226,6 +229,17 @@ func (sm *figures) markdown(w io.Writer) {
 			}
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t, rateName(res.Rates[ri]), c.PPS.format(0),
 				acc, exact, c.ToolCPU.format(3), c.Kernel.format(3), c.Total.format(3), c.Machine.format(2))
+		}
+	}
+	if res.BPFStats {
+		fmt.Fprintf(w, "\npeerwatch's counter program alone (BPF stats, kernel.bpf_stats_enabled), ns per run:\n\n| tool | rate asked | ns per run |\n| --- | --- | --- |\n")
+		for _, t := range res.Tools {
+			if !strings.HasPrefix(t, "peerwatch") {
+				continue
+			}
+			for ri, c := range sm.cells[t] {
+				fmt.Fprintf(w, "| %s | %s | %s |\n", t, rateName(res.Rates[ri]), c.ProgNS.format(0))
+			}
 		}
 	}
 	fmt.Fprintln(w)

@@ -52,6 +52,7 @@ type counter interface {
 // benchEnv is what the tools share.
 type benchEnv struct {
 	drain    time.Duration // sensord's drain.interval
+	bpfStats bool          // measure the program's run time
 	tail     time.Duration // how long a window lasts after the last packet
 	iface    string        // the mirror port
 	bin      string        // sensord
