@@ -171,7 +171,7 @@ func TestSummarize(t *testing.T) {
 	}
 	var md strings.Builder
 	sm.markdown(&md)
-	for _, want := range []string{"| peerwatch-xdp-generic | max | 20000 | 100.00 | 100.0 | 0.100 | 0.400 | 0.500 |", "| pmacctd | max | 5.0× |"} {
+	for _, want := range []string{"| peerwatch-xdp-generic | max | 20000 | 100.00 | 100.0 | 0.10 | n/a | 0.40 | 0.50 | 0.0 |", "| pmacctd | max | 5.0× |", "| pmacctd | max | 20.0× |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}

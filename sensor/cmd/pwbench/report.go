@@ -46,10 +46,13 @@ func (s stat) format(prec int) string {
 
 // cell is one tool at one rate, over the rounds.
 type cell struct {
-	PPS, Accuracy, Exact, ToolCPU, Kernel, Total, Machine, ProgNS stat
-	Lost                                                          bool
-	HasCounted, HasPrefixes                                       bool
-	Misattributed, Unparsed                                       uint64
+	PPS, Accuracy, Exact, ToolCPU, Kernel, Total, Machine, ProgNS, Core stat
+	// Own is the own CPU plus the program's run time (peerwatch, with BPF
+	// stats), per million packets.
+	Own                     stat
+	Lost                    bool
+	HasCounted, HasPrefixes bool
+	Misattributed, Unparsed uint64
 }
 
 // figures are the figures of a run, per tool and rate.
@@ -63,6 +66,10 @@ type figures struct {
 	maps  map[string]stat
 	// ratio[other][pw][rate] = other's CPU above the baseline / pw's, per round.
 	ratio map[string]map[string][]stat
+	// own[other][pw][rate] = other's own CPU / (pw's own CPU + its
+	// program's run time), per round: the figures that the load of other
+	// work on the machine hardly moves.
+	own map[string]map[string][]stat
 }
 
 // segKey finds the segment of a tool, round and rate index.
@@ -96,9 +103,18 @@ func above(s, b *Segment) (tool, kernel, machine float64) {
 	return tool, kernel, machine
 }
 
+// progPerMpkt is the counter program's run time per million packets
+// sent (BPF stats), 0 without them.
+func progPerMpkt(s *Segment) float64 {
+	if s.ProgRuns == 0 || s.Sent == 0 {
+		return 0
+	}
+	return s.ProgNS * float64(s.ProgRuns) / 1e9 / (float64(s.Sent) / 1e6)
+}
+
 func summarize(res *Results) *figures {
 	sm := &figures{res: res, cells: map[string][]cell{}, modes: map[string]string{}, start: map[string]stat{},
-		rss: map[string]stat{}, pss: map[string]stat{}, maps: map[string]stat{}, ratio: map[string]map[string][]stat{}}
+		rss: map[string]stat{}, pss: map[string]stat{}, maps: map[string]stat{}, ratio: map[string]map[string][]stat{}, own: map[string]map[string][]stat{}}
 	for _, tool := range res.Tools {
 		var starts, rss, pss, maps []float64
 		for _, r := range res.Runs {
@@ -118,7 +134,7 @@ func summarize(res *Results) *figures {
 		sm.start[tool], sm.rss[tool], sm.pss[tool], sm.maps[tool] = statOf(starts), statOf(rss), statOf(pss), statOf(maps)
 		for ri := range res.Rates {
 			var c cell
-			var pps, acc, exact, tcpu, kern, tot, mach, prog []float64
+			var pps, acc, exact, tcpu, kern, tot, mach, prog, core, own []float64
 			for round := 1; round <= res.Rounds; round++ {
 				s := segOf(res, tool, round, ri)
 				if s == nil {
@@ -144,10 +160,14 @@ func summarize(res *Results) *figures {
 				if tool == "baseline" {
 					continue
 				}
+				if s.Window > 0 {
+					core = append(core, 100*s.ToolCPU/s.Window)
+				}
+				own = append(own, perMpkt(s.ToolCPU, s.Sent)+progPerMpkt(s))
 				t, k, m := above(s, segOf(res, "baseline", round, ri))
 				tcpu, kern, tot, mach = append(tcpu, t), append(kern, k), append(tot, t+k), append(mach, m)
 			}
-			c.PPS, c.Accuracy, c.Exact, c.ProgNS = statOf(pps), statOf(acc), statOf(exact), statOf(prog)
+			c.PPS, c.Accuracy, c.Exact, c.ProgNS, c.Core, c.Own = statOf(pps), statOf(acc), statOf(exact), statOf(prog), statOf(core), statOf(own)
 			c.ToolCPU, c.Kernel, c.Total, c.Machine = statOf(tcpu), statOf(kern), statOf(tot), statOf(mach)
 			sm.cells[tool] = append(sm.cells[tool], c)
 		}
@@ -157,14 +177,18 @@ func summarize(res *Results) *figures {
 			continue
 		}
 		sm.ratio[other] = map[string][]stat{}
+		sm.own[other] = map[string][]stat{}
 		for _, pw := range res.Tools {
 			if !strings.HasPrefix(pw, "peerwatch") {
 				continue
 			}
 			for ri := range res.Rates {
-				var v []float64
+				var v, o []float64
 				for round := 1; round <= res.Rounds; round++ {
 					so, sp, b := segOf(res, other, round, ri), segOf(res, pw, round, ri), segOf(res, "baseline", round, ri)
+					if so != nil && sp != nil {
+						o = append(o, perMpkt(so.ToolCPU, so.Sent)/(perMpkt(sp.ToolCPU, sp.Sent)+progPerMpkt(sp)))
+					}
 					if so == nil || sp == nil || b == nil {
 						continue
 					}
@@ -177,6 +201,7 @@ func summarize(res *Results) *figures {
 					v = append(v, (to+ko)/(tp+kp))
 				}
 				sm.ratio[other][pw] = append(sm.ratio[other][pw], statOf(v))
+				sm.own[other][pw] = append(sm.own[other][pw], statOf(o))
 			}
 		}
 	}
@@ -204,8 +229,8 @@ func (sm *figures) markdown(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", t, sm.modes[t], sm.start[t].format(1), sm.rss[t].format(0), sm.pss[t].format(0), maps)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| tool | rate asked | packets/s sent | counted / sent (%%) | prefixes exact (%%) | own CPU (s/Mpkt) | kernel above baseline (s/Mpkt) | total above baseline (s/Mpkt) | machine above baseline (s/Mpkt) |\n")
-	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "| tool | rate asked | packets/s sent | counted / sent (%%) | prefixes exact (%%) | own CPU (s/Mpkt) | own CPU (%% of a core) | kernel above baseline (s/Mpkt) | total above baseline (s/Mpkt) | machine above baseline (s/Mpkt) |\n")
+	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, t := range res.Tools {
 		for ri, c := range sm.cells[t] {
 			acc, exact := "–", "–"
@@ -224,11 +249,11 @@ func (sm *figures) markdown(w io.Writer) {
 				exact = "not counted per prefix"
 			}
 			if t == "baseline" {
-				fmt.Fprintf(w, "| baseline | %s | %s | – | – | – | – | – | – |\n", rateName(res.Rates[ri]), c.PPS.format(0))
+				fmt.Fprintf(w, "| baseline | %s | %s | – | – | – | – | – | – | – |\n", rateName(res.Rates[ri]), c.PPS.format(0))
 				continue
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t, rateName(res.Rates[ri]), c.PPS.format(0),
-				acc, exact, c.ToolCPU.format(3), c.Kernel.format(3), c.Total.format(3), c.Machine.format(2))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t, rateName(res.Rates[ri]), c.PPS.format(0),
+				acc, exact, c.ToolCPU.format(2), c.Core.format(1), c.Kernel.format(2), c.Total.format(2), c.Machine.format(1))
 		}
 	}
 	if res.BPFStats {
@@ -243,7 +268,15 @@ func (sm *figures) markdown(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "CPU above the baseline, another tool's against peerwatch's (same round and rate, then the median):\n\n")
+	fmt.Fprintf(w, "Own CPU per packet, another tool's against peerwatch's (sensord's own CPU plus its program's run time where measured; same round and rate, then the median):\n\n")
+	sm.ratioTable(w, sm.own)
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Total CPU above the baseline (own and kernel), another tool's against peerwatch's (same round and rate, then the median):\n\n")
+	sm.ratioTable(w, sm.ratio)
+}
+
+func (sm *figures) ratioTable(w io.Writer, ratios map[string]map[string][]stat) {
+	res := sm.res
 	fmt.Fprintf(w, "| tool ÷ peerwatch | rate asked |")
 	var pws []string
 	for _, t := range res.Tools {
@@ -254,7 +287,7 @@ func (sm *figures) markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n| --- | --- |%s\n", strings.Repeat(" --- |", len(pws)))
 	for _, t := range res.Tools {
-		r, ok := sm.ratio[t]
+		r, ok := ratios[t]
 		if !ok {
 			continue
 		}
@@ -271,8 +304,7 @@ func (sm *figures) markdown(w io.Writer) {
 // plot writes the gnuplot data and script and runs gnuplot for the PNG.
 func (sm *figures) plot(dir string) error {
 	res := sm.res
-	var cmds []string
-	var acc []string
+	var own, tot, acc []string
 	var i int
 	for _, t := range res.Tools {
 		if t == "baseline" {
@@ -280,13 +312,14 @@ func (sm *figures) plot(dir string) error {
 		}
 		i++
 		var b strings.Builder
-		fmt.Fprintf(&b, "# %s: pps cpu cpu_min cpu_max accuracy acc_min acc_max\n", t)
+		fmt.Fprintf(&b, "# %s: pps own own_min own_max total total_min total_max accuracy acc_min acc_max\n", t)
 		for _, c := range sm.cells[t] {
 			a := c.Accuracy
 			if !c.HasCounted {
 				a = stat{Med: math.NaN(), Min: math.NaN(), Max: math.NaN()}
 			}
-			fmt.Fprintf(&b, "%.0f %.4f %.4f %.4f %.4f %.4f %.4f\n", c.PPS.Med, c.Total.Med, c.Total.Min, c.Total.Max, a.Med, a.Min, a.Max)
+			fmt.Fprintf(&b, "%.0f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f\n", c.PPS.Med, c.Own.Med, c.Own.Min, c.Own.Max,
+				c.Total.Med, c.Total.Min, c.Total.Max, a.Med, a.Min, a.Max)
 		}
 		data := filepath.Join(dir, "plot-"+t+".dat")
 		if err := os.WriteFile(data, []byte(strings.ReplaceAll(b.String(), "NaN", "nan")), 0o644); err != nil {
@@ -296,30 +329,40 @@ func (sm *figures) plot(dir string) error {
 		if sm.modes[t] != "" {
 			title += " (" + sm.modes[t] + ")"
 		}
-		cmds = append(cmds, fmt.Sprintf("'%s' using 1:2:3:4 with yerrorlines ls %d title '%s'", data, i, title))
-		acc = append(acc, fmt.Sprintf("'%s' using 1:5:6:7 with yerrorlines ls %d title '%s'", data, i, title))
+		own = append(own, fmt.Sprintf("'%s' using 1:2:3:4 with yerrorlines ls %d title '%s'", data, i, title))
+		tot = append(tot, fmt.Sprintf("'%s' using 1:5:6:7 with yerrorlines ls %d title '%s'", data, i, title))
+		acc = append(acc, fmt.Sprintf("'%s' using 1:8:9:10 with yerrorlines ls %d title '%s'", data, i, title))
 	}
-	script := fmt.Sprintf(`set terminal pngcairo size 1400,560 font "sans,10"
+	ownLabel := "own CPU s per million packets"
+	if res.BPFStats {
+		ownLabel += " (peerwatch: sensord + its program)"
+	}
+	script := fmt.Sprintf(`set terminal pngcairo noenhanced size 1800,600 font "sans,10"
 set output '%s'
-set multiplot layout 1,2 title "peerwatch, pmacctd and FastNetMon on the same lab traffic (%s; median and range of %d rounds)"
+set multiplot layout 1,3 title "peerwatch, pmacctd and FastNetMon on the same lab traffic (%s; median and range of %d rounds)"
 set grid
-set key top left
+set key top right
 set style line 1 lc rgb '#1b9e77' lw 2 pt 7
 set style line 2 lc rgb '#66a61e' lw 2 pt 5
 set style line 3 lc rgb '#7570b3' lw 2 pt 9
 set style line 4 lc rgb '#d95f02' lw 2 pt 11
 set style line 5 lc rgb '#e7298a' lw 2 pt 13
 set xlabel 'packets/s sent'
+set ylabel '%s'
+set title 'the tools own CPU'
+set yrange [0:*]
+plot %s
 set ylabel 'CPU s per million packets above the no-counter baseline'
-set title 'CPU above the baseline'
+set title 'the machine above the baseline: tools and kernel (noisy on a shared machine)'
+set yrange [*:*]
 plot %s
 set ylabel 'packets counted / sent (%%)'
 set title 'accuracy'
 set key bottom left
-set yrange [*:100.5]
+set yrange [*:100.2]
 plot %s
 unset multiplot
-`, filepath.Join(dir, "comparison.png"), res.Date.Format("2006-01-02"), res.Rounds, strings.Join(cmds, ", "), strings.Join(acc, ", "))
+`, filepath.Join(dir, "comparison.png"), res.Date.Format("2006-01-02"), res.Rounds, ownLabel, strings.Join(own, ", "), strings.Join(tot, ", "), strings.Join(acc, ", "))
 	gp := filepath.Join(dir, "comparison.gp")
 	if err := os.WriteFile(gp, []byte(script), 0o644); err != nil {
 		return err
