@@ -341,7 +341,7 @@ func (sm *figures) plot(dir string) error {
 set output '%s'
 set multiplot layout 1,3 title "peerwatch, pmacctd and FastNetMon on the same lab traffic (%s; median and range of %d rounds)"
 set grid
-set key top right
+unset key
 set style line 1 lc rgb '#1b9e77' lw 2 pt 7
 set style line 2 lc rgb '#66a61e' lw 2 pt 5
 set style line 3 lc rgb '#7570b3' lw 2 pt 9
@@ -357,8 +357,8 @@ set title 'the machine above the baseline: tools and kernel (noisy on a shared m
 set yrange [*:*]
 plot %s
 set ylabel 'packets counted / sent (%%)'
-set title 'accuracy'
-set key bottom left
+set title 'accuracy (the key of all three)'
+set key center right box opaque
 set yrange [*:100.2]
 plot %s
 unset multiplot
