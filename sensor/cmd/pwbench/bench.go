@@ -102,7 +102,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		lab     = fs.String("lab", "pwbench", "the lab's `PREFIX` (scripts/lab's LAB_PREFIX)")
 		site    = fs.String("site", "b1", "the lab's `SITE`: traffic on its link, tools on its mirror port PREFIX-SITE")
-		bin     = fs.String("bin", "bin", "`DIR` of sensord and pwbench")
+		bin     = fs.String("bin", "bin", "`DIR` of sensord")
 		ipdb    = fs.String("ipdb", "board/common/ipdb", "`DIR` of the country and AS tables")
 		out     = fs.String("out", "", "`DIR` for results.json, results.md, the plot and the tools' logs")
 		tools   = fs.String("tools", strings.Join(allTools, ","), "the `TOOLS` to compare (the baseline is always run)")
