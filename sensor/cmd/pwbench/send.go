@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -133,10 +135,15 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			sentC.Bytes[p.Direction] += uint64(len(f) - 1)
 			sentC.Class[p.Class]++
 		}
+		// No garbage collection inside the window: collect now, and not
+		// again until the segment is sent.
+		runtime.GC()
+		gc := debug.SetGCPercent(-1)
 		fmt.Fprintln(stdout, "go")
 		start := time.Now()
 		sendErr := sendPaced(ctx, frames, seg.Rate, peer, lcl)
 		end := time.Now()
+		debug.SetGCPercent(gc)
 		rep := tally.Report()
 		rep.Site = *site
 		rep.Streams = []trafficgen.StreamReport{{Profile: gen.Profile(), Seed: gen.Seed(), Sent: sentC}}
