@@ -13,7 +13,7 @@ FUZZTIME ?= 300000x
 BENCH_FLAGS ?= -run=^$$ -bench=. -benchmem -count=5
 
 .PHONY: help demo deps generate check-generated build build-arm64 test test-unit test-bpf \
-	test-integration test-arm64 test-release fuzz bench drills drills-long lint fmt clean release
+	test-integration test-arm64 test-release fuzz bench bench-peers drills drills-long lint fmt clean release
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -73,6 +73,9 @@ fuzz: ## run every fuzz test for FUZZTIME (the counter program through BPF_PROG_
 test-arm64: ## pure-Go tests of the arm64 build under qemu-aarch64-static
 	GOARCH=arm64 CGO_ENABLED=0 $(GO) test $(TEST_FLAGS) -short -exec qemu-aarch64-static ./...
 
+bench-peers: ## peerwatch against pmacctd and FastNetMon on the lab's traffic (root; docs/comparison.md)
+	@scripts/bench-peers
+
 bench: ## benchmarks (ns/packet against the empty program, drain); see docs/benchmarks.md
 	$(GO) test $(BENCH_FLAGS) -timeout 60m ./sensor/...
 
@@ -81,7 +84,7 @@ lint: ## gofmt, go vet, staticcheck, clang-format on bpf/, shellcheck on scripts
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	clang-format --dry-run -Werror bpf/*.c bpf/*.h bpf/include/*.h
-	shellcheck scripts/install-deps scripts/lab scripts/demo scripts/release/release scripts/drills
+	shellcheck scripts/install-deps scripts/lab scripts/demo scripts/release/release scripts/drills scripts/bench-peers
 
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')

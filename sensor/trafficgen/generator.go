@@ -279,6 +279,9 @@ func (g *Generator) makeTalkers() error {
 			if g.rng.Float64() < g.opt.IPv6 && len(g.byCC[cc].prefixesOf(1)) > 0 {
 				f = 1
 			}
+			if s.Country == "*" && len(g.byCC[cc].prefixesOf(0)) == 0 {
+				f = 1 // a country of the rest of the world with IPv6 space only
+			}
 			ep, err := g.remoteIn(cc, f)
 			if err != nil {
 				return fmt.Errorf("mix: %w", err)

@@ -320,3 +320,32 @@ func TestParseMix(t *testing.T) {
 		}
 	}
 }
+
+// TestPeeringRestOfWorldIPv6Only: a country of the rest of the world (*)
+// with IPv6 space only gets IPv6 talkers, where it used to fail the
+// generator ("no IPv4 prefix of AN" with 1,000 talkers on the real table).
+func TestPeeringRestOfWorldIPv6Only(t *testing.T) {
+	country := prefixes.NewTable("country")
+	for _, e := range []struct{ p, cc string }{{"1.0.1.0/24", "CN"}, {"2a0e:1d80::/32", "AN"}} {
+		if err := country.Add(prefixes.Entry{Prefix: netip.MustParsePrefix(e.p), Country: e.cc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := country.Build()
+	g, err := New(Options{Profile: Peering, Local: testLocal, Talkers: 20, Mix: []Share{{"CN", 1}, {"*", 1}}}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v6 := 0
+	for _, tk := range g.talkers {
+		if tk.addr.Is6() {
+			v6++
+			if tk.labels.Country != "AN" {
+				t.Errorf("IPv6 talker %v in %q, want AN", tk.addr, tk.labels.Country)
+			}
+		}
+	}
+	if v6 != 10 {
+		t.Errorf("%d IPv6 talkers, want the 10 of *", v6)
+	}
+}
