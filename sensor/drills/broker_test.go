@@ -202,7 +202,8 @@ func brokerDrill(t *testing.T, name string, kill, hole bool) {
 		return mq
 	}
 	mq := startBroker()
-	startIn(t, brokerNS, l.dir, "collectord", collectord, "--broker", "tcp://10.99.0.1:1883", "--listen", "127.0.0.1:19200")
+	startIn(t, brokerNS, l.dir, "collectord", collectord, "--broker", "tcp://10.99.0.1:1883", "--listen", "127.0.0.1:19200",
+		"--data-dir", filepath.Join(l.dir, "collectord"))
 	coll, base := nsHTTP(brokerNS), "http://127.0.0.1:19200"
 
 	p := l.start(l.config(filepath.Join(l.dir, "data"), "uplink:\n  broker: tcp://10.99.0.1:1883\n"))
