@@ -1,6 +1,7 @@
 package collectord
 
 import (
+	"bytes"
 	"cmp"
 	"embed"
 	"encoding/json"
@@ -233,7 +234,16 @@ type alertView struct {
 }
 
 func (d *Daemon) dashboard(w http.ResponseWriter, r *http.Request) {
-	web.RenderPage(w, dashboardTemplate, d.dashboardData(r), "dashboard", d.log)
+	data := d.dashboardData(r)
+	var buf bytes.Buffer
+	if err := dashboardTemplate.Execute(&buf, data); err != nil {
+		d.log.Error("render the dashboard", "err", err)
+		http.Error(w, "render the dashboard: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (d *Daemon) dashboardData(r *http.Request) *dashboardData {

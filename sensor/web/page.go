@@ -1,10 +1,12 @@
 package web
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"fmt"
+	"github.com/peerwatch/peerwatch/sensor/api"
 	"io/fs"
 	"net/http"
 	"net/netip"
@@ -12,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/peerwatch/peerwatch/sensor/api"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -279,7 +279,16 @@ type bucketView struct {
 }
 
 func (s *server) page(w http.ResponseWriter, r *http.Request) {
-	RenderPage(w, pageTemplate, s.pageData(r), "status page", s.log)
+	d := s.pageData(r)
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, d); err != nil {
+		s.log.Error("render the status page", "err", err)
+		http.Error(w, "render the status page: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (s *server) pageData(r *http.Request) *pageData {
