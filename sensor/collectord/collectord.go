@@ -87,6 +87,17 @@ type Config struct {
 	// Keep is how many windows each level keeps, by level name (1m, 1h,
 	// 1d); missing levels keep their default (60, 48, 30).
 	Keep map[string]int
+	// NoGapRepair turns gap repair off (repair.go): the sensors are not
+	// asked for the summaries missing in their gaps. It is always off with
+	// ShareGroup, where each collector sees only part of every sensor's
+	// summaries.
+	NoGapRepair bool
+	// ResendGrace is how old a gap must be before the sensor is asked for
+	// it (default DefaultResendGrace; negative: at once).
+	ResendGrace time.Duration
+	// ResendRetry is how often an unanswered request is published again
+	// (default DefaultResendRetry).
+	ResendRetry time.Duration
 }
 
 // Validate names the first invalid field and the reason.
@@ -105,6 +116,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: share group %q: must not hold / + #", ErrConfig, c.ShareGroup)
 	case strings.ContainsAny(c.TopicPrefix, "+#"):
 		return fmt.Errorf("%w: topic prefix %q: must not hold + #", ErrConfig, c.TopicPrefix)
+	}
+	if c.ResendRetry < 0 {
+		return fmt.Errorf("%w: resend retry %v: must not be negative", ErrConfig, c.ResendRetry)
 	}
 	if c.FlushInterval < 0 {
 		return fmt.Errorf("%w: flush interval %v: must not be negative", ErrConfig, c.FlushInterval)
@@ -146,6 +160,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Sync == "" {
 		c.Sync = DefaultSync
+	}
+	switch {
+	case c.ResendGrace == 0:
+		c.ResendGrace = DefaultResendGrace
+	case c.ResendGrace < 0:
+		c.ResendGrace = 0
+	}
+	if c.ResendRetry == 0 {
+		c.ResendRetry = DefaultResendRetry
 	}
 	return c
 }
@@ -220,6 +243,8 @@ type Daemon struct {
 	// subscribed: the subscription to the broker is in place.
 	subscribed atomic.Bool
 	sec        security
+	// resendPublished counts the resend requests published (repair.go).
+	resendPublished atomic.Uint64
 
 	mu        sync.Mutex
 	rejectLog map[string]time.Time // reason -> last logged
@@ -468,8 +493,11 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 		_ = s.Close()
 		return fmt.Errorf("embedded broker on %s: %w", d.cfg.EmbeddedBroker, err)
 	}
-	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil)
+	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil, "gap_repair", d.RepairEnabled())
 	d.subscribed.Store(true)
+	// The requests go out through the inline client, which the ACL does
+	// not restrict; sensors may read, not write, their resend topic.
+	d.repairLoop(ctx, func(topic string, payload []byte) error { return s.Publish(topic, payload, true, 1) })
 	<-ctx.Done()
 	d.subscribed.Store(false)
 	if err := s.Close(); err != nil {
@@ -528,6 +556,13 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 	d.secureSubscriber(o)
 	c := mqtt.NewClient(o)
 	c.Connect() // with ConnectRetry it retries in the background
+	d.repairLoop(ctx, func(topic string, payload []byte) error {
+		tok := c.Publish(topic, 1, true, payload)
+		if !tok.WaitTimeout(10 * time.Second) {
+			return errors.New("no PUBACK in 10s")
+		}
+		return tok.Error()
+	})
 	<-ctx.Done()
 	c.Disconnect(250)
 	return nil

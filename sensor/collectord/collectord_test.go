@@ -1,6 +1,7 @@
 package collectord
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -53,6 +54,11 @@ func (q *memQueue) OutboxLen() int {
 func (q *memQueue) Enqueue(topic string, payload []byte, seq uint64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	// Idempotent by seq and in seq order, as the store's outbox.
+	if slices.ContainsFunc(q.items, func(it store.OutboxItem) bool { return it.Seq == seq }) {
+		return nil
+	}
+	defer slices.SortStableFunc(q.items, func(a, b store.OutboxItem) int { return cmp.Compare(a.Seq, b.Seq) })
 	q.items = append(q.items, store.OutboxItem{Seq: seq, Topic: topic, Payload: payload, Enqueued: time.Now().UTC()})
 	return nil
 }

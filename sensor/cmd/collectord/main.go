@@ -43,6 +43,9 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", collectord.DefaultFlushInterval, "write the collector's state to the store every `DURATION` (and at shutdown)")
 	fs.StringVar(&cfg.Sync, "sync", collectord.DefaultSync, "the store's sync `POLICY`: always (each journal write is fsynced), everysecond or never")
 	keep := fs.String("keep", collectord.FormatKeep(collectord.Config{}.Levels()), "how many windows each level keeps, as `LEVEL=N,...`")
+	fs.BoolVar(&cfg.NoGapRepair, "no-gap-repair", false, "do not ask the sensors for the summaries missing in their gaps (always off with --share-group)")
+	fs.DurationVar(&cfg.ResendGrace, "resend-grace", collectord.DefaultResendGrace, "ask a sensor for a gap once it is `DURATION` old (a summary may still be on its way)")
+	fs.DurationVar(&cfg.ResendRetry, "resend-retry", collectord.DefaultResendRetry, "publish an unanswered resend request again every `DURATION`")
 	listen := fs.String("listen", collectord.DefaultListen, "serve the dashboard (/), the JSON API (/api/v1/) and /metrics on `ADDR`")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	e, sub := &cfg.EmbeddedSecurity, &cfg.SubscriberSecurity
