@@ -245,6 +245,8 @@ type Daemon struct {
 	sec        security
 	// resendPublished counts the resend requests published (repair.go).
 	resendPublished atomic.Uint64
+	// broker is the embedded broker while it serves.
+	broker atomic.Pointer[mochi.Server]
 
 	mu        sync.Mutex
 	rejectLog map[string]time.Time // reason -> last logged
@@ -495,6 +497,8 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 	}
 	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil, "gap_repair", d.RepairEnabled())
 	d.subscribed.Store(true)
+	d.broker.Store(s)
+	defer d.broker.Store(nil)
 	// The requests go out through the inline client, which the ACL does
 	// not restrict; sensors may read, not write, their resend topic.
 	d.repairLoop(ctx, func(topic string, payload []byte) error { return s.Publish(topic, payload, true, 1) })

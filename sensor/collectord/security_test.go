@@ -433,6 +433,19 @@ func TestMosquittoDocConfig(t *testing.T) {
 	}
 	checkClientCerts(t, secEnv{ca: ca, other: other, sensorURL: "ssl://" + certAddr, apis: []string{api}})
 
+	// Gap repair: the collectors' account writes the resend requests; a
+	// sensor reads only its own and writes none.
+	colClient, _, err := connect(t, "ssl://"+pwAddr, "collectord-resend", clientTLS(t, ca.CertFile, testutil.Issued{}), "collectord", password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResendACL(t, "ssl://"+certAddr, func(id string) *tls.Config { return clientTLS(t, ca.CertFile, ca.Client(t, id)) },
+		func(topic string, payload []byte) {
+			if tok := colClient.Publish(topic, 1, true, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatalf("the collectors' account publishing %s: %v", topic, tok.Error())
+			}
+		})
+
 	// Load sharing: a second collector joins the group.
 	colCfg.ClientID = "collectord-2" // the default is per host: one persistent session
 	_, api2 := startDaemon(t, colCfg)
