@@ -134,6 +134,8 @@ type dashboardData struct {
 	Health                   string   // "ok", "warn" or "bad"
 	Missing                  num
 	MissingStatus            string
+	Lost                     num // summaries lost for good (gap repair: the sensors no longer had them)
+	LostAll                  uint64
 	Rejects                  num
 	RejectStatus             string
 	RejectTitle              string
@@ -177,7 +179,9 @@ type sensorView struct {
 	LagStatus               string
 	Summaries, Duplicates   num
 	Missing, Rejects        num
+	Lost                    num
 	GapStatus, RejectStatus string
+	LostStatus              string
 	LastSeq                 uint64
 	Gaps                    string
 }
@@ -376,7 +380,7 @@ func trafficOf(sum *summary.Summary, window time.Duration) trafficView {
 }
 
 func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
-	var missingAll uint64
+	var missingAll, lostAll uint64
 	health := "ok"
 	for _, s := range d.col.Sensors(now) {
 		v := sensorView{
@@ -429,6 +433,11 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 			}
 			v.Missing.Title += ": seq" + v.Gaps
 		}
+		lostAll += s.LostSeqs
+		v.Lost = count(s.LostSeqs, "summaries lost for good: the sensor no longer held them when the collector asked")
+		if s.LostSeqs > 0 {
+			v.LostStatus = "bad"
+		}
 		var rej uint64
 		for _, n := range s.Rejects {
 			rej += n
@@ -448,7 +457,7 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 			return 0
 		case v.Status == "warn":
 			return 1
-		case v.GapStatus != "" || v.RejectStatus != "":
+		case v.GapStatus != "" || v.RejectStatus != "" || v.LostStatus != "":
 			return 2
 		case v.Status == "muted":
 			return 3
@@ -487,7 +496,8 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 		health = "muted"
 	}
 	data.Health = health
-	data.Missing = count(missingAll, "summaries missing in the sensors' sequence numbers")
+	data.Missing = count(missingAll, "summaries missing in the sensors' sequence numbers; the collector asks the sensors for them")
+	data.Lost, data.LostAll = count(lostAll, "summaries lost for good"), lostAll
 	data.MissingStatus = "ok"
 	if missingAll > 0 {
 		data.MissingStatus = "warn"

@@ -50,7 +50,7 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 	return &fleetMetrics{
 		d:              d,
 		rejects:        desc("rejects_total", "Messages refused since the collector started, by reason (topic, version, too_large, malformed, inconsistent, sensor_mismatch, duplicate, clock).", "reason"),
-		accepted:       desc("messages_accepted_total", "Messages accepted since the collector started, by kind (summary, status, alert).", "kind"),
+		accepted:       desc("messages_accepted_total", "Messages accepted since the collector started, by kind (summary, status, alert, lost).", "kind"),
 		handled:        desc("messages_total", "Messages handled since the collector started: accepted and refused."),
 		known:          desc("sensors", "Sensors heard from since the collector started."),
 		online:         desc("sensors_online", "Sensors whose last status message says online."),

@@ -3,8 +3,11 @@ package collectord
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,6 +171,15 @@ func TestGapRepairLost(t *testing.T) {
 	}
 	if v, _ := metric("peerwatch_collector_sensor_missing_summaries", "sensor", "s2"); v != 0 {
 		t.Errorf("/metrics: %v missing summaries of s2, want 0", v)
+	}
+	resp, err := http.Get(api[:len(api)-len("/api/v1")] + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `id="lost-count"><span class="num" title="3 summaries lost for good">3</span> lost for good`; !strings.Contains(string(page), want) {
+		t.Errorf("the dashboard does not say %s", want)
 	}
 	// Not asked again: once the request is cleared, several retry
 	// intervals pass without a request or a lookup.
