@@ -43,7 +43,7 @@ func TestMosquittoKilled(t *testing.T) {
 	}
 	const total, killAt = 60, 20
 	for _, id := range ids {
-		sensors[id].make(t, 1, total)
+		sensors[id].make(t, 1, total, true)
 	}
 	for seq := uint64(1); seq <= total; seq++ {
 		for _, id := range ids {

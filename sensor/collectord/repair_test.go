@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,77 +21,71 @@ import (
 	"github.com/peerwatch/peerwatch/sensor/uplink"
 )
 
-// repairSensor is a sensor for the gap-repair tests: its "store" holds the
-// payloads of the summaries it made (as sensord's store holds the raw
-// records, which encode to the same bytes: store.TestIntervalBySeq), its
-// outbox gets the ones the test lets out, and its uplink answers the
-// collector's resend requests from the store.
+// repairSensor is a sensor for the gap-repair tests, with a real store
+// (sensor/store) as sensord has: the summaries it made are Put there (raw
+// records), its outbox is the store's, and its uplink answers the
+// collector's resend requests from the store (uplink.StoreSource, as
+// sensord does). The test decides which summaries the outbox gets.
 type repairSensor struct {
 	id      string
-	q       *memQueue
+	q       *store.Store
 	lookups atomic.Int64
 	start   time.Time
 
-	mu     sync.Mutex
-	stored map[uint64][]byte
-	made   map[uint64]*summary.Summary
+	mu       sync.Mutex
+	payloads map[uint64][]byte
+	made     map[uint64]*summary.Summary
 }
 
 func newRepairSensor(tb testing.TB, broker, id string) *repairSensor {
 	tb.Helper()
-	r := &repairSensor{id: id, q: &memQueue{}, stored: map[uint64][]byte{}, made: map[uint64]*summary.Summary{},
+	st, err := store.Open(filepath.Join(tb.TempDir(), "sensor.db"), store.Options{Sync: store.SyncNever}, testLog(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &repairSensor{id: id, q: st, payloads: map[uint64][]byte{}, made: map[uint64]*summary.Summary{},
 		start: time.Now().UTC().Add(-2 * time.Hour)}
+	source := uplink.StoreSource(st, summary.EncodeOptions{})
 	up := uplink.New(uplink.Config{Broker: "tcp://" + broker, SensorID: id, Version: "v-test",
 		Poll: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, PublishTimeout: 2 * time.Second,
-		Resend: r.lookup}, r.q, testLog(tb))
+		Resend: func(seq uint64) ([]byte, error) { r.lookups.Add(1); return source(seq) }}, st, testLog(tb))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = up.Run(ctx); close(done) }()
-	tb.Cleanup(func() { cancel(); <-done })
+	tb.Cleanup(func() { cancel(); <-done; _ = st.Close() })
 	return r
 }
 
-func (r *repairSensor) lookup(seq uint64) ([]byte, error) {
-	r.lookups.Add(1)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	p, ok := r.stored[seq]
-	if !ok {
-		return nil, fmt.Errorf("interval %d: %w", seq, store.ErrNoData)
-	}
-	return p, nil
-}
-
-// make stores the summaries from to to (one a minute).
-func (r *repairSensor) make(tb testing.TB, from, to uint64) {
+// make makes the summaries from to to (one a minute) and stores them,
+// unless stored is false: then the store never had them (or lost them: a
+// new disk, a cleared store), but the test may still send them.
+func (r *repairSensor) make(tb testing.TB, from, to uint64, stored bool) {
 	tb.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for seq := from; seq <= to; seq++ {
 		s := testSummary(tb, r.id, seq, r.start.Add(time.Duration(seq)*time.Minute))
-		r.made[seq], r.stored[seq] = s, encode(tb, s)
+		s.Schema = summary.SchemaVersion
+		if stored {
+			if ok, err := r.q.Put(s, store.Origin{Instance: 1, Generation: seq}); err != nil || !ok {
+				tb.Fatalf("put %d: %v, %v", seq, ok, err)
+			}
+		}
+		r.made[seq], r.payloads[seq] = s, encode(tb, s)
 	}
 }
 
-// send puts the stored summaries from to to in the outbox.
+// send puts the summaries from to to in the outbox, as sensord does after
+// Put.
 func (r *repairSensor) send(tb testing.TB, from, to uint64) {
 	tb.Helper()
 	for seq := from; seq <= to; seq++ {
 		r.mu.Lock()
-		p := r.stored[seq]
+		p := r.payloads[seq]
 		r.mu.Unlock()
 		if err := r.q.Enqueue(uplink.Topic("", r.id, uplink.KindSummary), p, seq); err != nil {
 			tb.Fatal(err)
 		}
-	}
-}
-
-// forget drops summaries from the store (expired, evicted, a new disk).
-func (r *repairSensor) forget(from, to uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for seq := from; seq <= to; seq++ {
-		delete(r.stored, seq)
 	}
 }
 
@@ -136,7 +131,7 @@ func TestGapRepairEmbedded(t *testing.T) {
 	broker := freeAddr(t)
 	d, api, _ := runDaemon(t, Config{EmbeddedBroker: broker, DataDir: t.TempDir(), ResendGrace: 200 * time.Millisecond, ResendRetry: 2 * time.Second})
 	s := newRepairSensor(t, broker, "s1")
-	s.make(t, 1, 20)
+	s.make(t, 1, 20, true)
 	s.send(t, 1, 4)
 	s.send(t, 8, 11)
 	s.send(t, 13, 20)
@@ -156,8 +151,9 @@ func TestGapRepairLost(t *testing.T) {
 	broker := freeAddr(t)
 	d, api, _ := runDaemon(t, Config{EmbeddedBroker: broker, ResendGrace: 100 * time.Millisecond, ResendRetry: 300 * time.Millisecond})
 	s := newRepairSensor(t, broker, "s2")
-	s.make(t, 1, 10)
-	s.forget(2, 4) // its store was cleared of them
+	s.make(t, 1, 1, true)
+	s.make(t, 2, 4, false) // its store does not have them (a new disk, say)
+	s.make(t, 5, 10, true)
 	s.send(t, 1, 1)
 	s.send(t, 6, 10) // 5 it still has
 	got := repaired(t, api, "s2", 10, 15*time.Second)
@@ -209,7 +205,7 @@ func TestGapRepairMosquitto(t *testing.T) {
 		ResendGrace: 300 * time.Millisecond, ResendRetry: 2 * time.Second}
 	_, api, stop := runDaemon(t, cfg)
 	s := newRepairSensor(t, broker, "s1")
-	s.make(t, 1, 31)
+	s.make(t, 1, 31, true)
 	s.send(t, 1, 10)
 	waitFor(t, "the first 10", 15*time.Second, func() bool { return sensorsByID(t, api)["s1"].Summaries == 10 })
 	stop()

@@ -181,7 +181,7 @@ func (d *Daemon) open() error {
 		Broker: cfg.Uplink.Broker, SensorID: cfg.Sensor.ID, TopicPrefix: cfg.Uplink.TopicPrefix,
 		Username: cfg.Uplink.Username, CAFile: cfg.Uplink.CAFile, CertFile: cfg.Uplink.CertFile, KeyFile: cfg.Uplink.KeyFile,
 		Version: version.Version, Board: cfg.Sensor.Board,
-		Resend: func(seq uint64) ([]byte, error) { return resendSummary(st, seq, d.encodeOptions()) },
+		Resend: func(seq uint64) ([]byte, error) { return uplink.StoreSource(st, d.encodeOptions())(seq) },
 	}
 	if cfg.Uplink.PasswordFile != "" {
 		pw, err := os.ReadFile(cfg.Uplink.PasswordFile)
@@ -315,19 +315,6 @@ func (d *Daemon) enqueue(s *summary.Summary) {
 // encodeOptions are those of the summaries the uplink publishes.
 func (d *Daemon) encodeOptions() summary.EncodeOptions {
 	return summary.EncodeOptions{MaxBytes: int(d.cfg.Uplink.MaxPayload), Format: d.uplinkFormat()}
-}
-
-// resendSummary encodes the stored summary of seq again for the
-// collector's gap repair: the raw record is the summary as Put numbered
-// it and the uplink first encoded it (outbox_dropped included), so with
-// the same options the payload is the same bytes. A seq the store no
-// longer holds is store.ErrNoData, which the uplink reports as lost.
-func resendSummary(st *store.Store, seq uint64, opts summary.EncodeOptions) ([]byte, error) {
-	s, err := st.Interval(seq)
-	if err != nil {
-		return nil, err
-	}
-	return summary.Encode(s, opts)
 }
 
 // uplinkFormat is the wire encoding of summaries that the config asks for.

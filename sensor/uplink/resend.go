@@ -44,6 +44,22 @@ const (
 // error that wraps store.ErrNoData when the sensor no longer holds it.
 type ResendSource func(seq uint64) ([]byte, error)
 
+// StoreSource is the ResendSource of a sensor's store: the raw record of
+// the seq (Store.Interval), encoded with opts, the uplink's settings. The
+// record is the summary as Put numbered it and the uplink first encoded it
+// (outbox_dropped included), so the payload is the same bytes as the first
+// time (store.TestIntervalBySeq). A seq the store no longer holds is
+// store.ErrNoData.
+func StoreSource(st *store.Store, opts summary.EncodeOptions) ResendSource {
+	return func(seq uint64) ([]byte, error) {
+		s, err := st.Interval(seq)
+		if err != nil {
+			return nil, err
+		}
+		return summary.Encode(s, opts)
+	}
+}
+
 // resendState is the request being served; u.mu guards it.
 type resendState struct {
 	req      *summary.ResendRequest // nil: none
