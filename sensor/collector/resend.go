@@ -39,18 +39,6 @@ func (c *Collector) ResendRequests(now time.Time, grace time.Duration) map[strin
 	return out
 }
 
-// SensorIDs lists every sensor the collector knows, sorted.
-func (c *Collector) SensorIDs() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ids := make([]string, 0, len(c.sensors))
-	for id := range c.sensors {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
 // resendRanges returns the oldest gaps found at or before cutoff, within
 // the bounds of a ResendRequest.
 func (t *seqTracker) resendRanges(cutoff time.Time) []summary.SeqRange {

@@ -160,3 +160,56 @@ func TestMarkLost(t *testing.T) {
 		t.Fatalf("lost %v, want the touching ranges joined: %v", tr.lost, want)
 	}
 }
+
+// FuzzSeqTrackerRepair: any mix of received seqs and lost reports keeps
+// the tracker consistent: gaps and lost ranges sorted, disjoint, apart
+// from each other, below high; a seq is new exactly once.
+func FuzzSeqTrackerRepair(f *testing.F) {
+	f.Add([]byte{1, 0, 9, 2, 3, 5, 4, 0, 3, 1, 0, 4})
+	f.Add([]byte{1, 0, 200, 2, 10, 90, 1, 0, 50, 1, 0, 50})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		var tr seqTracker
+		seen := map[uint64]bool{}
+		for i := 0; i+2 < len(ops) && i < 300; i += 3 {
+			a, b := uint64(ops[i+1])+1, uint64(ops[i+2])+1
+			if ops[i]%2 == 1 {
+				seq := a*256 + b - 256
+				// Every seq here is within the tracker's exact window.
+				if got, want := tr.add(seq), !seen[seq]; got != want {
+					t.Fatalf("add %d: new %v, want %v", seq, got, want)
+				}
+				seen[seq] = true
+			} else {
+				lo, hi := min(a, b), max(a, b)
+				tr.markLost([]SeqRange{{lo, hi}})
+			}
+			if len(tr.since) != len(tr.gaps) {
+				t.Fatalf("%d since for %d gaps", len(tr.since), len(tr.gaps))
+			}
+			for _, rs := range [][]SeqRange{tr.gaps, tr.lost} {
+				for j, r := range rs {
+					if r.First == 0 || r.Last < r.First || r.Last >= tr.high || (j > 0 && r.First <= rs[j-1].Last) {
+						t.Fatalf("bad ranges %v (high %d)", rs, tr.high)
+					}
+					for s := r.First; s <= r.Last; s++ {
+						if seen[s] {
+							t.Fatalf("seq %d received but in %v", s, rs)
+						}
+					}
+				}
+			}
+			for _, g := range tr.gaps {
+				for s := g.First; s <= g.Last; s++ {
+					if inAny(tr.lost, s) {
+						t.Fatalf("seq %d both in gaps %v and lost %v", s, tr.gaps, tr.lost)
+					}
+				}
+			}
+		}
+	})
+}
+
+func inAny(rs []SeqRange, seq uint64) bool {
+	_, ok := findRange(rs, seq)
+	return ok
+}

@@ -71,8 +71,8 @@ func (d *Daemon) repairLoop(ctx context.Context, publish publishFunc) {
 }
 
 // repairRound publishes the requests that changed, those due for a retry,
-// and (in the first round) clears the requests of every other known
-// sensor, which a previous run may have left retained.
+// and (in the first round) clears the requests of the other sensors that
+// had gaps, which a previous run may have left retained.
 func (d *Daemon) repairRound(last map[string]requested, first bool, publish publishFunc) error {
 	now := d.now()
 	reqs := d.col.ResendRequests(now, d.cfg.ResendGrace)
@@ -84,8 +84,12 @@ func (d *Daemon) repairRound(last map[string]requested, first bool, publish publ
 		ids[id] = true
 	}
 	if first {
-		for _, id := range d.col.SensorIDs() {
-			ids[id] = true
+		// A previous run published requests only to sensors with gaps; once
+		// closed, those count as repaired or lost.
+		for _, s := range d.col.Sensors(now) {
+			if s.Repaired > 0 || s.LostSeqs > 0 {
+				ids[s.ID] = true
+			}
 		}
 	}
 	var errs int
