@@ -8,6 +8,7 @@ package collectord
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,9 @@ type Config struct {
 	EmbeddedSecurity EmbeddedSecurity
 	// SubscriberSecurity is the TLS and credentials for Broker.
 	SubscriberSecurity SubscriberSecurity
+	// HTTPSecurity is the TLS and authentication of the dashboard, API
+	// and metrics.
+	HTTPSecurity HTTPSecurity
 	// ShareGroup, with Broker, subscribes $share/<ShareGroup>/... so that
 	// several collectors split the messages.
 	ShareGroup string
@@ -92,6 +96,9 @@ type Config struct {
 // Validate names the first invalid field and the reason.
 func (c Config) Validate() error {
 	if err := c.validateSecurity(); err != nil {
+		return err
+	}
+	if err := c.HTTPSecurity.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -220,6 +227,7 @@ type Daemon struct {
 	// subscribed: the subscription to the broker is in place.
 	subscribed atomic.Bool
 	sec        security
+	httpSec    *httpSecurity
 
 	mu        sync.Mutex
 	rejectLog map[string]time.Time // reason -> last logged
@@ -238,6 +246,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	httpSec, err := loadHTTPSecurity(cfg.HTTPSecurity)
+	if err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	opts := collector.Options{TopicPrefix: cfg.TopicPrefix}
 	for _, l := range cfg.Levels() {
@@ -247,6 +259,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{
 		cfg:       cfg,
 		sec:       sec,
+		httpSec:   httpSec,
 		log:       log.With("component", "collectord"),
 		col:       collector.New(opts, log),
 		now:       time.Now,
@@ -365,8 +378,19 @@ func (d *Daemon) logNow(kind string, now time.Time) (skipped uint64, ok bool) {
 func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	g, ctx := errgroup.WithContext(ctx)
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if d.httpSec.tls != nil {
+		ln = tls.NewListener(ln, d.httpSec.tls)
+	}
+	switch {
+	case loopback(ln.Addr()):
+	case d.httpSec.users == nil:
+		d.log.Warn("the dashboard and API answer anyone who reaches them: add --listen-password-file, or listen on loopback", "addr", ln.Addr().String())
+	case d.httpSec.tls == nil:
+		d.log.Warn("the dashboard and API take passwords over plain HTTP: add --listen-cert and --listen-key", "addr", ln.Addr().String())
+	}
 	g.Go(func() error {
-		d.log.Info("serving the API", "addr", ln.Addr().String())
+		d.log.Info("serving the dashboard and API", "addr", ln.Addr().String(),
+			"https", d.httpSec.tls != nil, "authentication", d.httpSec.users != nil)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve api on %s: %w", ln.Addr(), err)
 		}

@@ -44,6 +44,10 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Sync, "sync", collectord.DefaultSync, "the store's sync `POLICY`: always (each journal write is fsynced), everysecond or never")
 	keep := fs.String("keep", collectord.FormatKeep(collectord.Config{}.Levels()), "how many windows each level keeps, as `LEVEL=N,...`")
 	listen := fs.String("listen", collectord.DefaultListen, "serve the dashboard (/), the JSON API (/api/v1/) and /metrics on `ADDR`")
+	h := &cfg.HTTPSecurity
+	fs.StringVar(&h.CertFile, "listen-cert", "", "serve --listen over HTTPS with the certificate in `FILE` (PEM)")
+	fs.StringVar(&h.KeyFile, "listen-key", "", "the private key `FILE` (PEM) of --listen-cert")
+	fs.StringVar(&h.PasswordFile, "listen-password-file", "", "ask for HTTP basic authentication on every path of --listen, with the users and password hashes in `FILE`, written by mosquitto_passwd")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	e, sub := &cfg.EmbeddedSecurity, &cfg.SubscriberSecurity
 	fs.StringVar(&e.CertFile, "embedded-cert", "", "with --embedded-broker, the broker's certificate `FILE` (PEM): the listener speaks TLS")
