@@ -433,6 +433,28 @@ func TestMosquittoDocConfig(t *testing.T) {
 	}
 	checkClientCerts(t, secEnv{ca: ca, other: other, sensorURL: "ssl://" + certAddr, apis: []string{api}})
 
+	// use_username_as_clientid: a sensor's client id is its certificate's
+	// CN, whatever it asks for, so that another sensor that asks for the
+	// same id does not take over its connection. mosquitto closes the
+	// session a new CONNECT takes over before its CONNACK, so sA publishing
+	// after s9's CONNACK shows that sA's connection is still there.
+	sC, sCLost, err := connect(t, "ssl://"+certAddr, "peerwatch-sC", clientTLS(t, ca.CertFile, ca.Client(t, "sC")), "", "")
+	if err != nil {
+		t.Fatalf("sC connect: %v", err)
+	}
+	if _, _, err := connect(t, "ssl://"+certAddr, "peerwatch-sC", clientTLS(t, ca.CertFile, ca.Client(t, "s9")), "", ""); err != nil {
+		t.Fatalf("s9 asking for sC's client id: %v, want connected (under its own)", err)
+	}
+	status := uplink.Topic("", "sC", uplink.KindStatus)
+	if tok := sC.Publish(status, 1, true, []byte(`{"state":"online"}`)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Errorf("sC publishing after s9 asked for its client id: %v", tok.Error())
+	}
+	select {
+	case <-sCLost:
+		t.Error("sC's connection was taken over by s9 asking for its client id")
+	default:
+	}
+
 	// Load sharing: a second collector joins the group.
 	colCfg.ClientID = "collectord-2" // the default is per host: one persistent session
 	_, api2 := startDaemon(t, colCfg)
