@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&e.CertFile, "embedded-cert", "", "with --embedded-broker, the broker's certificate `FILE` (PEM): the listener speaks TLS")
 	fs.StringVar(&e.KeyFile, "embedded-key", "", "the private key `FILE` (PEM) of --embedded-cert")
 	fs.StringVar(&e.ClientCAFile, "embedded-client-ca", "", "require client certificates signed by the CA in `FILE` (PEM); a client's identity is its certificate's common name. Without this or --embedded-password-file, every client may connect and publish (lab use; docs/broker.md)")
+	fs.StringVar(&e.CRLFile, "embedded-crl", "", "with --embedded-client-ca, refuse the client certificates revoked in `FILE` (PEM CRLs of the client CA, as openssl ca -gencrl writes); read again when it changes")
 	fs.StringVar(&e.PasswordFile, "embedded-password-file", "", "require a username and password from `FILE`, written by mosquitto_passwd; with --embedded-client-ca too, the username must be the certificate's common name")
 	fs.Func("embedded-readers", "comma-separated `NAMES` (identities) that may subscribe to everything under the topic prefix, e.g. other collectors; every other identity is a sensor and may publish only under <prefix>/<identity>/", func(v string) error {
 		for r := range strings.SplitSeq(v, ",") {
