@@ -31,6 +31,7 @@ import (
 
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/fleetstore"
+	"github.com/peerwatch/peerwatch/sensor/mqttlog"
 	"github.com/peerwatch/peerwatch/sensor/store"
 )
 
@@ -506,6 +507,7 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 // reconnect, until ctx ends.
 func (d *Daemon) runSubscriber(ctx context.Context) error {
 	log := d.log.With("broker", d.cfg.Broker, "client_id", d.cfg.ClientID)
+	mqttlog.Route(log)
 	filter := d.cfg.Filter()
 	// paho acknowledges a message when the handler calls Ack, after handle
 	// journaled it. The session is persistent (clean session off, a
