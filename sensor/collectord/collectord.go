@@ -8,6 +8,7 @@ package collectord
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/fleetstore"
+	"github.com/peerwatch/peerwatch/sensor/mqttlog"
 	"github.com/peerwatch/peerwatch/sensor/store"
 )
 
@@ -65,6 +67,9 @@ type Config struct {
 	EmbeddedSecurity EmbeddedSecurity
 	// SubscriberSecurity is the TLS and credentials for Broker.
 	SubscriberSecurity SubscriberSecurity
+	// HTTPSecurity is the TLS and authentication of the dashboard, API
+	// and metrics.
+	HTTPSecurity HTTPSecurity
 	// ShareGroup, with Broker, subscribes $share/<ShareGroup>/... so that
 	// several collectors split the messages.
 	ShareGroup string
@@ -103,6 +108,9 @@ type Config struct {
 // Validate names the first invalid field and the reason.
 func (c Config) Validate() error {
 	if err := c.validateSecurity(); err != nil {
+		return err
+	}
+	if err := c.HTTPSecurity.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -246,7 +254,8 @@ type Daemon struct {
 	// resendPublished counts the resend requests published (repair.go).
 	resendPublished atomic.Uint64
 	// broker is the embedded broker while it serves.
-	broker atomic.Pointer[mochi.Server]
+	broker  atomic.Pointer[mochi.Server]
+	httpSec *httpSecurity
 
 	mu        sync.Mutex
 	rejectLog map[string]time.Time // reason -> last logged
@@ -265,6 +274,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	httpSec, err := loadHTTPSecurity(cfg.HTTPSecurity)
+	if err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	opts := collector.Options{TopicPrefix: cfg.TopicPrefix}
 	for _, l := range cfg.Levels() {
@@ -274,6 +287,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{
 		cfg:       cfg,
 		sec:       sec,
+		httpSec:   httpSec,
 		log:       log.With("component", "collectord"),
 		col:       collector.New(opts, log),
 		now:       time.Now,
@@ -392,8 +406,19 @@ func (d *Daemon) logNow(kind string, now time.Time) (skipped uint64, ok bool) {
 func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	g, ctx := errgroup.WithContext(ctx)
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if d.httpSec.tls != nil {
+		ln = tls.NewListener(ln, d.httpSec.tls)
+	}
+	switch {
+	case loopback(ln.Addr()):
+	case d.httpSec.users == nil:
+		d.log.Warn("the dashboard and API answer anyone who reaches them: add --listen-password-file, or listen on loopback", "addr", ln.Addr().String())
+	case d.httpSec.tls == nil:
+		d.log.Warn("the dashboard and API take passwords over plain HTTP: add --listen-cert and --listen-key", "addr", ln.Addr().String())
+	}
 	g.Go(func() error {
-		d.log.Info("serving the API", "addr", ln.Addr().String())
+		d.log.Info("serving the dashboard and API", "addr", ln.Addr().String(),
+			"https", d.httpSec.tls != nil, "authentication", d.httpSec.users != nil)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve api on %s: %w", ln.Addr(), err)
 		}
@@ -514,6 +539,7 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 // reconnect, until ctx ends.
 func (d *Daemon) runSubscriber(ctx context.Context) error {
 	log := d.log.With("broker", d.cfg.Broker, "client_id", d.cfg.ClientID)
+	mqttlog.Route(log)
 	filter := d.cfg.Filter()
 	// paho acknowledges a message when the handler calls Ack, after handle
 	// journaled it. The session is persistent (clean session off, a

@@ -1,7 +1,6 @@
 package collectord
 
 import (
-	"bytes"
 	"cmp"
 	"embed"
 	"encoding/json"
@@ -238,16 +237,7 @@ type alertView struct {
 }
 
 func (d *Daemon) dashboard(w http.ResponseWriter, r *http.Request) {
-	data := d.dashboardData(r)
-	var buf bytes.Buffer
-	if err := dashboardTemplate.Execute(&buf, data); err != nil {
-		d.log.Error("render the dashboard", "err", err)
-		http.Error(w, "render the dashboard: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(buf.Bytes())
+	web.RenderPage(w, dashboardTemplate, d.dashboardData(r), "dashboard", d.log)
 }
 
 func (d *Daemon) dashboardData(r *http.Request) *dashboardData {

@@ -32,13 +32,15 @@ func (r *received) all() []string {
 }
 
 // checkResendACL: with a retained resend request for sensor sB published by
-// the collector (publishRequest), sB reads it from its resend topic; sA
-// can neither read sB's resend topic (mochi refuses the subscription,
-// mosquitto grants it and delivers nothing) nor publish a resend request,
-// on its own topic or on sB's (mochi disconnects it, mosquitto drops the
-// message): sB gets the collector's request and nothing else.
+// the collector (publishRequest), sB reads it from its resend topic;
+// another sensor (sS) cannot read sB's resend topic (mochi refuses the
+// subscription, mosquitto grants it and delivers nothing), and a sensor
+// (sF) cannot publish a resend request, on its own topic or on sB's (mochi
+// disconnects it, mosquitto drops the message): sB gets the collector's
+// request and nothing else. Each identity holds one connection at a time
+// (mosquitto's use_username_as_clientid makes the CN the client id).
 func checkResendACL(t *testing.T, url string, tlsFor func(id string) *tls.Config, publishRequest func(topic string, payload []byte)) {
-	sBTopic, sATopic := uplink.Topic("", "sB", uplink.KindResend), uplink.Topic("", "sA", uplink.KindResend)
+	sBTopic, sFTopic := uplink.Topic("", "sB", uplink.KindResend), uplink.Topic("", "sF", uplink.KindResend)
 	req, err := summary.EncodeResendRequest(&summary.ResendRequest{Sensor: "sB", Missing: []summary.SeqRange{{First: 7, Last: 9}}})
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +48,7 @@ func checkResendACL(t *testing.T, url string, tlsFor func(id string) *tls.Config
 	publishRequest(sBTopic, req)
 	t.Cleanup(func() { publishRequest(sBTopic, nil) })
 
-	sB, _, err := connect(t, url, "sB-resend", tlsFor("sB"), "", "")
+	sB, _, err := connect(t, url, "peerwatch-sB", tlsFor("sB"), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,20 +58,20 @@ func checkResendACL(t *testing.T, url string, tlsFor func(id string) *tls.Config
 	}
 	waitFor(t, "sB's retained request", 5*time.Second, func() bool { return len(atB.all()) == 1 })
 
-	sA, _, err := connect(t, url, "sA-spy", tlsFor("sA"), "", "")
+	spy, _, err := connect(t, url, "peerwatch-sS", tlsFor("sS"), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var atA received
-	tok := sA.Subscribe(sBTopic, 1, atA.add)
+	var atSpy received
+	tok := spy.Subscribe(sBTopic, 1, atSpy.add)
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("sA subscribing to sB's resend topic: %v", tok.Error())
+		t.Fatalf("sS subscribing to sB's resend topic: %v", tok.Error())
 	}
 	granted := tok.(*mqtt.SubscribeToken).Result()[sBTopic]
-	t.Logf("sA subscribing to sB's resend topic: granted %#x", granted)
+	t.Logf("sS subscribing to sB's resend topic: granted %#x", granted)
 
-	for _, topic := range []string{sATopic, sBTopic} {
-		forger, lost, err := connect(t, url, "sA-forger", tlsFor("sA"), "", "")
+	for _, topic := range []string{sFTopic, sBTopic} {
+		forger, lost, err := connect(t, url, "peerwatch-sF", tlsFor("sF"), "", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,30 +81,30 @@ func checkResendACL(t *testing.T, url string, tlsFor func(id string) *tls.Config
 		case <-ptok.Done():
 		case <-lost:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("sA publishing on %s: neither PUBACK nor disconnect in 10s", topic)
+			t.Fatalf("sF publishing on %s: neither PUBACK nor disconnect in 10s", topic)
 		}
 		forger.Disconnect(100)
 	}
-	// A fresh subscriber of sA's own resend topic would get a forged
+	// A fresh subscriber of sF's own resend topic would get a forged
 	// retained request at once; sB's subscription would get the forgery.
 	var own received
-	sA2, _, err := connect(t, url, "sA-own", tlsFor("sA"), "", "")
+	sF, _, err := connect(t, url, "peerwatch-sF", tlsFor("sF"), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok := sA2.Subscribe(sATopic, 1, own.add); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("sA subscribing to its own resend topic: %v", tok.Error())
+	if tok := sF.Subscribe(sFTopic, 1, own.add); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("sF subscribing to its own resend topic: %v", tok.Error())
 	}
 	publishRequest(sBTopic, req) // a marker: once sB has it again, the forgeries would be there too
 	waitFor(t, "sB's second request", 5*time.Second, func() bool { return len(atB.all()) == 2 })
 	if got := atB.all(); got[0] != string(req) || got[1] != string(req) {
 		t.Errorf("sB got %q, want the collector's request twice and nothing else", got)
 	}
-	if got := atA.all(); len(got) > 0 {
-		t.Errorf("sA read sB's resend topic: %q", got)
+	if got := atSpy.all(); len(got) > 0 {
+		t.Errorf("sS read sB's resend topic: %q", got)
 	}
 	if got := own.all(); len(got) > 0 {
-		t.Errorf("sA's own resend topic holds %q, want nothing (sA may not write it)", got)
+		t.Errorf("sF's own resend topic holds %q, want nothing (sF may not write it)", got)
 	}
 }
 
@@ -119,7 +121,7 @@ func TestEmbeddedBrokerResendACL(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	// sA's subscription to sB's topic and its two forged publishes.
+	// sS's subscription to sB's topic and sF's two forged publishes.
 	if got := d.BrokerRefusals(); got.PublishesDenied != 2 || got.SubscribesDenied < 1 {
 		t.Errorf("broker refusals %+v, want 2 publishes and the subscription denied", got)
 	}

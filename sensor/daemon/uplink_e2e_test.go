@@ -77,7 +77,7 @@ func (r *received) snapshot() (uint64, int, string, []error) {
 func TestNetnsSensordUplink(t *testing.T) {
 	testutil.RequireBPF(t)
 	dir := t.TempDir()
-	sensord := buildBinary(t, dir, "sensor/cmd/sensord")
+	sensord := testutil.Build(t, dir, "sensor/cmd/sensord")
 	peer, sensor := testutil.NewNamespace(t), testutil.NewNamespace(t)
 	testutil.Veth(t, peer, "pw-peer", sensor, "pw-sensor")
 	from := testutil.NewSender(t, peer, "pw-peer")

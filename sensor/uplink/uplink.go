@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/peerwatch/peerwatch/sensor/mqttlog"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"log/slog"
 	"net/url"
@@ -226,7 +227,7 @@ func New(cfg Config, q Queue, log *slog.Logger) *Uplink {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "uplink")
-	routePahoLogs(log)
+	mqttlog.Route(log)
 	u := &Uplink{q: q, log: log, wake: make(chan struct{}, 1), lost: make(chan struct{}, 1), state: "disabled"}
 	u.err = cfg.Validate()
 	u.cfg = cfg.withDefaults()
