@@ -224,3 +224,37 @@ func TestGapRepairMosquitto(t *testing.T) {
 	checkTotals(t, api, s.total())
 	t.Logf("s1: %d summaries, %d repaired, %d duplicates dropped", got.Summaries, got.Repaired, got.Duplicates)
 }
+
+// TestGapRepairConfig: gap repair is on by default, off with
+// --no-gap-repair and with a share group (each collector sees part of
+// every sensor's summaries); the grace and the retry take their defaults.
+func TestGapRepairConfig(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{EmbeddedBroker: "127.0.0.1:0"}, true},
+		{Config{Broker: "tcp://127.0.0.1:1"}, true},
+		{Config{EmbeddedBroker: "127.0.0.1:0", NoGapRepair: true}, false},
+		{Config{Broker: "tcp://127.0.0.1:1", ShareGroup: "collectors"}, false},
+	} {
+		d, err := New(tc.cfg, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.RepairEnabled(); got != tc.want {
+			t.Errorf("%+v: gap repair %v, want %v", tc.cfg, got, tc.want)
+		}
+		if d.cfg.ResendGrace != DefaultResendGrace || d.cfg.ResendRetry != DefaultResendRetry {
+			t.Errorf("grace %v retry %v, want the defaults", d.cfg.ResendGrace, d.cfg.ResendRetry)
+		}
+		_ = d.Close()
+	}
+	if err := (Config{EmbeddedBroker: ":0", ResendRetry: -time.Second}).Validate(); err == nil || !strings.Contains(err.Error(), "resend retry -1s") {
+		t.Errorf("negative retry: %v", err)
+	}
+	d, err := New(Config{EmbeddedBroker: ":0", ResendGrace: -1}, nil)
+	if err != nil || d.cfg.ResendGrace != 0 {
+		t.Errorf("negative grace: %v, %v; want 0 (ask at once)", err, d.cfg.ResendGrace)
+	}
+}
