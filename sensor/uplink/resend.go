@@ -73,6 +73,9 @@ type resendState struct {
 	servedAt time.Time
 	// counters for Status
 	resent, reportedLost, refused uint64
+	// errLogged: the last log of a failure to serve (at most one a minute).
+	errLogged  time.Time
+	errSkipped uint64
 }
 
 // onResend is paho's handler of the resend topic: it decodes the request
@@ -212,6 +215,17 @@ func (u *Uplink) serveResendContext(ctx context.Context) {
 		return
 	}
 	if _, err := u.serveResend(); err != nil {
-		u.log.Warn("serve resend request; retrying", "err", err)
+		u.mu.Lock()
+		now, skipped := time.Now(), u.rs.errSkipped
+		log := now.Sub(u.rs.errLogged) >= time.Minute
+		if log {
+			u.rs.errLogged, u.rs.errSkipped = now, 0
+		} else {
+			u.rs.errSkipped++
+		}
+		u.mu.Unlock()
+		if log {
+			u.log.Warn("serve resend request; retrying at the next poll", "err", err, "not_logged_since", skipped)
+		}
 	}
 }
