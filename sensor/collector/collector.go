@@ -179,9 +179,8 @@ type SensorState struct {
 	Lag     time.Duration `json:"lag"`
 	// Rejects counts this sensor's rejected messages by reason.
 	Rejects map[string]uint64 `json:"rejects,omitempty"`
-	// HasStatus: a status message was received. Without one (a shared
-	// subscription need not get the retained status), Online means
-	// nothing.
+	// HasStatus: a status message was received. Without one (a sensor
+	// that never published one), Online means nothing.
 	HasStatus bool `json:"has_status"`
 }
 

@@ -232,13 +232,21 @@ func ParseKeep(s string) (map[string]int, error) {
 	return out, nil
 }
 
-// Filter is the subscription that receives every sensor message.
-func (c Config) Filter() string {
-	f := c.withDefaults().TopicPrefix + "/+/+"
-	if c.ShareGroup != "" {
-		f = "$share/" + c.ShareGroup + "/" + f
+// Filters are the subscriptions that receive every sensor message:
+// <prefix>/+/+, or with ShareGroup the sensors' summaries, alerts and lost
+// reports as members of the group, and their status messages each: a
+// broker does not send retained messages to a shared subscription, and
+// every collector of the group needs to know which sensors are online.
+func (c Config) Filters() []string {
+	prefix := c.withDefaults().TopicPrefix
+	if c.ShareGroup == "" {
+		return []string{prefix + "/+/+"}
 	}
-	return f
+	var out []string
+	for _, kind := range []string{"summary", "alert", collector.KindLost} {
+		out = append(out, "$share/"+c.ShareGroup+"/"+prefix+"/+/"+kind)
+	}
+	return append(out, prefix+"/+/status")
 }
 
 // Daemon is one collector with its message source and API.
@@ -520,7 +528,7 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 		_ = s.Close()
 		return fmt.Errorf("embedded broker on %s: %w", d.cfg.EmbeddedBroker, err)
 	}
-	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil, "gap_repair", d.RepairEnabled())
+	log.Info("embedded broker running", "filter", d.cfg.Filters(), "tls", d.sec.embeddedTLS != nil, "gap_repair", d.RepairEnabled())
 	d.subscribed.Store(true)
 	d.broker.Store(s)
 	defer d.broker.Store(nil)
@@ -540,7 +548,10 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 func (d *Daemon) runSubscriber(ctx context.Context) error {
 	log := d.log.With("broker", d.cfg.Broker, "client_id", d.cfg.ClientID)
 	mqttlog.Route(log)
-	filter := d.cfg.Filter()
+	filters := make(map[string]byte)
+	for _, f := range d.cfg.Filters() {
+		filters[f] = 1 // QoS 1
+	}
 	// paho acknowledges a message when the handler calls Ack, after handle
 	// journaled it. The session is persistent (clean session off, a
 	// stable client id): the broker keeps the subscription and queues what
@@ -563,18 +574,24 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 		SetCleanSession(false).SetDefaultPublishHandler(handler).SetAutoAckDisabled(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
 		SetMaxReconnectInterval(time.Minute).SetKeepAlive(30 * time.Second)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
-		log.Info("connected; subscribing", "filter", filter)
+		log.Info("connected; subscribing", "filters", d.cfg.Filters())
 		// The handler runs inline in paho's router; collector.Handle is
 		// in-memory and the journal write is not waited for, so it does not
 		// block the connection for long.
-		tok := c.Subscribe(filter, 1, handler)
+		tok := c.SubscribeMultiple(filters, handler)
 		go func() {
 			switch {
 			case !tok.WaitTimeout(30 * time.Second):
-				log.Error("subscribe timed out", "filter", filter)
+				log.Error("subscribe timed out", "filters", d.cfg.Filters())
 			case tok.Error() != nil:
-				log.Error("subscribe failed", "filter", filter, "err", tok.Error())
+				log.Error("subscribe failed", "filters", d.cfg.Filters(), "err", tok.Error())
 			default:
+				for f, qos := range tok.(*mqtt.SubscribeToken).Result() {
+					if qos > 2 {
+						log.Error("subscription refused by the broker", "filter", f, "code", qos)
+						return
+					}
+				}
 				d.subscribed.Store(true)
 			}
 		}()

@@ -275,8 +275,12 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: Validate() = %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
-	if f := (Config{Broker: "tcp://b:1883", ShareGroup: "g"}).Filter(); f != "$share/g/peerwatch/+/+" {
-		t.Errorf("Filter() = %q", f)
+	if f := (Config{Broker: "tcp://b:1883"}).Filters(); !slices.Equal(f, []string{"peerwatch/+/+"}) {
+		t.Errorf("Filters() = %q", f)
+	}
+	want := []string{"$share/g/peerwatch/+/summary", "$share/g/peerwatch/+/alert", "$share/g/peerwatch/+/lost", "peerwatch/+/status"}
+	if f := (Config{Broker: "tcp://b:1883", ShareGroup: "g"}).Filters(); !slices.Equal(f, want) {
+		t.Errorf("Filters() with a share group = %q, want %q", f, want)
 	}
 }
 

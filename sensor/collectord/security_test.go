@@ -490,6 +490,23 @@ func TestMosquittoDocConfig(t *testing.T) {
 	if got[0]+got[1] != n || slices.Contains(got, 0) {
 		t.Errorf("s2's summaries per collector %v: want %d in all, some at each", got, n)
 	}
+	// Every member of the group knows that s2 is online: its status,
+	// live for these two, and retained for a third that joins later
+	// (brokers send no retained messages to a shared subscription).
+	colCfg.ClientID = "collectord-3"
+	_, api3 := startDaemon(t, colCfg)
+	for _, a := range []string{api, api2, api3} {
+		waitFor(t, "s2 online at "+a, 10*time.Second, func() bool {
+			var sensors struct{ Sensors []collector.SensorState }
+			getJSON(t, a+"/sensors", &sensors)
+			for _, st := range sensors.Sensors {
+				if st.ID == "s2" {
+					return st.HasStatus && st.Online
+				}
+			}
+			return false
+		})
+	}
 }
 
 func TestSecurityConfig(t *testing.T) {
