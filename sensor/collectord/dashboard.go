@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/api"
+	"github.com/peerwatch/peerwatch/sensor/brokerauth"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/human"
 	"github.com/peerwatch/peerwatch/sensor/summary"
@@ -138,7 +139,10 @@ type dashboardData struct {
 	Rejects                  num
 	RejectStatus             string
 	RejectTitle              string
-	Traffic                  trafficView
+	// BrokerRefusals is what the embedded broker refused: connections,
+	// publishes and subscriptions ("" without its authentication).
+	BrokerRefusals string
+	Traffic        trafficView
 
 	Sensors       []sensorView // problems first
 	SensorsHidden int          // healthy sensors beyond dashSensorRows
@@ -273,6 +277,14 @@ func (d *Daemon) dashboardData(r *http.Request) *dashboardData {
 	if nRejects > 0 {
 		data.RejectStatus = "warn"
 		data.RejectTitle = fmt.Sprintf("most: %s (%s)", worst, human.GroupDigits(worstN))
+	}
+	if d.sec.hook != nil {
+		b := d.BrokerRefusals()
+		data.BrokerRefusals = fmt.Sprintf("broker refused %s connections, %s publishes, %s subscriptions",
+			human.GroupDigits(b.ConnectsRefused), human.GroupDigits(b.PublishesDenied), human.GroupDigits(b.SubscribesDenied))
+		if b != (brokerauth.Stats{}) {
+			data.RejectStatus = "warn"
+		}
 	}
 
 	// Charts of the fleet's traffic, over the retention of each level.

@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -276,6 +278,15 @@ func TestEmbeddedBrokerClientCerts(t *testing.T) {
 	want := brokerauth.Stats{ConnectsRefused: 4, PublishesDenied: 2, SubscribesDenied: 1}
 	if got := d.BrokerRefusals(); got != want {
 		t.Errorf("broker refusals %+v, want %+v", got, want)
+	}
+	res, err := http.Get(strings.TrimSuffix(api, "/api/v1") + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if wantText := `<span id="broker-refusals">broker refused 4 connections, 2 publishes, 1 subscriptions</span>`; !strings.Contains(string(page), wantText) {
+		t.Errorf("the dashboard lacks %s", wantText)
 	}
 	if got := sensorSummaries(t, api, "sA"); got != 5 {
 		t.Errorf("sA: %d summaries after the reader's publish, want 5", got)
