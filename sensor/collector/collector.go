@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerwatch/peerwatch/internal/quickselect"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
@@ -220,16 +221,16 @@ func newBucket(start time.Time, topN int) *bucket {
 		bySeen: make(map[string]map[string]*traffic.Counters), byAS: make(map[uint32]map[string]*traffic.Counters)}
 }
 
-// add adds a summary of sensor id.
-func (b *bucket) add(id string, sum *summary.Summary) {
+// add adds a summary of sensor id; scratch is memory to reuse.
+func (b *bucket) add(id string, sum *summary.Summary, scratch *[]uint64) {
 	b.dirty = true
 	b.sum.Add(sum)
-	for _, cc := range sum.Countries {
-		addSeen(b.bySeen, cc.Country, id, cc.Counters)
+	for i := range sum.Countries {
+		addSeen(b.bySeen, sum.Countries[i].Country, id, sum.Countries[i].Counters)
 	}
-	for _, a := range topASes(sum.ASes, MaxSeenASes) {
+	eachTopAS(sum.ASes, MaxSeenASes, scratch, func(a *summary.ASCount) {
 		addSeen(b.byAS, a.ASN, id, a.Counters)
-	}
+	})
 }
 
 // MaxSeenASes is how many ASes of each summary, the most packets first,
@@ -238,17 +239,45 @@ func (b *bucket) add(id string, sum *summary.Summary) {
 // grew with sensors × ASes. The fleet-wide AS totals count every AS.
 const MaxSeenASes = 100
 
-// topASes returns the n ASes with the most packets (all when there are no
-// more than n), whatever the order of ases.
-func topASes(ases []summary.ASCount, n int) []summary.ASCount {
+// eachTopAS calls fn for each of the n ASes with the most packets (ties
+// to the lower ASN; all of them when there are no more than n), in no
+// particular order. ases have distinct ASNs (summary.Decode checks it), so
+// which n is exact. It selects rather than sorts: this runs for every
+// summary. scratch is memory to reuse.
+func eachTopAS(ases []summary.ASCount, n int, scratch *[]uint64, fn func(*summary.ASCount)) {
 	if len(ases) <= n {
-		return ases
+		for i := range ases {
+			fn(&ases[i])
+		}
+		return
 	}
-	top := slices.Clone(ases)
-	slices.SortFunc(top, func(a, b summary.ASCount) int {
-		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.ASN, b.ASN))
-	})
-	return top[:n]
+	totals := (*scratch)[:0]
+	for i := range ases {
+		totals = append(totals, ases[i].Total())
+	}
+	*scratch = totals
+	// The n-th largest total: the ASes above it are in, and of those
+	// tied at it, the lowest ASNs fill what is left.
+	threshold := quickselect.Nth(totals, len(totals)-n)
+	var tied []uint32
+	for i := range ases {
+		switch t := ases[i].Total(); {
+		case t > threshold:
+			fn(&ases[i])
+			n--
+		case t == threshold:
+			tied = append(tied, ases[i].ASN)
+		}
+	}
+	slices.Sort(tied)
+	tied = tied[:min(n, len(tied))]
+	for i := range ases {
+		if ases[i].Total() == threshold {
+			if _, in := slices.BinarySearch(tied, ases[i].ASN); in {
+				fn(&ases[i])
+			}
+		}
+	}
 }
 
 // addBucket adds all of o.
@@ -314,6 +343,12 @@ type Collector struct {
 	alertsSaved uint64
 	// accepted counts the messages accepted, by kind (summary, status, alert).
 	accepted map[string]uint64
+	// decoders are summary.Decoders for the handlers, which decode
+	// concurrently outside the lock; each reuses the memory of the
+	// summary it decoded before.
+	decoders sync.Pool
+	// seenTotals is bucket.add's scratch (under mu).
+	seenTotals []uint64
 }
 
 // New returns a collector. log may be nil.
@@ -505,8 +540,14 @@ func (c *Collector) sensorLocked(id string) *sensor {
 }
 
 func (c *Collector) handleSummary(id string, payload []byte, now time.Time) error {
-	// Decoding is the costly part, and needs no lock.
-	sum, err := summary.Decode(payload, c.opts.Limits)
+	// Decoding is the costly part, and needs no lock. The decoder's
+	// summary is valid until it decodes again: until this returns.
+	dec, _ := c.decoders.Get().(*summary.Decoder)
+	if dec == nil {
+		dec = summary.NewDecoder(c.opts.Limits)
+	}
+	defer c.decoders.Put(dec)
+	sum, err := dec.Decode(payload)
 	if err != nil {
 		return err
 	}
@@ -538,12 +579,12 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 	b := c.levels[0].bucketLocked(sum.End, c.clock, c.opts.TopN)
 	late := b == nil || b.sealed
 	if b != nil {
-		b.add(id, sum)
+		b.add(id, sum, &c.seenTotals)
 	}
 	if late {
 		for _, l := range c.levels[1:] {
 			if b := l.bucketLocked(sum.End, c.clock, c.opts.TopN); b != nil {
-				b.add(id, sum)
+				b.add(id, sum, &c.seenTotals)
 			}
 		}
 	}

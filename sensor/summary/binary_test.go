@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -109,5 +110,49 @@ func TestBinaryRejects(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDecoderMatchesDecode decodes a run of payloads, big and small,
+// binary and JSON, valid and not, with one Decoder: each result and each
+// refusal is Decode's, whatever the Decoder kept from the payload before.
+func TestDecoderMatchesDecode(t *testing.T) {
+	var payloads [][]byte
+	add := func(s *Summary, f Format) {
+		p, err := Encode(s, EncodeOptions{Format: f, MaxBytes: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payloads = append(payloads, p)
+	}
+	small := sample(time.Unix(1_700_000_000, 0), 3, 4)
+	small.Seq = 1
+	add(generated(1000, 1), FormatBinary)
+	add(small, FormatBinary)
+	add(generated(300, 2), FormatBinary)
+	add(&Summary{Schema: SchemaVersion, Sensor: "x", Seq: 9, Start: time.Unix(1, 0), End: time.Unix(1, 0), Globals: traffic.Globals{Seen: 3, NonIP: 3}}, FormatBinary)
+	add(generated(200, 3), FormatJSON)
+	add(generated(1000, 4), FormatBinary)
+	bad := bytes.Clone(payloads[0])
+	payloads = append(payloads, bad[:len(bad)/2]) // truncated
+	dup := generated(20, 5)
+	dup.Prefixes[1].Prefix = dup.Prefixes[0].Prefix
+	payloads = append(payloads, encodeBinary(dup)) // duplicate prefix
+	add(generated(1000, 1), FormatBinary)
+	add(small, FormatBinary)
+
+	d := NewDecoder(Limits{})
+	for i, p := range payloads {
+		want, wantErr := Decode(p, Limits{})
+		got, err := d.Decode(p)
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+			t.Fatalf("payload %d: error %v, want %v", i, err, wantErr)
+		}
+		if err == nil {
+			assertEqual(t, got, want)
+			if !reflect.DeepEqual(got, want) { // nil and empty lists alike
+				t.Fatalf("payload %d: %+v, want %+v", i, got, want)
+			}
+		}
 	}
 }
