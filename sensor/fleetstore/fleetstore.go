@@ -115,6 +115,8 @@ type Stats struct {
 	JournalErrors uint64 `json:"journal_errors"`
 	Flushes       uint64 `json:"flushes"`
 	FlushErrors   uint64 `json:"flush_errors"`
+	// Shrinks counts the rewrites of the file that followed flushes.
+	Shrinks uint64 `json:"shrinks"`
 	// LastFlush is when the last successful flush ended; LastFlushTook
 	// and LastFlushBytes are its duration and the bytes of its records.
 	LastFlush      time.Time     `json:"last_flush,omitzero"`
@@ -157,8 +159,18 @@ type Store struct {
 	// neither, nor write anything else, is skipped.
 	lastState string
 	lastMark  uint64
-	flushMu   sync.Mutex
+	// shrunk is the file size after the last rewrite (under flushMu).
+	shrunk  int64
+	flushMu sync.Mutex
 }
+
+// Bounds of the file rewrites that follow flushes: when the file has grown
+// past ShrinkMinBytes and to ShrinkFactor times its size after the last
+// rewrite.
+const (
+	ShrinkMinBytes = 32 << 20
+	ShrinkFactor   = 2
+)
 
 // Open opens (or creates) the store at path and loads it into col, which
 // must not have handled a message yet: the last checkpoint, then the
@@ -192,12 +204,13 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 	}
 	cfg.SyncPolicy = syncPolicy(opts.Sync)
 	// The journal appends every summary and the next flush deletes it, so
-	// the file is mostly garbage between rewrites. buntdb's default (rewrite
-	// when the file is twice the live data, from 32 MB) rewrote it about as
-	// often as it appended, a fifth of collectord's CPU at 1000 summaries/s;
-	// five times the live data, from 128 MB, costs a quarter of that.
-	cfg.AutoShrinkPercentage = 400
-	cfg.AutoShrinkMinSize = 128 << 20
+	// the file is mostly garbage between rewrites. buntdb's own rewrite
+	// (when the file is some times the live data) ran whenever the file
+	// reached its threshold, mostly between flushes, and copied the live
+	// journal records, up to the messages of a whole flush interval: an
+	// eighth of collectord's CPU at 400 summaries/s. Flush rewrites the
+	// file instead, right after it deleted the journal (shrinkLocked).
+	cfg.AutoShrinkDisabled = true
 	if err := f.DB.SetConfig(cfg); err != nil {
 		_ = f.Close()
 		return nil, err
@@ -700,11 +713,11 @@ func (s *Store) Flush() error {
 	}
 	took := time.Since(start)
 	s.statsMu.Lock()
-	defer s.statsMu.Unlock()
 	if err != nil {
 		s.needFull = true
 		s.stats.FlushErrors++
 		s.stats.LastError = err.Error()
+		s.statsMu.Unlock()
 		return fmt.Errorf("flush collector state to %s: %w", s.path, err)
 	}
 	s.needFull = false
@@ -712,7 +725,34 @@ func (s *Store) Flush() error {
 	s.stats.Flushes++
 	s.stats.LastFlush, s.stats.LastFlushTook, s.stats.LastFlushBytes = time.Now(), took, size
 	s.stats.JournalDepth -= journaled
+	s.statsMu.Unlock()
+	s.shrinkLocked()
 	return nil
+}
+
+// shrinkLocked rewrites the file without its garbage when it has grown
+// enough since the last rewrite (ShrinkMinBytes, ShrinkFactor). Flush calls
+// it right after deleting the journal, when the live data is smallest:
+// the checkpoint's records and the journal records since its mark. A
+// failed rewrite leaves the file as it was; it is logged, and tried again
+// after the next flush.
+func (s *Store) shrinkLocked() {
+	fi, err := os.Stat(s.path)
+	if err != nil || fi.Size() < ShrinkMinBytes || fi.Size() < ShrinkFactor*s.shrunk {
+		return
+	}
+	start := time.Now()
+	if err := s.file.DB.Shrink(); err != nil {
+		s.log.Warn("rewriting the store file failed; trying again after the next flush", "path", s.path, "err", err)
+		return
+	}
+	if fi2, err := os.Stat(s.path); err == nil {
+		s.shrunk = fi2.Size()
+		s.log.Debug("store file rewritten", "path", s.path, "from", fi.Size(), "to", fi2.Size(), "took", time.Since(start))
+	}
+	s.statsMu.Lock()
+	s.stats.Shrinks++
+	s.statsMu.Unlock()
 }
 
 // applyCheckpoint writes the checkpoint's records and deletes what it

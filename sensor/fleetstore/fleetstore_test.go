@@ -1,6 +1,7 @@
 package fleetstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -576,5 +577,49 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if got := st2.Stats().Replayed; got != n {
 		t.Errorf("replayed %d, want %d", got, n)
+	}
+}
+
+// TestShrinkAfterFlush: the flush that deletes a large journal rewrites
+// the file without it, once it is past ShrinkMinBytes, and the store
+// reopens to the same state; a flush after little growth does not.
+func TestShrinkAfterFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 5; seq++ {
+		deliver(t, col, st, "s1", seq)
+	}
+	// Journal records the flush covers, past ShrinkMinBytes in all.
+	blob := bytes.Repeat([]byte("x"), 1<<20)
+	for range ShrinkMinBytes>>20 + 2 {
+		if err := st.Journal(topic("s1", "alert"), blob, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	stats := st.Stats()
+	if stats.Shrinks != 1 || stats.FileSize > 1<<20 {
+		t.Fatalf("after the flush: %d rewrites, file of %d bytes; want 1, under 1 MiB", stats.Shrinks, stats.FileSize)
+	}
+	deliver(t, col, st, "s1", 6)
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.Stats().Shrinks; n != 1 {
+		t.Errorf("%d rewrites after a small flush, want still 1", n)
+	}
+	want := state(t, col)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	col2, st2 := open(t, path)
+	defer st2.Close()
+	if got := state(t, col2); got != want {
+		t.Errorf("reopened after the rewrite:\n got %s\nwant %s", got, want)
+	}
+	if s := col2.Sensors(t0)[0]; s.Summaries != 6 {
+		t.Errorf("%d summaries after reopening, want 6", s.Summaries)
 	}
 }
