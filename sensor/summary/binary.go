@@ -170,6 +170,16 @@ func (r *binReader) fail(format string, args ...any) {
 }
 
 func (r *binReader) uv() uint64 {
+	// Most values (class counters, indexes, lengths) are one byte: that
+	// case inlined.
+	if off := r.off; off < len(r.b) && r.b[off] < 0x80 && r.err == nil {
+		r.off = off + 1
+		return uint64(r.b[off])
+	}
+	return r.uvSlow()
+}
+
+func (r *binReader) uvSlow() uint64 {
 	if r.err != nil {
 		return 0
 	}
@@ -245,15 +255,28 @@ func (r *binReader) time() time.Time {
 }
 
 func (r *binReader) counters(c *traffic.Counters) {
-	for i := range c.Packets {
-		c.Packets[i] = r.uv()
+	// The nine varints in one loop over the bytes, one-byte values
+	// without a call: most of a payload is counters.
+	var v [2 + 2 + traffic.NumClasses]uint64
+	b, off := r.b, r.off
+	for i := range v {
+		if off < len(b) && b[off] < 0x80 {
+			v[i] = uint64(b[off])
+			off++
+			continue
+		}
+		r.off = off
+		v[i] = r.uvSlow()
+		off = r.off
 	}
-	for i := range c.Bytes {
-		c.Bytes[i] = r.uv()
+	r.off = off
+	if r.err != nil {
+		*c = traffic.Counters{}
+		return
 	}
-	for i := range c.Class {
-		c.Class[i] = r.uv()
-	}
+	c.Packets = traffic.ByDirection{v[0], v[1]}
+	c.Bytes = traffic.ByDirection{v[2], v[3]}
+	c.Class = traffic.ByClass(v[4:])
 }
 
 func (r *binReader) prefix() netip.Prefix {
