@@ -209,6 +209,7 @@ type bucket struct {
 	sum     summary.Rollup
 	bySeen  map[string]map[string]*traffic.Counters // country -> sensor -> counters
 	byAS    map[uint32]map[string]*traffic.Counters // ASN -> sensor -> counters
+	slab    counterSlab                             // the counters of bySeen and byAS
 	started time.Time
 	// sealed: a window of the finest level that was added to the coarser
 	// levels; later summaries of its window go to every level directly.
@@ -226,10 +227,10 @@ func (b *bucket) add(id string, sum *summary.Summary, scratch *[]uint64) {
 	b.dirty = true
 	b.sum.Add(sum)
 	for i := range sum.Countries {
-		addSeen(b.bySeen, sum.Countries[i].Country, id, sum.Countries[i].Counters)
+		addSeen(b.bySeen, sum.Countries[i].Country, id, sum.Countries[i].Counters, &b.slab)
 	}
 	eachTopAS(sum.ASes, MaxSeenASes, scratch, func(a *summary.ASCount) {
-		addSeen(b.byAS, a.ASN, id, a.Counters)
+		addSeen(b.byAS, a.ASN, id, a.Counters, &b.slab)
 	})
 }
 
@@ -286,12 +287,12 @@ func (b *bucket) addBucket(o *bucket) {
 	b.sum.Add(o.sum.Summary(0))
 	for country, m := range o.bySeen {
 		for id, c := range m {
-			addSeen(b.bySeen, country, id, *c)
+			addSeen(b.bySeen, country, id, *c, &b.slab)
 		}
 	}
 	for asn, m := range o.byAS {
 		for id, c := range m {
-			addSeen(b.byAS, asn, id, *c)
+			addSeen(b.byAS, asn, id, *c, &b.slab)
 		}
 	}
 }
