@@ -324,9 +324,10 @@ func gunzip(payload []byte, limit int) ([]byte, error) {
 
 // validScratch is the memory validate reuses between calls (a Decoder's).
 type validScratch struct {
-	prefixes  map[netip.Prefix]struct{}
+	prefixes4 keySet // IPv4 prefixes (prefixKey)
+	prefixes6 map[netip.Prefix]struct{}
 	countries map[string]struct{}
-	ases      map[uint32]struct{}
+	ases      keySet
 	watch     map[string]struct{}
 }
 
@@ -379,24 +380,39 @@ func validate(s *Summary, l Limits, sc *validScratch) error {
 	if sc == nil {
 		sc = new(validScratch)
 	}
-	prefixes := scratchMap(&sc.prefixes, len(s.Prefixes))
-	for i, p := range s.Prefixes {
+	// IPv4 prefixes, nearly all of them, in a keySet; the others in a map.
+	sc.prefixes4.reset(len(s.Prefixes))
+	var prefixes6 map[netip.Prefix]struct{}
+	for i := range s.Prefixes {
+		p := &s.Prefixes[i]
 		if !p.Prefix.IsValid() {
 			return fmt.Errorf("%w: prefixes[%d]: missing or invalid prefix", ErrMalformed, i)
 		}
 		if p.Prefix != p.Prefix.Masked() {
 			return fmt.Errorf("%w: prefixes[%d]: %s has host bits set (want %s)", ErrMalformed, i, p.Prefix, p.Prefix.Masked())
 		}
-		if _, dup := prefixes[p.Prefix]; dup {
+		dup := false
+		if k, ok := prefixKey(p.Prefix); ok {
+			dup = !sc.prefixes4.add(k)
+		} else {
+			if prefixes6 == nil {
+				prefixes6 = scratchMap(&sc.prefixes6, 0)
+			}
+			_, dup = prefixes6[p.Prefix]
+			prefixes6[p.Prefix] = struct{}{}
+		}
+		if dup {
 			return fmt.Errorf("%w: prefixes[%d]: duplicate prefix %s", ErrMalformed, i, p.Prefix)
 		}
-		prefixes[p.Prefix] = struct{}{}
 	}
 	if err := noDuplicates("countries", s.Countries, scratchMap(&sc.countries, len(s.Countries)), func(c CountryCount) string { return c.Country }); err != nil {
 		return err
 	}
-	if err := noDuplicates("ases", s.ASes, scratchMap(&sc.ases, len(s.ASes)), func(a ASCount) uint32 { return a.ASN }); err != nil {
-		return err
+	sc.ases.reset(len(s.ASes))
+	for i := range s.ASes {
+		if !sc.ases.add(uint64(s.ASes[i].ASN)) {
+			return fmt.Errorf("%w: ases[%d]: duplicate key %d", ErrMalformed, i, s.ASes[i].ASN)
+		}
 	}
 	if err := noDuplicates("watch", s.Watch, scratchMap(&sc.watch, len(s.Watch)), func(w WatchCount) string { return w.List }); err != nil {
 		return err
@@ -478,8 +494,7 @@ func (d *Decoder) Decode(payload []byte) (*Summary, error) {
 	d.prefixes, d.countries, d.ases, d.watch = keep(s.Prefixes), keep(s.Countries), keep(s.ASes), keep(s.Watch)
 	if err == nil {
 		err = validate(s, d.limits, &d.scratch)
-		d.scratch.prefixes = keepMap(d.scratch.prefixes)
-		d.scratch.ases = keepMap(d.scratch.ases)
+		d.scratch.prefixes6 = keepMap(d.scratch.prefixes6)
 	}
 	if err != nil {
 		*s = Summary{}
