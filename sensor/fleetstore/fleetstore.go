@@ -629,6 +629,34 @@ type recordUpdate struct {
 	Value json.RawMessage `json:"v"`
 }
 
+// appendCheckpoint appends the JSON of ck, as json.Marshal writes it, but
+// without json.Marshal's scan of every record's value again (RawMessage is
+// validated and compacted): the values are json.Marshal's own output, and
+// the checkpoint holds each window and sensor of the flush, megabytes.
+func appendCheckpoint(b []byte, ck *checkpointRecord) []byte {
+	b = append(b, `{"mark":`...)
+	b = strconv.AppendUint(b, ck.Mark, 10)
+	b = append(b, `,"alerts_floor":`...)
+	b = strconv.AppendUint(b, ck.AlertsFloor, 10)
+	b = append(b, `,"records":`...)
+	if ck.Records == nil {
+		return append(b, "null}"...)
+	}
+	b = append(b, '[')
+	for i, r := range ck.Records {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"k":`...)
+		key, _ := json.Marshal(r.Key) // a string always encodes
+		b = append(b, key...)
+		b = append(b, `,"v":`...)
+		b = append(b, r.Value...)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
 // MaxCheckpointBytes bounds the meta:checkpoint record: a full flush.
 const MaxCheckpointBytes = 512 << 20
 
@@ -693,8 +721,7 @@ func (s *Store) Flush() error {
 	}
 	var size int64
 	if err == nil {
-		var b []byte
-		b, err = json.Marshal(ck)
+		b := appendCheckpoint(nil, &ck)
 		size = int64(len(b))
 		if err == nil && size > MaxCheckpointBytes {
 			err = fmt.Errorf("checkpoint of %d bytes, limit %d", size, MaxCheckpointBytes)

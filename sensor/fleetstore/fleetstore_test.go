@@ -623,3 +623,50 @@ func TestShrinkAfterFlush(t *testing.T) {
 		t.Errorf("%d summaries after reopening, want 6", s.Summaries)
 	}
 }
+
+// TestAppendCheckpoint: the checkpoint record written by hand is the
+// bytes json.Marshal writes, for a real flush and for edge cases.
+func TestAppendCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 3; seq++ {
+		deliver(t, col, st, "s1", seq)
+		deliver(t, col, st, "s2", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	if err := st.file.DB.View(func(tx *buntdb.Tx) error {
+		var err error
+		stored, err = tx.Get(keyCheckpoint)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	var ck checkpointRecord
+	if err := json.Unmarshal([]byte(stored), &ck); err != nil {
+		t.Fatal(err)
+	}
+	if len(ck.Records) < 4 {
+		t.Fatalf("checkpoint of %d records", len(ck.Records))
+	}
+	for _, c := range []checkpointRecord{
+		ck,
+		{Mark: 1<<64 - 1, AlertsFloor: 7},
+		{Records: []recordUpdate{}},
+		{Records: []recordUpdate{{Key: `sensor:<a&b>"\`, Value: json.RawMessage(`{"x":"\u003c\u0026\u003e"}`)}}},
+	} {
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendCheckpoint(nil, &c); string(got) != string(want) {
+			t.Errorf("appendCheckpoint:\n got %.300s\nwant %.300s", got, want)
+		}
+	}
+	if got := appendCheckpoint(nil, &ck); string(got) != stored {
+		t.Error("the stored checkpoint differs from appendCheckpoint's")
+	}
+}
