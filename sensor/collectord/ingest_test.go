@@ -211,7 +211,7 @@ func (p *publisherProcess) run(tb testing.TB) (cpu time.Duration) {
 }
 
 // BenchmarkIngest measures the summaries per second that one collectord
-// takes in from 100 sensors over MQTT, journaled in its store (fsync per
+// takes in from 100 sensors (or 10,000) over MQTT, journaled in its store (fsync per
 // group commit) before each is acknowledged (docs/benchmarks.md). The 4
 // publishing connections are another process (this test binary, run by
 // startPublisher), on the same 2 cores: cpu-us/summary is collectord's
@@ -224,10 +224,15 @@ func BenchmarkIngest(b *testing.B) {
 		name      string
 		format    summary.Format
 		mosquitto bool
+		sensors   int
 	}{
-		{"embedded/binary", summary.FormatBinary, false},
-		{"embedded/json-gzip", summary.FormatJSON, false},
-		{"mosquitto/binary", summary.FormatBinary, true},
+		{"embedded/binary", summary.FormatBinary, false, 100},
+		{"embedded/json-gzip", summary.FormatJSON, false, 100},
+		{"mosquitto/binary", summary.FormatBinary, true, 100},
+		// The fleet of the target, 10,000 sensors: the windows' per-sensor
+		// views of countries and ASes, and so the checkpoints, grow with
+		// it. Run it with -benchtime 10000x or more (every sensor once).
+		{"fleet-10000/embedded/binary", summary.FormatBinary, false, 10_000},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cfg := Config{DataDir: b.TempDir()}
@@ -243,7 +248,7 @@ func BenchmarkIngest(b *testing.B) {
 			if c.mosquitto {
 				waitFor(b, "the subscription", time.Minute, d.Subscribed)
 			}
-			pub := startPublisher(b, addr, b.N, 100, c.format, 4)
+			pub := startPublisher(b, addr, b.N, c.sensors, c.format, 4)
 			before := cpuTime()
 			b.ResetTimer()
 			pubCPU := pub.run(b)
@@ -251,6 +256,10 @@ func BenchmarkIngest(b *testing.B) {
 			b.StopTimer()
 			cpu := cpuTime() - before
 			st, _ := d.StoreStats()
+			if st.Flushes > 0 {
+				b.ReportMetric(float64(st.LastFlushTook.Milliseconds()), "last-flush-ms")
+				b.ReportMetric(float64(st.LastFlushBytes)/1e6, "last-flush-MB")
+			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "summaries/s")
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/summary")
 			b.ReportMetric(float64(pubCPU.Microseconds())/float64(b.N), "pub-cpu-us/summary")

@@ -721,7 +721,11 @@ func (s *Store) Flush() error {
 	}
 	var size int64
 	if err == nil {
-		b := appendCheckpoint(nil, &ck)
+		n := 64
+		for _, r := range ck.Records {
+			n += len(r.Key) + len(r.Value) + 16
+		}
+		b := appendCheckpoint(make([]byte, 0, n), &ck)
 		size = int64(len(b))
 		if err == nil && size > MaxCheckpointBytes {
 			err = fmt.Errorf("checkpoint of %d bytes, limit %d", size, MaxCheckpointBytes)
