@@ -145,7 +145,8 @@ type publisherProcess struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	lines *bufio.Scanner
-	bytes int // of the payloads
+	bytes int       // of the payloads
+	end   time.Time // of the last summaries
 }
 
 // startPublisher starts the publisher process and waits until its load
@@ -167,7 +168,7 @@ func startPublisher(tb testing.TB, addr string, n, sensors int, format summary.F
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	p := &publisherProcess{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout)}
+	p := &publisherProcess{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout), end: end}
 	tb.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -268,6 +269,12 @@ func BenchmarkIngest(b *testing.B) {
 				b.Fatal(err)
 			}
 			flushCPU := cpuTime() - beforeFlush
+			// Exact: what the fleet sent is what the collector counts.
+			want := fleetTotals(b.N, c.sensors, pub.end)
+			got := d.Collector().Window("1m", pub.end.Add(-24*time.Hour), pub.end.Add(time.Minute))
+			if got.Remote != want.Remote || got.Globals != want.Globals {
+				b.Fatalf("collector: remote %+v, globals %+v; the fleet sent remote %+v, globals %+v", got.Remote, got.Globals, want.Remote, want.Globals)
+			}
 			st, _ := d.StoreStats()
 			b.ReportMetric(float64(flushCPU.Milliseconds()), "flush-cpu-ms")
 			b.ReportMetric(float64(st.LastFlushBytes)/1e6, "flush-MB")
@@ -278,6 +285,19 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(pub.bytes)/float64(b.N), "payload-B")
 		})
 	}
+}
+
+// fleetTotals is the sum of the n summaries buildIngestLoad makes.
+func fleetTotals(n, sensors int, end time.Time) summary.Summary {
+	var sum summary.Summary
+	for i := range min(n, sensors) {
+		base := testsum.Big(fmt.Sprintf("pw-%04d", i), 0, end, uint64(i), 1000)
+		for range (n - i + sensors - 1) / sensors { // the summaries of sensor i
+			sum.Remote.Add(base.Remote)
+			sum.Globals.Add(base.Globals)
+		}
+	}
+	return sum
 }
 
 // accepted is the number of summaries the collector took.
