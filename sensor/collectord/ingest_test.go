@@ -34,24 +34,25 @@ type ingestLoad struct {
 // ending at end.
 func buildIngestLoad(n, sensors int, format summary.Format, end time.Time) (*ingestLoad, error) {
 	perSensor := (n + sensors - 1) / sensors
-	bases := make([]*summary.Summary, sensors)
-	for i := range bases {
-		bases[i] = testsum.Big(fmt.Sprintf("pw-%04d", i), 0, end, uint64(i), 1000)
-	}
-	l := &ingestLoad{}
-	for i := range n {
-		sensor, seq := i%sensors, uint64(i/sensors+1)
-		s := *bases[sensor]
-		s.Seq = seq
-		s.End = end.Add(-time.Duration(uint64(perSensor)-seq) * testsum.Interval)
-		s.Start = s.End.Add(-testsum.Interval)
-		p, err := summary.Encode(&s, summary.EncodeOptions{Format: format})
-		if err != nil {
-			return nil, err
+	l := &ingestLoad{topics: make([]string, n), payloads: make([][]byte, n)}
+	// One sensor's base summary at a time: a fleet of 10,000 would hold
+	// gigabytes of them.
+	for sensor := range min(n, sensors) {
+		base := testsum.Big(fmt.Sprintf("pw-%04d", sensor), 0, end, uint64(sensor), 1000)
+		for i := sensor; i < n; i += sensors {
+			seq := uint64(i/sensors + 1)
+			s := *base
+			s.Seq = seq
+			s.End = end.Add(-time.Duration(uint64(perSensor)-seq) * testsum.Interval)
+			s.Start = s.End.Add(-testsum.Interval)
+			p, err := summary.Encode(&s, summary.EncodeOptions{Format: format})
+			if err != nil {
+				return nil, err
+			}
+			l.topics[i] = uplink.Topic("", s.Sensor, uplink.KindSummary)
+			l.payloads[i] = p
+			l.bytes += len(p)
 		}
-		l.topics = append(l.topics, uplink.Topic("", s.Sensor, uplink.KindSummary))
-		l.payloads = append(l.payloads, p)
-		l.bytes += len(p)
 	}
 	return l, nil
 }
