@@ -418,14 +418,19 @@ func decodeBinaryInto(b []byte, l Limits, s *Summary, in *interner) error {
 	return nil
 }
 
-// maxInterned bounds the strings an interner keeps: past it, it starts
-// afresh (the strings already handed out stay valid).
-const maxInterned = 1 << 16
+// Bounds of the strings an interner keeps: past either, it starts afresh
+// (the strings already handed out stay valid), so that payloads full of
+// distinct strings cannot grow it.
+const (
+	maxInterned      = 1 << 16
+	maxInternedBytes = 4 << 20
+)
 
 // interner hands out one string per distinct content, so that decoding the
 // same country codes and AS names again and again allocates nothing.
 type interner struct {
 	strings map[string]string
+	bytes   int      // of the strings kept
 	table   []string // the string table of the payload being decoded
 }
 
@@ -433,11 +438,12 @@ func (in *interner) intern(b []byte) string {
 	if s, ok := in.strings[string(b)]; ok { // no allocation for the lookup
 		return s
 	}
-	if in.strings == nil || len(in.strings) >= maxInterned {
-		in.strings = make(map[string]string, 1024)
+	if in.strings == nil || len(in.strings) >= maxInterned || in.bytes+len(b) > maxInternedBytes {
+		in.strings, in.bytes = make(map[string]string, 1024), 0
 	}
 	s := string(b)
 	in.strings[s] = s
+	in.bytes += len(s)
 	return s
 }
 

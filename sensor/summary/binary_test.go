@@ -156,3 +156,31 @@ func TestDecoderMatchesDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestInternerBounded: distinct strings never grow an interner past its
+// bounds, and what it handed out stays valid.
+func TestInternerBounded(t *testing.T) {
+	var in interner
+	long := bytes.Repeat([]byte("x"), maxStringLen)
+	first := in.intern(long)
+	for i := range 3 * maxInternedBytes / maxStringLen {
+		b := append([]byte(nil), long...)
+		b[0], b[1], b[2] = byte(i), byte(i>>8), byte(i>>16)
+		in.intern(b)
+		if in.bytes > maxInternedBytes || len(in.strings) > maxInterned {
+			t.Fatalf("after %d strings: %d bytes, %d strings", i+1, in.bytes, len(in.strings))
+		}
+	}
+	for i := range 2 * maxInterned {
+		in.intern([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+		if len(in.strings) > maxInterned {
+			t.Fatalf("%d strings", len(in.strings))
+		}
+	}
+	if first != string(long) {
+		t.Error("a string handed out changed")
+	}
+	if s := in.intern([]byte("NZ")); s != "NZ" || in.intern([]byte("NZ")) != s {
+		t.Error("interning NZ")
+	}
+}
