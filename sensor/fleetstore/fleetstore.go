@@ -673,6 +673,10 @@ const keyCheckpoint = "meta:checkpoint"
 // a crash leaves whole or cuts off entirely (the load cuts an unfinished
 // write off), and then applies it in a second transaction; Open applies
 // it again, which changes nothing when the second transaction was whole.
+// Once that is written, a third replaces the checkpoint record by its mark
+// and alerts floor alone (what Open needs of it): otherwise the file, its
+// rewrites and buntdb's memory would hold the state twice. A crash that
+// cuts that write leaves the whole checkpoint, applied again at Open.
 func (s *Store) Flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -744,6 +748,16 @@ func (s *Store) Flush() error {
 			journaled, err = applyCheckpoint(tx, &ck)
 			return err
 		})
+	}
+	if err == nil {
+		mark := appendCheckpoint(nil, &checkpointRecord{Mark: ck.Mark, AlertsFloor: ck.AlertsFloor})
+		if err := s.file.DB.Update(func(tx *buntdb.Tx) error {
+			_, _, err := tx.Set(keyCheckpoint, string(mark), nil)
+			return err
+		}); err != nil {
+			// The whole checkpoint stays, and is right: only bigger.
+			s.log.Warn("replacing the applied checkpoint record by its mark failed", "path", s.path, "err", err)
+		}
 	}
 	took := time.Since(start)
 	s.statsMu.Lock()
