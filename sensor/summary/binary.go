@@ -265,6 +265,24 @@ func (r *binReader) counters(c *traffic.Counters) {
 			off++
 			continue
 		}
+		// Up to 8 bytes (56 bits: packet and byte counts) inline, as
+		// binary.Uvarint reads them; anything else, errors included,
+		// through uvSlow.
+		if off+8 <= len(b) {
+			x, shift, j := uint64(0), uint(0), off
+			for ; j < off+8; j++ {
+				c := b[j]
+				x |= uint64(c&0x7f) << shift
+				if c < 0x80 {
+					break
+				}
+				shift += 7
+			}
+			if j < off+8 {
+				v[i], off = x, j+1
+				continue
+			}
+		}
 		r.off = off
 		v[i] = r.uvSlow()
 		off = r.off

@@ -184,3 +184,36 @@ func TestInternerBounded(t *testing.T) {
 		t.Error("interning NZ")
 	}
 }
+
+// TestBinaryVarintWidths: counters of every varint width, 1 to 10 bytes,
+// at the end of the payload too, decode exactly, with Decode and with a
+// Decoder.
+func TestBinaryVarintWidths(t *testing.T) {
+	c := traffic.Counters{
+		Packets: [2]uint64{1 << 62, 1<<56 - 1},
+		Bytes:   [2]uint64{^uint64(0), 1 << 56},
+		Class:   [traffic.NumClasses]uint64{0, 127, 128, 1<<49 + 3, 1 << 63},
+	}
+	s := &Summary{Schema: SchemaVersion, Sensor: "wide", Seq: 1<<63 + 5, Start: time.Unix(1, 0).UTC(), End: time.Unix(11, 0).UTC(),
+		Globals:   traffic.Globals{Seen: c.Total()},
+		Remote:    c,
+		Prefixes:  []PrefixCount{{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Country: "NZ", ASN: 1<<32 - 1, Counters: c}},
+		Countries: []CountryCount{{Country: "NZ", Counters: c}},
+		ASes:      []ASCount{{ASN: 1<<32 - 1, Counters: c}},
+		Watch:     []WatchCount{{List: "w", Counters: c}}, // the last counters of the payload
+	}
+	bin, err := Encode(s, EncodeOptions{Format: FormatBinary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(bin, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertEqual(t, got, s)
+	got, err = NewDecoder(Limits{}).Decode(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertEqual(t, got, s)
+}
