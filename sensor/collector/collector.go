@@ -285,14 +285,27 @@ func eachTopAS(ases []summary.ASCount, n int, scratch *[]uint64, fn func(*summar
 func (b *bucket) addBucket(o *bucket) {
 	b.dirty = true
 	b.sum.Add(o.sum.Summary(0))
-	for country, m := range o.bySeen {
-		for id, c := range m {
-			addSeen(b.bySeen, country, id, *c, &b.slab)
+	mergeSeen(b.bySeen, o.bySeen, &b.slab)
+	mergeSeen(b.byAS, o.byAS, &b.slab)
+}
+
+// mergeSeen adds the per-sensor view from into into, key by key: a map
+// that into lacks is made at its final size, so that sealing a minute of a
+// large fleet does not grow thousands of maps step by step.
+func mergeSeen[K comparable](into, from map[K]map[string]*traffic.Counters, slab *counterSlab) {
+	for k, m := range from {
+		dst := into[k]
+		if dst == nil {
+			dst = make(map[string]*traffic.Counters, len(m))
+			into[k] = dst
 		}
-	}
-	for asn, m := range o.byAS {
 		for id, c := range m {
-			addSeen(b.byAS, asn, id, *c, &b.slab)
+			e := dst[id]
+			if e == nil {
+				e = slab.new()
+				dst[id] = e
+			}
+			e.Add(*c)
 		}
 	}
 }
