@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerwatch/peerwatch/internal/quickselect"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
@@ -218,6 +219,7 @@ type bucket struct {
 	sum     summary.Rollup
 	bySeen  map[string]map[string]*traffic.Counters // country -> sensor -> counters
 	byAS    map[uint32]map[string]*traffic.Counters // ASN -> sensor -> counters
+	slab    counterSlab                             // the counters of bySeen and byAS
 	started time.Time
 	// sealed: a window of the finest level that was added to the coarser
 	// levels; later summaries of its window go to every level directly.
@@ -230,16 +232,16 @@ func newBucket(start time.Time, topN int) *bucket {
 		bySeen: make(map[string]map[string]*traffic.Counters), byAS: make(map[uint32]map[string]*traffic.Counters)}
 }
 
-// add adds a summary of sensor id.
-func (b *bucket) add(id string, sum *summary.Summary) {
+// add adds a summary of sensor id; scratch is memory to reuse.
+func (b *bucket) add(id string, sum *summary.Summary, scratch *[]uint64) {
 	b.dirty = true
 	b.sum.Add(sum)
-	for _, cc := range sum.Countries {
-		addSeen(b.bySeen, cc.Country, id, cc.Counters)
+	for i := range sum.Countries {
+		addSeen(b.bySeen, sum.Countries[i].Country, id, sum.Countries[i].Counters, &b.slab)
 	}
-	for _, a := range topASes(sum.ASes, MaxSeenASes) {
-		addSeen(b.byAS, a.ASN, id, a.Counters)
-	}
+	eachTopAS(sum.ASes, MaxSeenASes, scratch, func(a *summary.ASCount) {
+		addSeen(b.byAS, a.ASN, id, a.Counters, &b.slab)
+	})
 }
 
 // MaxSeenASes is how many ASes of each summary, the most packets first,
@@ -248,31 +250,72 @@ func (b *bucket) add(id string, sum *summary.Summary) {
 // grew with sensors × ASes. The fleet-wide AS totals count every AS.
 const MaxSeenASes = 100
 
-// topASes returns the n ASes with the most packets (all when there are no
-// more than n), whatever the order of ases.
-func topASes(ases []summary.ASCount, n int) []summary.ASCount {
+// eachTopAS calls fn for each of the n ASes with the most packets (ties
+// to the lower ASN; all of them when there are no more than n), in no
+// particular order. ases have distinct ASNs (summary.Decode checks it), so
+// which n is exact. It selects rather than sorts: this runs for every
+// summary. scratch is memory to reuse.
+func eachTopAS(ases []summary.ASCount, n int, scratch *[]uint64, fn func(*summary.ASCount)) {
 	if len(ases) <= n {
-		return ases
+		for i := range ases {
+			fn(&ases[i])
+		}
+		return
 	}
-	top := slices.Clone(ases)
-	slices.SortFunc(top, func(a, b summary.ASCount) int {
-		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.ASN, b.ASN))
-	})
-	return top[:n]
+	totals := (*scratch)[:0]
+	for i := range ases {
+		totals = append(totals, ases[i].Total())
+	}
+	*scratch = totals
+	// The n-th largest total: the ASes above it are in, and of those
+	// tied at it, the lowest ASNs fill what is left.
+	threshold := quickselect.Nth(totals, len(totals)-n)
+	var tied []uint32
+	for i := range ases {
+		switch t := ases[i].Total(); {
+		case t > threshold:
+			fn(&ases[i])
+			n--
+		case t == threshold:
+			tied = append(tied, ases[i].ASN)
+		}
+	}
+	slices.Sort(tied)
+	tied = tied[:min(n, len(tied))]
+	for i := range ases {
+		if ases[i].Total() == threshold {
+			if _, in := slices.BinarySearch(tied, ases[i].ASN); in {
+				fn(&ases[i])
+			}
+		}
+	}
 }
 
 // addBucket adds all of o.
 func (b *bucket) addBucket(o *bucket) {
 	b.dirty = true
 	b.sum.Add(o.sum.Summary(0))
-	for country, m := range o.bySeen {
-		for id, c := range m {
-			addSeen(b.bySeen, country, id, *c)
+	mergeSeen(b.bySeen, o.bySeen, &b.slab)
+	mergeSeen(b.byAS, o.byAS, &b.slab)
+}
+
+// mergeSeen adds the per-sensor view from into into, key by key: a map
+// that into lacks is made at its final size, so that sealing a minute of a
+// large fleet does not grow thousands of maps step by step.
+func mergeSeen[K comparable](into, from map[K]map[string]*traffic.Counters, slab *counterSlab) {
+	for k, m := range from {
+		dst := into[k]
+		if dst == nil {
+			dst = make(map[string]*traffic.Counters, len(m))
+			into[k] = dst
 		}
-	}
-	for asn, m := range o.byAS {
 		for id, c := range m {
-			addSeen(b.byAS, asn, id, *c)
+			e := dst[id]
+			if e == nil {
+				e = slab.new()
+				dst[id] = e
+			}
+			e.Add(*c)
 		}
 	}
 }
@@ -324,6 +367,12 @@ type Collector struct {
 	alertsSaved uint64
 	// accepted counts the messages accepted, by kind (summary, status, alert).
 	accepted map[string]uint64
+	// decoders are summary.Decoders for the handlers, which decode
+	// concurrently outside the lock; each reuses the memory of the
+	// summary it decoded before.
+	decoders sync.Pool
+	// seenTotals is bucket.add's scratch (under mu).
+	seenTotals []uint64
 }
 
 // New returns a collector. log may be nil.
@@ -519,8 +568,14 @@ func (c *Collector) sensorLocked(id string) *sensor {
 }
 
 func (c *Collector) handleSummary(id string, payload []byte, now time.Time) error {
-	// Decoding is the costly part, and needs no lock.
-	sum, err := summary.Decode(payload, c.opts.Limits)
+	// Decoding is the costly part, and needs no lock. The decoder's
+	// summary is valid until it decodes again: until this returns.
+	dec, _ := c.decoders.Get().(*summary.Decoder)
+	if dec == nil {
+		dec = summary.NewDecoder(c.opts.Limits)
+	}
+	defer c.decoders.Put(dec)
+	sum, err := dec.Decode(payload)
 	if err != nil {
 		return err
 	}
@@ -555,12 +610,12 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 	// level itself.
 	b := c.levels[0].bucketLocked(sum.End, c.clock, c.opts.TopN)
 	if b != nil {
-		b.add(id, sum)
+		b.add(id, sum, &c.seenTotals)
 	}
 	if b == nil || b.sealed {
 		for _, l := range c.levels[1:] {
 			if b := l.bucketLocked(sum.End, c.clock, c.opts.TopN); b != nil {
-				b.add(id, sum)
+				b.add(id, sum, &c.seenTotals)
 			}
 		}
 	}

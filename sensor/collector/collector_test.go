@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -670,6 +671,41 @@ func TestWhoSeesASBound(t *testing.T) {
 		}
 		if i := slices.IndexFunc(fleet.ASes, func(f summary.ASCount) bool { return f.ASN == a.as.ASN }); i < 0 || fleet.ASes[i].Counters != a.as.Counters {
 			t.Errorf("fleet AS %d not exact", a.as.ASN)
+		}
+	}
+}
+
+// topASes is the sort that eachTopAS replaced: the n ASes with the most
+// packets, most first, ties to the lower ASN.
+func topASes(ases []summary.ASCount, n int) []summary.ASCount {
+	top := slices.Clone(ases)
+	slices.SortFunc(top, func(a, b summary.ASCount) int {
+		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.ASN, b.ASN))
+	})
+	return top[:min(n, len(top))]
+}
+
+// TestEachTopAS: the selection picks the same ASes as sorting, with
+// distinct totals and with many ties at the cut.
+func TestEachTopAS(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var scratch []uint64
+	for _, tc := range []struct{ ases, n, spread int }{{50, 100, 1000}, {100, 100, 3}, {1000, 100, 1 << 30}, {1000, 100, 3}, {1000, 100, 1}, {3000, 100, 50}} {
+		ases := make([]summary.ASCount, tc.ases)
+		for i, k := range rng.Perm(10 * tc.ases)[:tc.ases] {
+			ases[i].ASN = uint32(k)
+			ases[i].Packets[0] = rng.Uint64N(uint64(tc.spread))
+		}
+		var got []uint32
+		eachTopAS(ases, tc.n, &scratch, func(a *summary.ASCount) { got = append(got, a.ASN) })
+		var want []uint32
+		for _, a := range topASes(ases, tc.n) {
+			want = append(want, a.ASN)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%d ASes, top %d, totals below %d: got %v, want %v", tc.ases, tc.n, tc.spread, got, want)
 		}
 	}
 }

@@ -173,17 +173,34 @@ func (c *Collector) seenLocked(l *level, from, to time.Time, pick func(*bucket) 
 }
 
 // addSeen adds one sensor's counters of a key to a bucket's per-key,
-// per-sensor map.
-func addSeen[K comparable](m map[K]map[string]*traffic.Counters, key K, sensor string, c traffic.Counters) {
+// per-sensor map; new entries come from slab.
+func addSeen[K comparable](m map[K]map[string]*traffic.Counters, key K, sensor string, c traffic.Counters, slab *counterSlab) {
 	bySensor := m[key]
 	if bySensor == nil {
 		bySensor = make(map[string]*traffic.Counters)
 		m[key] = bySensor
 	}
-	if bySensor[sensor] == nil {
-		bySensor[sensor] = new(traffic.Counters)
+	e := bySensor[sensor]
+	if e == nil {
+		e = slab.new()
+		bySensor[sensor] = e
 	}
-	bySensor[sensor].Add(c)
+	e.Add(c)
+}
+
+// counterSlab hands out Counters from chunks: a window's per-sensor views
+// take hundreds of new entries per summary, and they all live as long as
+// the window.
+type counterSlab []traffic.Counters
+
+const slabChunk = 256
+
+func (s *counterSlab) new() *traffic.Counters {
+	if len(*s) == cap(*s) {
+		*s = make([]traffic.Counters, 0, slabChunk)
+	}
+	*s = (*s)[:len(*s)+1]
+	return &(*s)[len(*s)-1]
 }
 
 // Accepted counts the messages accepted since start, by kind ("summary",

@@ -115,6 +115,8 @@ type Stats struct {
 	JournalErrors uint64 `json:"journal_errors"`
 	Flushes       uint64 `json:"flushes"`
 	FlushErrors   uint64 `json:"flush_errors"`
+	// Shrinks counts the rewrites of the file that followed flushes.
+	Shrinks uint64 `json:"shrinks"`
 	// LastFlush is when the last successful flush ended; LastFlushTook
 	// and LastFlushBytes are its duration and the bytes of its records.
 	LastFlush      time.Time     `json:"last_flush,omitzero"`
@@ -157,8 +159,21 @@ type Store struct {
 	// neither, nor write anything else, is skipped.
 	lastState string
 	lastMark  uint64
-	flushMu   sync.Mutex
+	// shrunk is the file size after the last rewrite (under flushMu).
+	shrunk  int64
+	flushMu sync.Mutex
 }
+
+// Bounds of the file rewrites that follow flushes: when the file has grown
+// past ShrinkMinBytes and to ShrinkFactor times its size after the last
+// rewrite. A rewrite copies the state (the windows, twice: records and
+// checkpoint), so at most a third of what was appended since the last one
+// is copied again; at 1,000 summaries a second the journal alone appends
+// 74 MB a second.
+const (
+	ShrinkMinBytes = 32 << 20
+	ShrinkFactor   = 4
+)
 
 // Open opens (or creates) the store at path and loads it into col, which
 // must not have handled a message yet: the last checkpoint, then the
@@ -192,12 +207,13 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 	}
 	cfg.SyncPolicy = syncPolicy(opts.Sync)
 	// The journal appends every summary and the next flush deletes it, so
-	// the file is mostly garbage between rewrites. buntdb's default (rewrite
-	// when the file is twice the live data, from 32 MB) rewrote it about as
-	// often as it appended, a fifth of collectord's CPU at 1000 summaries/s;
-	// five times the live data, from 128 MB, costs a quarter of that.
-	cfg.AutoShrinkPercentage = 400
-	cfg.AutoShrinkMinSize = 128 << 20
+	// the file is mostly garbage between rewrites. buntdb's own rewrite
+	// (when the file is some times the live data) ran whenever the file
+	// reached its threshold, mostly between flushes, and copied the live
+	// journal records, up to the messages of a whole flush interval: an
+	// eighth of collectord's CPU at 400 summaries/s. Flush rewrites the
+	// file instead, right after it deleted the journal (shrinkLocked).
+	cfg.AutoShrinkDisabled = true
 	if err := f.DB.SetConfig(cfg); err != nil {
 		_ = f.Close()
 		return nil, err
@@ -613,6 +629,34 @@ type recordUpdate struct {
 	Value json.RawMessage `json:"v"`
 }
 
+// appendCheckpoint appends the JSON of ck, as json.Marshal writes it, but
+// without json.Marshal's scan of every record's value again (RawMessage is
+// validated and compacted): the values are json.Marshal's own output, and
+// the checkpoint holds each window and sensor of the flush, megabytes.
+func appendCheckpoint(b []byte, ck *checkpointRecord) []byte {
+	b = append(b, `{"mark":`...)
+	b = strconv.AppendUint(b, ck.Mark, 10)
+	b = append(b, `,"alerts_floor":`...)
+	b = strconv.AppendUint(b, ck.AlertsFloor, 10)
+	b = append(b, `,"records":`...)
+	if ck.Records == nil {
+		return append(b, "null}"...)
+	}
+	b = append(b, '[')
+	for i, r := range ck.Records {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"k":`...)
+		key, _ := json.Marshal(r.Key) // a string always encodes
+		b = append(b, key...)
+		b = append(b, `,"v":`...)
+		b = append(b, r.Value...)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
 // MaxCheckpointBytes bounds the meta:checkpoint record: a full flush.
 const MaxCheckpointBytes = 512 << 20
 
@@ -629,6 +673,10 @@ const keyCheckpoint = "meta:checkpoint"
 // a crash leaves whole or cuts off entirely (the load cuts an unfinished
 // write off), and then applies it in a second transaction; Open applies
 // it again, which changes nothing when the second transaction was whole.
+// Once that is written, a third replaces the checkpoint record by its mark
+// and alerts floor alone (what Open needs of it): otherwise the file, its
+// rewrites and buntdb's memory would hold the state twice. A crash that
+// cuts that write leaves the whole checkpoint, applied again at Open.
 func (s *Store) Flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -677,8 +725,11 @@ func (s *Store) Flush() error {
 	}
 	var size int64
 	if err == nil {
-		var b []byte
-		b, err = json.Marshal(ck)
+		n := 64
+		for _, r := range ck.Records {
+			n += len(r.Key) + len(r.Value) + 16
+		}
+		b := appendCheckpoint(make([]byte, 0, n), &ck)
 		size = int64(len(b))
 		if err == nil && size > MaxCheckpointBytes {
 			err = fmt.Errorf("checkpoint of %d bytes, limit %d", size, MaxCheckpointBytes)
@@ -698,13 +749,23 @@ func (s *Store) Flush() error {
 			return err
 		})
 	}
+	if err == nil {
+		mark := appendCheckpoint(nil, &checkpointRecord{Mark: ck.Mark, AlertsFloor: ck.AlertsFloor})
+		if err := s.file.DB.Update(func(tx *buntdb.Tx) error {
+			_, _, err := tx.Set(keyCheckpoint, string(mark), nil)
+			return err
+		}); err != nil {
+			// The whole checkpoint stays, and is right: only bigger.
+			s.log.Warn("replacing the applied checkpoint record by its mark failed", "path", s.path, "err", err)
+		}
+	}
 	took := time.Since(start)
 	s.statsMu.Lock()
-	defer s.statsMu.Unlock()
 	if err != nil {
 		s.needFull = true
 		s.stats.FlushErrors++
 		s.stats.LastError = err.Error()
+		s.statsMu.Unlock()
 		return fmt.Errorf("flush collector state to %s: %w", s.path, err)
 	}
 	s.needFull = false
@@ -712,7 +773,34 @@ func (s *Store) Flush() error {
 	s.stats.Flushes++
 	s.stats.LastFlush, s.stats.LastFlushTook, s.stats.LastFlushBytes = time.Now(), took, size
 	s.stats.JournalDepth -= journaled
+	s.statsMu.Unlock()
+	s.shrinkLocked()
 	return nil
+}
+
+// shrinkLocked rewrites the file without its garbage when it has grown
+// enough since the last rewrite (ShrinkMinBytes, ShrinkFactor). Flush calls
+// it right after deleting the journal, when the live data is smallest:
+// the checkpoint's records and the journal records since its mark. A
+// failed rewrite leaves the file as it was; it is logged, and tried again
+// after the next flush.
+func (s *Store) shrinkLocked() {
+	fi, err := os.Stat(s.path)
+	if err != nil || fi.Size() < ShrinkMinBytes || fi.Size() < ShrinkFactor*s.shrunk {
+		return
+	}
+	start := time.Now()
+	if err := s.file.DB.Shrink(); err != nil {
+		s.log.Warn("rewriting the store file failed; trying again after the next flush", "path", s.path, "err", err)
+		return
+	}
+	if fi2, err := os.Stat(s.path); err == nil {
+		s.shrunk = fi2.Size()
+		s.log.Debug("store file rewritten", "path", s.path, "from", fi.Size(), "to", fi2.Size(), "took", time.Since(start))
+	}
+	s.statsMu.Lock()
+	s.stats.Shrinks++
+	s.statsMu.Unlock()
 }
 
 // applyCheckpoint writes the checkpoint's records and deletes what it

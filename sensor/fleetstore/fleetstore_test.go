@@ -1,6 +1,7 @@
 package fleetstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -396,7 +397,12 @@ func TestTornFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := state(t, col)
+	// The crash cut the second transaction, so the third, which replaces
+	// the checkpoint record by its mark, never ran: the whole checkpoint
+	// is still there.
+	full := wholeCheckpoint(t, st)
 	st.Close()
+	setRecord(t, path, keyCheckpoint, full)
 	setRecord(t, path, prefixSensor+"s1", old)
 	// The journal records of seqs 4 to 6, which the flush deleted.
 	for seq := uint64(4); seq <= 6; seq++ {
@@ -576,5 +582,124 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if got := st2.Stats().Replayed; got != n {
 		t.Errorf("replayed %d, want %d", got, n)
+	}
+}
+
+// TestShrinkAfterFlush: the flush that deletes a large journal rewrites
+// the file without it, once it is past ShrinkMinBytes, and the store
+// reopens to the same state; a flush after little growth does not.
+func TestShrinkAfterFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 5; seq++ {
+		deliver(t, col, st, "s1", seq)
+	}
+	// Journal records the flush covers, past ShrinkMinBytes in all.
+	blob := bytes.Repeat([]byte("x"), 1<<20)
+	for range ShrinkMinBytes>>20 + 2 {
+		if err := st.Journal(topic("s1", "alert"), blob, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	stats := st.Stats()
+	if stats.Shrinks != 1 || stats.FileSize > 1<<20 {
+		t.Fatalf("after the flush: %d rewrites, file of %d bytes; want 1, under 1 MiB", stats.Shrinks, stats.FileSize)
+	}
+	deliver(t, col, st, "s1", 6)
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.Stats().Shrinks; n != 1 {
+		t.Errorf("%d rewrites after a small flush, want still 1", n)
+	}
+	want := state(t, col)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	col2, st2 := open(t, path)
+	defer st2.Close()
+	if got := state(t, col2); got != want {
+		t.Errorf("reopened after the rewrite:\n got %s\nwant %s", got, want)
+	}
+	if s := col2.Sensors(t0)[0]; s.Summaries != 6 {
+		t.Errorf("%d summaries after reopening, want 6", s.Summaries)
+	}
+}
+
+// wholeCheckpoint is the checkpoint record as the last flush of st wrote
+// it before applying it (with every record, not only those it changed,
+// which applies to the same): the mark of the record the flush left, and
+// the records of the file.
+func wholeCheckpoint(t *testing.T, st *Store) string {
+	t.Helper()
+	var ck checkpointRecord
+	if err := st.file.DB.View(func(tx *buntdb.Tx) error {
+		v, err := tx.Get(keyCheckpoint)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(v), &ck); err != nil {
+			return err
+		}
+		return tx.Ascend("", func(k, v string) bool {
+			if validRecordKey(k) {
+				ck.Records = append(ck.Records, recordUpdate{k, json.RawMessage(v)})
+			}
+			return true
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return string(appendCheckpoint(nil, &ck))
+}
+
+// TestAppendCheckpoint: the checkpoint record written by hand is the
+// bytes json.Marshal writes, for a real flush and for edge cases; after
+// the flush, the record holds the mark and floor alone.
+func TestAppendCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 3; seq++ {
+		deliver(t, col, st, "s1", seq)
+		deliver(t, col, st, "s2", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	if err := st.file.DB.View(func(tx *buntdb.Tx) error {
+		var err error
+		stored, err = tx.Get(keyCheckpoint)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"mark":6,"alerts_floor":0,"records":null}`; stored != want {
+		t.Errorf("checkpoint record after the flush %s, want %s", stored, want)
+	}
+	var ck checkpointRecord
+	if err := json.Unmarshal([]byte(wholeCheckpoint(t, st)), &ck); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if len(ck.Records) < 4 {
+		t.Fatalf("checkpoint of %d records", len(ck.Records))
+	}
+	for _, c := range []checkpointRecord{
+		ck,
+		{Mark: 1<<64 - 1, AlertsFloor: 7},
+		{Records: []recordUpdate{}},
+		{Records: []recordUpdate{{Key: `sensor:<a&b>"\`, Value: json.RawMessage(`{"x":"\u003c\u0026\u003e"}`)}}},
+	} {
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendCheckpoint(nil, &c); string(got) != string(want) {
+			t.Errorf("appendCheckpoint:\n got %.300s\nwant %.300s", got, want)
+		}
 	}
 }

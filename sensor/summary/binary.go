@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -169,6 +170,16 @@ func (r *binReader) fail(format string, args ...any) {
 }
 
 func (r *binReader) uv() uint64 {
+	// Most values (class counters, indexes, lengths) are one byte: that
+	// case inlined.
+	if off := r.off; off < len(r.b) && r.b[off] < 0x80 && r.err == nil {
+		r.off = off + 1
+		return uint64(r.b[off])
+	}
+	return r.uvSlow()
+}
+
+func (r *binReader) uvSlow() uint64 {
 	if r.err != nil {
 		return 0
 	}
@@ -244,15 +255,46 @@ func (r *binReader) time() time.Time {
 }
 
 func (r *binReader) counters(c *traffic.Counters) {
-	for i := range c.Packets {
-		c.Packets[i] = r.uv()
+	// The nine varints in one loop over the bytes, one-byte values
+	// without a call: most of a payload is counters.
+	var v [2 + 2 + traffic.NumClasses]uint64
+	b, off := r.b, r.off
+	for i := range v {
+		if off < len(b) && b[off] < 0x80 {
+			v[i] = uint64(b[off])
+			off++
+			continue
+		}
+		// Up to 8 bytes (56 bits: packet and byte counts) inline, as
+		// binary.Uvarint reads them; anything else, errors included,
+		// through uvSlow.
+		if off+8 <= len(b) {
+			x, shift, j := uint64(0), uint(0), off
+			for ; j < off+8; j++ {
+				c := b[j]
+				x |= uint64(c&0x7f) << shift
+				if c < 0x80 {
+					break
+				}
+				shift += 7
+			}
+			if j < off+8 {
+				v[i], off = x, j+1
+				continue
+			}
+		}
+		r.off = off
+		v[i] = r.uvSlow()
+		off = r.off
 	}
-	for i := range c.Bytes {
-		c.Bytes[i] = r.uv()
+	r.off = off
+	if r.err != nil {
+		*c = traffic.Counters{}
+		return
 	}
-	for i := range c.Class {
-		c.Class[i] = r.uv()
-	}
+	c.Packets = traffic.ByDirection{v[0], v[1]}
+	c.Bytes = traffic.ByDirection{v[2], v[3]}
+	c.Class = traffic.ByClass(v[4:])
 }
 
 func (r *binReader) prefix() netip.Prefix {
@@ -290,19 +332,34 @@ func (r *binReader) prefix() netip.Prefix {
 // decodeBinary parses the binary encoding (after its magic was seen); the
 // caller validates the result.
 func decodeBinary(b []byte, l Limits) (*Summary, error) {
+	s := new(Summary)
+	if err := decodeBinaryInto(b, l, s, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// decodeBinaryInto is decodeBinary into s, whose lists it reuses: every
+// field of s is overwritten. With in, the strings of the payload's table
+// are interned.
+func decodeBinaryInto(b []byte, l Limits, s *Summary, in *interner) error {
 	if len(b) > l.MaxDecompressed {
-		return nil, fmt.Errorf("%w: %d bytes of binary summary, limit %d", ErrTooLarge, len(b), l.MaxDecompressed)
+		return fmt.Errorf("%w: %d bytes of binary summary, limit %d", ErrTooLarge, len(b), l.MaxDecompressed)
 	}
 	r := &binReader{b: b, off: len(binaryMagic)}
+	if in != nil {
+		r.table = in.table[:0]
+		defer func() { in.table = keep(r.table) }()
+	}
 	if v := r.uv(); r.err == nil && v != SchemaVersion {
-		return nil, fmt.Errorf("%w: payload has schema version %d, this code reads version %d", ErrVersion, v, SchemaVersion)
+		return fmt.Errorf("%w: payload has schema version %d, this code reads version %d", ErrVersion, v, SchemaVersion)
 	}
 	n := r.uv()
 	if r.err == nil && (n > maxStrings || n > uint64(len(b)-r.off)) {
 		r.fail("%d strings in the table", n)
 	}
 	if r.err == nil {
-		r.table = make([]string, n)
+		r.table = slices.Grow(r.table[:0], int(n))[:n]
 	}
 	for i := range r.table {
 		size := r.uv()
@@ -312,11 +369,15 @@ func decodeBinary(b []byte, l Limits) (*Summary, error) {
 		if r.err != nil {
 			break
 		}
-		r.table[i] = string(b[r.off : r.off+int(size)])
+		if in != nil {
+			r.table[i] = in.intern(b[r.off : r.off+int(size)])
+		} else {
+			r.table[i] = string(b[r.off : r.off+int(size)])
+		}
 		r.off += int(size)
 	}
 
-	s := &Summary{Schema: SchemaVersion}
+	*s = Summary{Schema: SchemaVersion, Prefixes: s.Prefixes[:0], Countries: s.Countries[:0], ASes: s.ASes[:0], Watch: s.Watch[:0]}
 	s.Sensor = r.str()
 	s.Seq = r.uv()
 	s.Start = r.time()
@@ -334,7 +395,7 @@ func decodeBinary(b []byte, l Limits) (*Summary, error) {
 	}
 	s.OutboxDropped = r.uv()
 	if n := r.count("prefixes", l.MaxPrefixes); n > 0 {
-		s.Prefixes = make([]PrefixCount, n)
+		s.Prefixes = slices.Grow(s.Prefixes, n)[:n]
 		for i := range s.Prefixes {
 			p := &s.Prefixes[i]
 			p.Prefix = r.prefix()
@@ -345,14 +406,14 @@ func decodeBinary(b []byte, l Limits) (*Summary, error) {
 		}
 	}
 	if n := r.count("countries", l.MaxCountries); n > 0 {
-		s.Countries = make([]CountryCount, n)
+		s.Countries = slices.Grow(s.Countries, n)[:n]
 		for i := range s.Countries {
 			s.Countries[i].Country = r.str()
 			r.counters(&s.Countries[i].Counters)
 		}
 	}
 	if n := r.count("ases", l.MaxASes); n > 0 {
-		s.ASes = make([]ASCount, n)
+		s.ASes = slices.Grow(s.ASes, n)[:n]
 		for i := range s.ASes {
 			s.ASes[i].ASN = r.u32("asn")
 			s.ASes[i].ASName = r.optStr()
@@ -360,19 +421,48 @@ func decodeBinary(b []byte, l Limits) (*Summary, error) {
 		}
 	}
 	if n := r.count("watch", l.MaxWatch); n > 0 {
-		s.Watch = make([]WatchCount, n)
+		s.Watch = slices.Grow(s.Watch, n)[:n]
 		for i := range s.Watch {
 			s.Watch[i].List = r.str()
 			r.counters(&s.Watch[i].Counters)
 		}
 	}
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
 	if r.off != len(b) {
-		return nil, fmt.Errorf("%w: %d bytes after the binary summary", ErrMalformed, len(b)-r.off)
+		return fmt.Errorf("%w: %d bytes after the binary summary", ErrMalformed, len(b)-r.off)
 	}
-	return s, nil
+	return nil
+}
+
+// Bounds of the strings an interner keeps: past either, it starts afresh
+// (the strings already handed out stay valid), so that payloads full of
+// distinct strings cannot grow it.
+const (
+	maxInterned      = 1 << 16
+	maxInternedBytes = 4 << 20
+)
+
+// interner hands out one string per distinct content, so that decoding the
+// same country codes and AS names again and again allocates nothing.
+type interner struct {
+	strings map[string]string
+	bytes   int      // of the strings kept
+	table   []string // the string table of the payload being decoded
+}
+
+func (in *interner) intern(b []byte) string {
+	if s, ok := in.strings[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	if in.strings == nil || len(in.strings) >= maxInterned || in.bytes+len(b) > maxInternedBytes {
+		in.strings, in.bytes = make(map[string]string, 1024), 0
+	}
+	s := string(b)
+	in.strings[s] = s
+	in.bytes += len(s)
+	return s
 }
 
 func isBinary(b []byte) bool { return bytes.HasPrefix(b, binaryMagic) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -110,4 +111,109 @@ func TestBinaryRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecoderMatchesDecode decodes a run of payloads, big and small,
+// binary and JSON, valid and not, with one Decoder: each result and each
+// refusal is Decode's, whatever the Decoder kept from the payload before.
+func TestDecoderMatchesDecode(t *testing.T) {
+	var payloads [][]byte
+	add := func(s *Summary, f Format) {
+		p, err := Encode(s, EncodeOptions{Format: f, MaxBytes: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payloads = append(payloads, p)
+	}
+	small := sample(time.Unix(1_700_000_000, 0), 3, 4)
+	small.Seq = 1
+	add(generated(1000, 1), FormatBinary)
+	add(small, FormatBinary)
+	add(generated(300, 2), FormatBinary)
+	add(&Summary{Schema: SchemaVersion, Sensor: "x", Seq: 9, Start: time.Unix(1, 0), End: time.Unix(1, 0), Globals: traffic.Globals{Seen: 3, NonIP: 3}}, FormatBinary)
+	add(generated(200, 3), FormatJSON)
+	add(generated(1000, 4), FormatBinary)
+	bad := bytes.Clone(payloads[0])
+	payloads = append(payloads, bad[:len(bad)/2]) // truncated
+	dup := generated(20, 5)
+	dup.Prefixes[1].Prefix = dup.Prefixes[0].Prefix
+	payloads = append(payloads, encodeBinary(dup)) // duplicate prefix
+	add(generated(1000, 1), FormatBinary)
+	add(small, FormatBinary)
+
+	d := NewDecoder(Limits{})
+	for i, p := range payloads {
+		want, wantErr := Decode(p, Limits{})
+		got, err := d.Decode(p)
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+			t.Fatalf("payload %d: error %v, want %v", i, err, wantErr)
+		}
+		if err == nil {
+			assertEqual(t, got, want)
+			if !reflect.DeepEqual(got, want) { // nil and empty lists alike
+				t.Fatalf("payload %d: %+v, want %+v", i, got, want)
+			}
+		}
+	}
+}
+
+// TestInternerBounded: distinct strings never grow an interner past its
+// bounds, and what it handed out stays valid.
+func TestInternerBounded(t *testing.T) {
+	var in interner
+	long := bytes.Repeat([]byte("x"), maxStringLen)
+	first := in.intern(long)
+	for i := range 3 * maxInternedBytes / maxStringLen {
+		b := append([]byte(nil), long...)
+		b[0], b[1], b[2] = byte(i), byte(i>>8), byte(i>>16)
+		in.intern(b)
+		if in.bytes > maxInternedBytes || len(in.strings) > maxInterned {
+			t.Fatalf("after %d strings: %d bytes, %d strings", i+1, in.bytes, len(in.strings))
+		}
+	}
+	for i := range 2 * maxInterned {
+		in.intern([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+		if len(in.strings) > maxInterned {
+			t.Fatalf("%d strings", len(in.strings))
+		}
+	}
+	if first != string(long) {
+		t.Error("a string handed out changed")
+	}
+	if s := in.intern([]byte("NZ")); s != "NZ" || in.intern([]byte("NZ")) != s {
+		t.Error("interning NZ")
+	}
+}
+
+// TestBinaryVarintWidths: counters of every varint width, 1 to 10 bytes,
+// at the end of the payload too, decode exactly, with Decode and with a
+// Decoder.
+func TestBinaryVarintWidths(t *testing.T) {
+	c := traffic.Counters{
+		Packets: [2]uint64{1 << 62, 1<<56 - 1},
+		Bytes:   [2]uint64{^uint64(0), 1 << 56},
+		Class:   [traffic.NumClasses]uint64{0, 127, 128, 1<<49 + 3, 1 << 63},
+	}
+	s := &Summary{Schema: SchemaVersion, Sensor: "wide", Seq: 1<<63 + 5, Start: time.Unix(1, 0).UTC(), End: time.Unix(11, 0).UTC(),
+		Globals:   traffic.Globals{Seen: c.Total()},
+		Remote:    c,
+		Prefixes:  []PrefixCount{{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Country: "NZ", ASN: 1<<32 - 1, Counters: c}},
+		Countries: []CountryCount{{Country: "NZ", Counters: c}},
+		ASes:      []ASCount{{ASN: 1<<32 - 1, Counters: c}},
+		Watch:     []WatchCount{{List: "w", Counters: c}}, // the last counters of the payload
+	}
+	bin, err := Encode(s, EncodeOptions{Format: FormatBinary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(bin, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertEqual(t, got, s)
+	got, err = NewDecoder(Limits{}).Decode(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertEqual(t, got, s)
 }

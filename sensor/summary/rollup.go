@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/peerwatch/peerwatch/internal/quickselect"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
@@ -20,47 +21,66 @@ type Rollup struct {
 	// MaxPrefixes bounds the prefixes kept, as above; 0 keeps all.
 	MaxPrefixes int
 
-	head      Summary // everything but the lists
-	n         int     // summaries added
-	prefixes  map[netip.Prefix]*PrefixCount
+	head Summary // everything but the lists
+	n    int     // summaries added
+	// The prefixes kept are entries, found by prefix through index; the
+	// slots of prefixes pruned are listed in free (and false in used)
+	// until a new prefix takes them. Entries in a slice rather
+	// than one allocation per prefix: a window takes in and prunes
+	// thousands of prefixes a second.
+	index     map[netip.Prefix]int32
+	entries   []PrefixCount
+	used      []bool // by entry
+	free      []int32
 	countries map[string]*traffic.Counters
-	ases      map[uint32]*ASCount
+	asIndex   map[uint32]int32 // into ases
+	ases      []ASCount
 	watch     map[string]*traffic.Counters
+	totals    []uint64 // prune's scratch
 }
 
 // Add adds s; s is not kept or modified.
 func (r *Rollup) Add(s *Summary) {
 	if r.n == 0 {
-		r.prefixes = make(map[netip.Prefix]*PrefixCount, len(s.Prefixes))
+		r.index = make(map[netip.Prefix]int32, len(s.Prefixes))
 		r.countries = make(map[string]*traffic.Counters, len(s.Countries))
-		r.ases = make(map[uint32]*ASCount, len(s.ASes))
+		r.asIndex = make(map[uint32]int32, len(s.ASes))
 		r.watch = make(map[string]*traffic.Counters, len(s.Watch))
 	}
 	r.n++
 	r.head.mergeHead(s)
-	for _, p := range s.Prefixes {
-		if e := r.prefixes[p.Prefix]; e != nil {
-			e.Counters.Add(p.Counters)
+	for i := range s.Prefixes {
+		p := &s.Prefixes[i]
+		if j, ok := r.index[p.Prefix]; ok {
+			r.entries[j].Counters.Add(p.Counters)
 			continue
 		}
-		e := p
-		r.prefixes[p.Prefix] = &e
+		var j int32
+		if n := len(r.free); n > 0 {
+			j, r.free = r.free[n-1], r.free[:n-1]
+			r.entries[j], r.used[j] = *p, true
+		} else {
+			j = int32(len(r.entries))
+			r.entries, r.used = append(r.entries, *p), append(r.used, true)
+		}
+		r.index[p.Prefix] = j
 	}
-	for _, c := range s.Countries {
-		addTo(r.countries, c.Country, c.Counters)
+	for i := range s.Countries {
+		addTo(r.countries, s.Countries[i].Country, s.Countries[i].Counters)
 	}
-	for _, a := range s.ASes {
-		if e := r.ases[a.ASN]; e != nil {
-			e.Counters.Add(a.Counters)
+	for i := range s.ASes {
+		a := &s.ASes[i]
+		if j, ok := r.asIndex[a.ASN]; ok {
+			r.ases[j].Counters.Add(a.Counters)
 			continue
 		}
-		e := a
-		r.ases[a.ASN] = &e
+		r.asIndex[a.ASN] = int32(len(r.ases))
+		r.ases = append(r.ases, *a)
 	}
-	for _, w := range s.Watch {
-		addTo(r.watch, w.List, w.Counters)
+	for i := range s.Watch {
+		addTo(r.watch, s.Watch[i].List, s.Watch[i].Counters)
 	}
-	if r.MaxPrefixes > 0 && len(r.prefixes) > 2*r.MaxPrefixes {
+	if r.MaxPrefixes > 0 && len(r.index) > 2*r.MaxPrefixes {
 		r.prune()
 	}
 }
@@ -73,46 +93,60 @@ func addTo[K comparable](m map[K]*traffic.Counters, k K, c traffic.Counters) {
 	m[k] = &c
 }
 
+// remove moves entry j into Other and frees its slot.
+func (r *Rollup) remove(j int32) {
+	e := &r.entries[j]
+	r.head.Other.Add(e.Counters)
+	delete(r.index, e.Prefix)
+	*e, r.used[j] = PrefixCount{}, false
+	r.free = append(r.free, j)
+}
+
 // prune keeps the MaxPrefixes largest prefixes and moves the others into
-// Other. It finds the MaxPrefixes-th largest total by sorting the totals
-// alone, which costs far less than sorting the entries; among prefixes tied
-// at that total, the first by address stay, as in Summary.Sort.
+// Other. It finds the MaxPrefixes-th largest total by selection over the
+// totals alone, which costs far less than sorting anything; among prefixes
+// tied at that total, the first by address stay, as in Summary.Sort.
 func (r *Rollup) prune() {
-	totals := make([]uint64, 0, len(r.prefixes))
-	for _, p := range r.prefixes {
-		totals = append(totals, p.Total())
+	totals := r.totals[:0]
+	for i := range r.entries {
+		if r.used[i] {
+			totals = append(totals, r.entries[i].Total())
+		}
 	}
-	slices.Sort(totals)
-	threshold := totals[len(totals)-r.MaxPrefixes]
+	r.totals = totals
+	threshold := quickselect.Nth(totals, len(totals)-r.MaxPrefixes)
 	above := 0 // kept for sure: more than the threshold
 	for _, t := range totals {
 		if t > threshold {
 			above++
 		}
 	}
-	var tied []PrefixCount
-	for k, p := range r.prefixes {
-		switch t := p.Total(); {
+	var tied []int32
+	for i := range r.entries {
+		if !r.used[i] {
+			continue
+		}
+		switch t := r.entries[i].Total(); {
 		case t < threshold:
-			r.head.Other.Add(p.Counters)
-			delete(r.prefixes, k)
+			r.remove(int32(i))
 		case t == threshold:
-			tied = append(tied, *p)
+			tied = append(tied, int32(i))
 		}
 	}
 	if keep := r.MaxPrefixes - above; len(tied) > keep {
-		slices.SortFunc(tied, prefixOrder)
-		for _, p := range tied[keep:] {
-			r.head.Other.Add(p.Counters)
-			delete(r.prefixes, p.Prefix)
+		slices.SortFunc(tied, func(a, b int32) int { return prefixOrder(r.entries[a], r.entries[b]) })
+		for _, j := range tied[keep:] {
+			r.remove(j)
 		}
 	}
 }
 
 func (r *Rollup) sortedPrefixes() []PrefixCount {
-	out := make([]PrefixCount, 0, len(r.prefixes))
-	for _, p := range r.prefixes {
-		out = append(out, *p)
+	out := make([]PrefixCount, 0, len(r.index))
+	for i := range r.entries {
+		if r.used[i] {
+			out = append(out, r.entries[i])
+		}
 	}
 	slices.SortFunc(out, prefixOrder)
 	return out
@@ -135,16 +169,16 @@ func (r *Rollup) Country(cc string) traffic.Counters {
 // Prefix is the traffic of one remote prefix, as far as the prefixes kept
 // hold it (zero when it is not among them).
 func (r *Rollup) Prefix(p netip.Prefix) traffic.Counters {
-	if e := r.prefixes[p]; e != nil {
-		return e.Counters
+	if j, ok := r.index[p]; ok {
+		return r.entries[j].Counters
 	}
 	return traffic.Counters{}
 }
 
 // AS is the traffic of one origin AS (0 for traffic no table places).
 func (r *Rollup) AS(asn uint32) traffic.Counters {
-	if e := r.ases[asn]; e != nil {
-		return e.Counters
+	if j, ok := r.asIndex[asn]; ok {
+		return r.ases[j].Counters
 	}
 	return traffic.Counters{}
 }
@@ -159,9 +193,7 @@ func (r *Rollup) Summary(n int) *Summary {
 	for cc, c := range r.countries {
 		s.Countries = append(s.Countries, CountryCount{Country: cc, Counters: *c})
 	}
-	for _, a := range r.ases {
-		s.ASes = append(s.ASes, *a)
-	}
+	s.ASes = slices.Clone(r.ases)
 	for l, c := range r.watch {
 		s.Watch = append(s.Watch, WatchCount{List: l, Counters: *c})
 	}

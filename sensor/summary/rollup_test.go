@@ -1,6 +1,9 @@
 package summary
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -23,8 +26,8 @@ func TestRollupMatchesMerge(t *testing.T) {
 		r.Add(s)
 		bounded.Add(s)
 		merged.Merge(s)
-		if n := len(bounded.prefixes); n > 60 || i > 0 && n < 30 {
-			t.Fatalf("after %d summaries the bounded rollup holds %d prefixes", i+1, len(bounded.prefixes))
+		if n := len(bounded.index); n > 60 || i > 0 && n < 30 {
+			t.Fatalf("after %d summaries the bounded rollup holds %d prefixes", i+1, len(bounded.index))
 		}
 	}
 	merged.Sensor = ""
@@ -68,8 +71,8 @@ func TestRollupPruneTies(t *testing.T) {
 		s.Remote.Add(p.Counters)
 	}
 	r.Add(s)
-	if len(r.prefixes) != 3 {
-		t.Fatalf("%d prefixes kept, want 3", len(r.prefixes))
+	if len(r.index) != 3 {
+		t.Fatalf("%d prefixes kept, want 3", len(r.index))
 	}
 	want := r.Summary(0)
 	sorted := append([]PrefixCount(nil), s.Prefixes...)
@@ -81,5 +84,73 @@ func TestRollupPruneTies(t *testing.T) {
 	}
 	if got := want.Other.Total() + 3*s.Prefixes[0].Total(); got != s.Remote.Total() {
 		t.Errorf("other + kept = %d packets, want %d", got, s.Remote.Total())
+	}
+}
+
+// rollupInput is a summary of n prefixes out of a universe of 4n (IPv4 and
+// IPv6), with small counters so that many totals tie, for the comparison
+// with the reference Rollup.
+func rollupInput(rng *rand.Rand, n int, seq uint64) *Summary {
+	s := &Summary{Schema: SchemaVersion, Sensor: "s", Seq: seq, Start: time.Unix(1_700_000_000+int64(seq)*10, 0).UTC()}
+	s.End = s.Start.Add(10 * time.Second)
+	for _, k := range rng.Perm(4 * n)[:n] {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k >> 8), byte(k), 0}), 24)
+		if k%5 == 0 {
+			p = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0xd, 0xb8, byte(k >> 8), byte(k)}), 48)
+		}
+		var c traffic.Counters
+		c.Packets = traffic.ByDirection{rng.Uint64N(4), rng.Uint64N(3)}
+		c.Bytes = traffic.ByDirection{c.Packets[0] * 100, c.Packets[1] * 60}
+		c.Class[traffic.UDP] = c.Total()
+		asn := uint32(k % 7)
+		s.Prefixes = append(s.Prefixes, PrefixCount{Prefix: p, Country: fmt.Sprintf("C%d", k%5), ASN: asn, ASName: fmt.Sprintf("AS%d-%d", asn, seq), Counters: c})
+		s.Countries = append(s.Countries, CountryCount{Country: fmt.Sprintf("C%d-%d", k%5, k), Counters: c})
+		s.ASes = append(s.ASes, ASCount{ASN: uint32(k), ASName: fmt.Sprintf("AS%d-%d", k, seq), Counters: c})
+		s.Remote.Add(c)
+	}
+	s.Watch = []WatchCount{{List: fmt.Sprintf("w%d", seq%3), Counters: s.Remote}}
+	s.Globals.Seen = s.Remote.Total()
+	return s
+}
+
+// TestRollupMatchesReference adds the same summaries to Rollup and to the
+// implementation it replaced (rollup_ref_test.go): after every summary,
+// both hold the same prefixes, and give the same Summary, to the counter
+// and the label, whatever the bound and however many totals tie.
+func TestRollupMatchesReference(t *testing.T) {
+	for _, tc := range []struct{ max, n, summaries int }{
+		{0, 50, 30}, {1, 5, 50}, {3, 10, 100}, {30, 40, 200}, {100, 100, 100}, {1000, 1000, 20},
+	} {
+		t.Run(fmt.Sprintf("max %d, %d prefixes", tc.max, tc.n), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(tc.max), uint64(tc.n)))
+			got, want := Rollup{MaxPrefixes: tc.max}, refRollup{MaxPrefixes: tc.max}
+			for i := range tc.summaries {
+				s := rollupInput(rng, tc.n, uint64(i+1))
+				got.Add(s)
+				want.Add(s)
+				if len(got.index) != len(want.prefixes) {
+					t.Fatalf("after %d summaries: %d prefixes kept, want %d", i+1, len(got.index), len(want.prefixes))
+				}
+				if i%7 == 0 || i == tc.summaries-1 {
+					assertEqual(t, got.Summary(0), want.Summary(0))
+					assertEqual(t, got.Summary(tc.max/2+1), want.Summary(tc.max/2+1))
+				}
+			}
+			for _, p := range want.Summary(0).Prefixes {
+				if g := got.Prefix(p.Prefix); g != p.Counters {
+					t.Errorf("Prefix(%s) = %+v, want %+v", p.Prefix, g, p.Counters)
+				}
+			}
+			if got.AS(3) != want.AS(3) || got.Country("C1-1") != want.Country("C1-1") || got.Len() != want.Len() || got.Remote() != want.Remote() {
+				t.Error("AS, Country, Len or Remote differ")
+			}
+			if tc.max > 0 {
+				// Exact totals: what is kept plus Other is all that was added.
+				s := got.Summary(0)
+				if err := s.Check(); err != nil {
+					t.Error(err)
+				}
+			}
+		})
 	}
 }

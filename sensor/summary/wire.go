@@ -114,7 +114,7 @@ func Encode(s *Summary, opts EncodeOptions) ([]byte, error) {
 	}
 	w := *s
 	w.Schema = SchemaVersion
-	if err := validate(&w, Limits{}.withDefaults()); err != nil {
+	if err := validate(&w, Limits{}.withDefaults(), nil); err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
 	// Lists are written as [] rather than null, as the schema asks.
@@ -276,7 +276,7 @@ func Decode(payload []byte, limits Limits) (*Summary, error) {
 
 // finish validates a decoded summary and puts it in canonical form.
 func finish(s *Summary, limits Limits) (*Summary, error) {
-	if err := validate(s, limits); err != nil {
+	if err := validate(s, limits, nil); err != nil {
 		return nil, err
 	}
 	// Canonical form: empty lists are nil.
@@ -322,9 +322,27 @@ func gunzip(payload []byte, limit int) ([]byte, error) {
 	return out, nil
 }
 
+// validScratch is the memory validate reuses between calls (a Decoder's).
+type validScratch struct {
+	prefixes4 keySet // IPv4 prefixes (prefixKey)
+	prefixes6 map[netip.Prefix]struct{}
+	countries map[string]struct{}
+	ases      keySet
+	watch     map[string]struct{}
+}
+
+// scratchMap returns *m emptied, made for n keys when nil.
+func scratchMap[K comparable](m *map[K]struct{}, n int) map[K]struct{} {
+	if *m == nil {
+		*m = make(map[K]struct{}, n)
+	}
+	clear(*m)
+	return *m
+}
+
 // validate checks everything Decode promises about a summary beyond its
-// syntax.
-func validate(s *Summary, l Limits) error {
+// syntax; sc, when not nil, holds maps to reuse.
+func validate(s *Summary, l Limits, sc *validScratch) error {
 	if s.Schema != SchemaVersion {
 		return fmt.Errorf("%w: schema version %d, this code reads version %d", ErrVersion, s.Schema, SchemaVersion)
 	}
@@ -359,33 +377,50 @@ func validate(s *Summary, l Limits) error {
 			return fmt.Errorf("%w: %d %s, limit %d", ErrTooLarge, c.n, c.name, c.max)
 		}
 	}
-	prefixes := make(map[netip.Prefix]struct{}, len(s.Prefixes))
-	for i, p := range s.Prefixes {
+	if sc == nil {
+		sc = new(validScratch)
+	}
+	// IPv4 prefixes, nearly all of them, in a keySet; the others in a map.
+	sc.prefixes4.reset(len(s.Prefixes))
+	var prefixes6 map[netip.Prefix]struct{}
+	for i := range s.Prefixes {
+		p := &s.Prefixes[i]
 		if !p.Prefix.IsValid() {
 			return fmt.Errorf("%w: prefixes[%d]: missing or invalid prefix", ErrMalformed, i)
 		}
 		if p.Prefix != p.Prefix.Masked() {
 			return fmt.Errorf("%w: prefixes[%d]: %s has host bits set (want %s)", ErrMalformed, i, p.Prefix, p.Prefix.Masked())
 		}
-		if _, dup := prefixes[p.Prefix]; dup {
+		dup := false
+		if k, ok := prefixKey(p.Prefix); ok {
+			dup = !sc.prefixes4.add(k)
+		} else {
+			if prefixes6 == nil {
+				prefixes6 = scratchMap(&sc.prefixes6, 0)
+			}
+			_, dup = prefixes6[p.Prefix]
+			prefixes6[p.Prefix] = struct{}{}
+		}
+		if dup {
 			return fmt.Errorf("%w: prefixes[%d]: duplicate prefix %s", ErrMalformed, i, p.Prefix)
 		}
-		prefixes[p.Prefix] = struct{}{}
 	}
-	if err := noDuplicates("countries", s.Countries, func(c CountryCount) string { return c.Country }); err != nil {
+	if err := noDuplicates("countries", s.Countries, scratchMap(&sc.countries, len(s.Countries)), func(c CountryCount) string { return c.Country }); err != nil {
 		return err
 	}
-	if err := noDuplicates("ases", s.ASes, func(a ASCount) uint32 { return a.ASN }); err != nil {
-		return err
+	sc.ases.reset(len(s.ASes))
+	for i := range s.ASes {
+		if !sc.ases.add(uint64(s.ASes[i].ASN)) {
+			return fmt.Errorf("%w: ases[%d]: duplicate key %d", ErrMalformed, i, s.ASes[i].ASN)
+		}
 	}
-	if err := noDuplicates("watch", s.Watch, func(w WatchCount) string { return w.List }); err != nil {
+	if err := noDuplicates("watch", s.Watch, scratchMap(&sc.watch, len(s.Watch)), func(w WatchCount) string { return w.List }); err != nil {
 		return err
 	}
 	return s.Check()
 }
 
-func noDuplicates[T any, K comparable](name string, list []T, key func(T) K) error {
-	seen := make(map[K]struct{}, len(list))
+func noDuplicates[T any, K comparable](name string, list []T, seen map[K]struct{}, key func(T) K) error {
 	for i, x := range list {
 		k := key(x)
 		if _, dup := seen[k]; dup {
@@ -419,4 +454,74 @@ func truncateForError(s string) string {
 		return s[:80] + "…"
 	}
 	return s
+}
+
+// A Decoder decodes summaries as Decode does, for a caller that decodes
+// many of them (the collector): it reuses the memory of the summary it
+// decoded before, and hands out one string per distinct country, AS name
+// or watch list instead of one per payload. The summary it returns is
+// valid until its next Decode. A Decoder is not safe for concurrent use.
+type Decoder struct {
+	limits Limits
+	sum    Summary
+	// The lists of the last summary, kept for the next one.
+	prefixes  []PrefixCount
+	countries []CountryCount
+	ases      []ASCount
+	watch     []WatchCount
+	in        interner
+	scratch   validScratch
+}
+
+// maxKeptEntries bounds the list entries a Decoder keeps between calls, so
+// that one huge summary does not pin its memory.
+const maxKeptEntries = 1 << 14
+
+// NewDecoder returns a decoder that enforces limits as Decode does.
+func NewDecoder(limits Limits) *Decoder {
+	return &Decoder{limits: limits.withDefaults()}
+}
+
+// Decode parses and checks payload exactly as Decode(payload, limits) does.
+// The summary returned, and its lists, are overwritten by the next call.
+func (d *Decoder) Decode(payload []byte) (*Summary, error) {
+	if !isBinary(payload) {
+		return Decode(payload, d.limits)
+	}
+	s := &d.sum
+	s.Prefixes, s.Countries, s.ASes, s.Watch = d.prefixes, d.countries, d.ases, d.watch
+	err := decodeBinaryInto(payload, d.limits, s, &d.in)
+	d.prefixes, d.countries, d.ases, d.watch = keep(s.Prefixes), keep(s.Countries), keep(s.ASes), keep(s.Watch)
+	if err == nil {
+		err = validate(s, d.limits, &d.scratch)
+		d.scratch.prefixes6 = keepMap(d.scratch.prefixes6)
+	}
+	if err != nil {
+		*s = Summary{}
+		return nil, err
+	}
+	// Canonical form, as finish: empty lists are nil.
+	s.Prefixes, s.Countries, s.ASes, s.Watch = nilIfEmpty(s.Prefixes), nilIfEmpty(s.Countries), nilIfEmpty(s.ASes), nilIfEmpty(s.Watch)
+	return s, nil
+}
+
+func keep[T any](list []T) []T {
+	if cap(list) > maxKeptEntries {
+		return nil
+	}
+	return list[:0]
+}
+
+func keepMap[K comparable](m map[K]struct{}) map[K]struct{} {
+	if len(m) > maxKeptEntries {
+		return nil
+	}
+	return m
+}
+
+func nilIfEmpty[T any](list []T) []T {
+	if len(list) == 0 {
+		return nil
+	}
+	return list
 }
