@@ -27,6 +27,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/peerwatch/peerwatch/sensor/store"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // Defaults of Config.
@@ -246,7 +247,7 @@ func (u *Uplink) PublishAlert(payload []byte) error {
 		return nil
 	}
 	u.mu.Lock()
-	seq := max(alertBase|uint64(time.Now().UnixNano()), u.lastAlert+1)
+	seq := max(alertBase|uint64(wallclock.Now().UnixNano()), u.lastAlert+1)
 	u.lastAlert = seq
 	u.mu.Unlock()
 	if err := u.q.Enqueue(u.topic(KindAlert), payload, seq); err != nil {
@@ -381,7 +382,7 @@ func (u *Uplink) drain(ctx context.Context, c mqtt.Client) (int, error) {
 		}
 		u.mu.Lock()
 		u.published++
-		u.lastAck = time.Now()
+		u.lastAck = wallclock.Now()
 		u.mu.Unlock()
 	}
 	return len(items), nil
