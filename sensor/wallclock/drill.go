@@ -23,9 +23,10 @@ const maxOffsetFile = 64
 // Now is time.Now plus the offset in the file named by
 // PEERWATCH_WALLCLOCK_OFFSET_FILE, on the wall clock only: its monotonic
 // reading is time.Now's, so that a change of the offset is what a real
-// step is to a Go program (Sub and Since measure true durations across it). The file is looked at (stat) on every
-// call and read again when its modification time, size or inode changed; a
-// missing file is an offset of zero. What is wrong with it (unreadable, too
+// step is to a Go program (Sub and Since measure true durations across
+// it). The file is looked at (stat) on every call and read again when its
+// modification time, size or inode changed; a missing file is an offset
+// of zero. What is wrong with it (unreadable, too
 // long, not a duration) is written to stderr once per distinct error, and
 // the last good offset stays.
 func Now() time.Time {
@@ -49,9 +50,10 @@ func wallOnly(now time.Time, off time.Duration) time.Time {
 		wall uint64
 		ext  int64
 	})(unsafe.Pointer(&t))
-	if w.wall&(1<<63) != 0 {
-		w.ext -= int64(off)
+	if w.wall&(1<<63) == 0 {
+		return t // no monotonic reading to take back
 	}
+	w.ext -= int64(off)
 	if t.Sub(now) != 0 || t.Round(0).Sub(now.Round(0)) != off {
 		panic(fmt.Sprintf("wallclock: cannot step the wall clock alone (time.Time's layout changed?): %s - %s", t, now))
 	}

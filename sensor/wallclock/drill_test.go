@@ -87,3 +87,18 @@ func BenchmarkNow(b *testing.B) {
 		Now()
 	}
 }
+
+// TestWallOnly: the offset moves the wall clock and leaves the monotonic
+// reading, and a time without one (Round(0)) simply moves.
+func TestWallOnly(t *testing.T) {
+	now := time.Now()
+	for _, off := range []time.Duration{time.Hour, -time.Hour, 90 * time.Minute, -time.Nanosecond} {
+		got := wallOnly(now, off)
+		if got.Sub(now) != 0 || got.Round(0).Sub(now.Round(0)) != off {
+			t.Errorf("%s: monotonic difference %s, wall difference %s", off, got.Sub(now), got.Round(0).Sub(now.Round(0)))
+		}
+		if bare := wallOnly(now.Round(0), off); !bare.Equal(now.Round(0).Add(off)) {
+			t.Errorf("%s without a monotonic reading: %s, want %s", off, bare, now.Round(0).Add(off))
+		}
+	}
+}
