@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/config"
 	"github.com/peerwatch/peerwatch/sensor/doctor"
 )
@@ -119,12 +120,7 @@ func TestSensordCheck(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sensord")
 	}
-	bin := filepath.Join(t.TempDir(), "sensord")
-	build := exec.Command("go", "build", "-o", bin, "github.com/peerwatch/peerwatch/sensor/cmd/sensord")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build sensord: %v\n%s", err, out)
-	}
+	bin := testutil.Build(t, t.TempDir(), "sensor/cmd/sensord")
 	names, _ := Names(".")
 	for _, name := range names {
 		path := filepath.Join(name, "sensord.yaml")

@@ -2,11 +2,9 @@ package board
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/peerwatch/peerwatch/internal/testutil"
 )
 
 // unit is a systemd unit file's directives: key → values, in order.
@@ -100,33 +96,6 @@ func procStatus(t *testing.T, pid int, field string) string {
 	return ""
 }
 
-// notifySocket listens like systemd's notification socket, writable by
-// any user, and hands over each datagram.
-func notifySocket(t *testing.T, path string) <-chan string {
-	t.Helper()
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ch := make(chan string, 1024)
-	go func() {
-		defer close(ch)
-		buf := make([]byte, 8192)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			ch <- string(buf[:n])
-		}
-	}()
-	return ch
-}
-
 // waitReady waits for READY=1 and returns the message.
 func waitReady(t *testing.T, ch <-chan string, exited <-chan error, within time.Duration) string {
 	t.Helper()
@@ -195,20 +164,6 @@ func (p *process) stop(t *testing.T) {
 	}
 }
 
-// nsClient is an HTTP client whose connections are made inside ns.
-func nsClient(ns *testutil.Namespace) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var conn net.Conn
-			err := ns.Do(func() (err error) {
-				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return conn, err
-		},
-	}}
-}
-
 // status is the part of sensord's /api/v1/status the tests read.
 type status struct {
 	Version    string `json:"version"`
@@ -255,17 +210,6 @@ func waitSeen(t *testing.T, c *http.Client, addr string, want uint64) status {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func buildCommand(t *testing.T, dir, name string) string {
-	t.Helper()
-	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", out, "github.com/peerwatch/peerwatch/sensor/cmd/"+name)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", name, err, b)
-	}
-	return out
 }
 
 func requireTools(t *testing.T, tools ...string) {

@@ -396,9 +396,9 @@ exec sleep 3600
 	peer, sensor := testutil.NewNamespace(t), testutil.NewNamespace(t)
 	testutil.Veth(t, peer, "pw-peer", sensor, "enp2s0")
 	from := testutil.NewSender(t, peer, "pw-peer")
-	api := nsClient(sensor)
+	api := sensor.HTTPClient()
 	const addr = "127.0.0.1:9100"
-	msgs := notifySocket(t, filepath.Join(share, "notify"))
+	msgs := testutil.NotifySocket(t, filepath.Join(share, "notify"))
 	startUnit := func(name string) *process {
 		t.Helper()
 		const unitPath = "/usr/lib/systemd/system/peerwatch-sensord.service"

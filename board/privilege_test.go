@@ -81,7 +81,7 @@ func TestNetnsLeastPrivilege(t *testing.T) {
 	}
 
 	dir := sharedDir(t)
-	sensord := buildCommand(t, dir, "sensord")
+	sensord := testutil.Build(t, dir, "sensor/cmd/sensord")
 	data := filepath.Join(dir, "data") // the unit's StateDirectory=
 	if err := os.Mkdir(data, 0o750); err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ http: {listen: "127.0.0.1:19103"}
 
 	t.Run("unit", func(t *testing.T) {
 		notify := filepath.Join(dir, "notify")
-		msgs := notifySocket(t, notify)
+		msgs := testutil.NotifySocket(t, notify)
 		cmd := run("bpf", prepare, leastPrivilege)
 		cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify, "WATCHDOG_USEC=2000000")
 		p := start(t, cmd, filepath.Join(dir, "unit.log"))
@@ -144,7 +144,7 @@ http: {listen: "127.0.0.1:19103"}
 		if err := from.SendPaced(frames, 64); err != nil {
 			t.Fatal(err)
 		}
-		waitSeen(t, nsClient(sensor), "127.0.0.1:19103", sent)
+		waitSeen(t, sensor.HTTPClient(), "127.0.0.1:19103", sent)
 		p.stop(t)
 	})
 

@@ -23,11 +23,14 @@ type CA struct {
 	key      *ecdsa.PrivateKey
 	dir      string
 	serial   int64
+	// crlNumber is the number of the last CRL written.
+	crlNumber int64
 }
 
 // Issued is a certificate and key a CA issued, as PEM files.
 type Issued struct {
 	CertFile, KeyFile string
+	Serial            *big.Int
 }
 
 // NewCA makes a CA whose files go into dir.
@@ -107,10 +110,35 @@ func (ca *CA) issue(tb testing.TB, cn string, server bool, from, to time.Time) I
 		tb.Fatal(err)
 	}
 	base := filepath.Join(ca.dir, ca.Name+"-"+cn)
-	is := Issued{CertFile: base + ".crt", KeyFile: base + ".key"}
+	is := Issued{CertFile: base + ".crt", KeyFile: base + ".key", Serial: tmpl.SerialNumber}
 	writePEM(tb, is.CertFile, "CERTIFICATE", der)
 	writePEM(tb, is.KeyFile, "PRIVATE KEY", kder)
 	return is
+}
+
+// WriteCRL writes to path the CA's certificate revocation list (PEM, as
+// openssl ca -gencrl writes it), listing revoked, valid for a day. The file
+// is replaced whole (renamed into place).
+func (ca *CA) WriteCRL(tb testing.TB, path string, revoked ...Issued) {
+	tb.Helper()
+	ca.crlNumber++
+	tmpl := &x509.RevocationList{
+		Number:     big.NewInt(ca.crlNumber),
+		ThisUpdate: time.Now().Add(-time.Minute),
+		NextUpdate: time.Now().Add(24 * time.Hour),
+	}
+	for _, is := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: is.Serial, RevocationTime: time.Now().Add(-time.Minute)})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.cert, ca.key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	writePEM(tb, path+".new", "X509 CRL", der)
+	if err := os.Rename(path+".new", path); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // writePEM writes a readable file (0644): a broker started by the test may

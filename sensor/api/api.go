@@ -148,6 +148,11 @@ type Store struct {
 type Uplink struct {
 	State  string `json:"state"`
 	Outbox int    `json:"outbox"` // summaries waiting for the broker
+	// Gap repair since start (docs/uplink.md): summaries queued again at
+	// the collector's request, and requested seqs reported lost (no
+	// longer in the store).
+	Resent       uint64 `json:"resent,omitempty"`
+	ReportedLost uint64 `json:"reported_lost,omitempty"`
 }
 
 // What a top list ranks (Top.By).

@@ -157,6 +157,14 @@ func TestRulesAllowed(t *testing.T) {
 		{"collectord", "$share/g", false, false},
 		{"collectord", "#", false, false},
 		{"collectord", "peerwatch/collectord/summary", true, false},
+		// Gap repair: a sensor reads its own resend topic, writes its lost
+		// reports, and neither writes its resend topic nor reads another's.
+		{"s1", "peerwatch/s1/resend", false, true},
+		{"s1", "peerwatch/s1/resend", true, false},
+		{"s1", "peerwatch/s1/lost", true, true},
+		{"s1", "peerwatch/s2/resend", false, false},
+		{"s1", "peerwatch/s2/resend", true, false},
+		{"collectord", "peerwatch/s1/resend", true, false},
 	} {
 		if got := r.Allowed(tc.id, tc.topic, tc.write); got != tc.ok {
 			t.Errorf("Allowed(%q, %q, write %v) = %v, want %v", tc.id, tc.topic, tc.write, got, tc.ok)

@@ -39,7 +39,8 @@ type Rules struct {
 	// Readers are identities that may subscribe to every topic under the
 	// prefix (other collectors, as $share/<group>/... too) and publish
 	// nothing. Every other identity is a sensor: it must be a valid sensor
-	// id, and may publish and subscribe only under <prefix>/<identity>/.
+	// id, and may publish and subscribe only under <prefix>/<identity>/,
+	// and not publish to <prefix>/<identity>/resend (the collector's).
 	Readers []string
 }
 
@@ -79,8 +80,18 @@ func (r Rules) Allowed(identity, topic string, write bool) bool {
 	}
 	// A valid sensor id holds no '+', '#' or '/', so every topic or
 	// filter with this literal start lies under the sensor's own level.
-	return summary.ValidSensorID(identity) && strings.HasPrefix(topic, p+identity+"/")
+	// The sensor's resend topic is the collector's to write (gap repair):
+	// the sensor may only read it.
+	own := p + identity + "/"
+	if write && topic == own+ResendKind {
+		return false
+	}
+	return summary.ValidSensorID(identity) && strings.HasPrefix(topic, own)
 }
+
+// ResendKind is the last level of a sensor's resend topic, which only the
+// collector (the broker's inline client) publishes to.
+const ResendKind = "resend"
 
 // Stats count what the hook refused since start.
 type Stats struct {

@@ -70,13 +70,18 @@ func parseCertificates(what, path string, b []byte) ([]*x509.Certificate, error)
 	return certs, nil
 }
 
-// LoadCertPool reads the CA certificates of a PEM file.
-func LoadCertPool(what, path string) (*x509.CertPool, error) {
+// LoadCertificates reads the certificates of a PEM file.
+func LoadCertificates(what, path string) ([]*x509.Certificate, error) {
 	b, err := readPEMFile(what, path)
 	if err != nil {
 		return nil, err
 	}
-	certs, err := parseCertificates(what, path, b)
+	return parseCertificates(what, path, b)
+}
+
+// LoadCertPool reads the CA certificates of a PEM file.
+func LoadCertPool(what, path string) (*x509.CertPool, error) {
+	certs, err := LoadCertificates(what, path)
 	if err != nil {
 		return nil, err
 	}

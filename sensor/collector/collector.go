@@ -30,7 +30,8 @@ import (
 // Handle returns wraps one of these or one of summary.ErrVersion,
 // ErrTooLarge, ErrMalformed and ErrInconsistent (see Reason).
 var (
-	// ErrTopic: the topic is not <prefix>/<sensor-id>/summary|alert|status.
+	// ErrTopic: the topic is not <prefix>/<sensor-id>/summary|alert|status|lost
+	// (or resend, which the collector publishes itself and ignores).
 	ErrTopic = errors.New("unexpected topic")
 	// ErrSensorMismatch: the payload names another sensor than its topic.
 	ErrSensorMismatch = errors.New("payload sensor id differs from the topic's")
@@ -161,17 +162,25 @@ type SensorState struct {
 	// summaries its outbox dropped unsent, which are among the gaps.
 	OutboxDropped uint64 `json:"outbox_dropped"`
 	// Gaps are the sequence numbers below LastSeq not received (yet), at
-	// most the last 1000 ranges.
+	// most the last 1000 ranges; those older than the grace are asked for
+	// again (gap repair, resend.go).
 	Gaps []SeqRange `json:"gaps,omitempty"`
+	// Lost are the seqs of gaps that the sensor said it no longer holds:
+	// lost for good, not asked for again (at most the last 1000 ranges);
+	// LostSeqs counts them.
+	Lost     []SeqRange `json:"lost,omitempty"`
+	LostSeqs uint64     `json:"lost_seqs"`
+	// Repaired counts the summaries that arrived below LastSeq, into a
+	// gap: late, or sent again on request.
+	Repaired uint64 `json:"repaired"`
 	// LastEnd is the latest end of an accepted summary, and Lag how far
 	// it is behind the now given to Sensors (0 before any summary).
 	LastEnd time.Time     `json:"last_end"`
 	Lag     time.Duration `json:"lag"`
 	// Rejects counts this sensor's rejected messages by reason.
 	Rejects map[string]uint64 `json:"rejects,omitempty"`
-	// HasStatus: a status message was received. Without one (a shared
-	// subscription need not get the retained status), Online means
-	// nothing.
+	// HasStatus: a status message was received. Without one (a sensor
+	// that never published one), Online means nothing.
 	HasStatus bool `json:"has_status"`
 }
 
@@ -198,6 +207,7 @@ type sensor struct {
 	lastEnd          time.Time
 	summaries, dupes uint64
 	outboxDropped    uint64
+	repaired         uint64
 	seqs             seqTracker
 	rejects          map[string]uint64
 	dirty            bool // changed since the last Checkpoint
@@ -400,6 +410,10 @@ func (c *Collector) handle(topic string, payload []byte, now time.Time, replay b
 		err = c.handleStatus(id, payload, now)
 	case "alert":
 		err = c.handleAlert(id, payload, now, replay)
+	case KindLost:
+		err = c.handleLost(id, payload, now)
+	case KindResend:
+		return nil // the collector's own request (resend.go), back through its subscription
 	}
 	if err != nil && replay {
 		// Replay (persist.go) counts nothing it refuses: the message was
@@ -425,7 +439,7 @@ func (c *Collector) parseTopic(topic string) (id, kind string, ok bool) {
 		return "", "", false
 	}
 	switch kind {
-	case "summary", "status", "alert":
+	case "summary", "status", "alert", KindLost, KindResend:
 		return id, kind, true
 	}
 	return "", "", false
@@ -521,12 +535,16 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 	defer c.mu.Unlock()
 	c.tick(now)
 	s := c.sensorLocked(id)
-	if !s.seqs.add(sum.Seq) {
+	late := sum.Seq <= s.seqs.high
+	if !s.seqs.addAt(sum.Seq, now) {
 		// Counted by reject, which takes the lock again.
 		return fmt.Errorf("%w: seq %d", ErrDuplicate, sum.Seq)
 	}
 	s.lastSeen = now
 	s.summaries++
+	if late {
+		s.repaired++
+	}
 	s.outboxDropped = max(s.outboxDropped, sum.OutboxDropped)
 	if sum.End.After(s.lastEnd) {
 		s.lastEnd = sum.End
@@ -536,11 +554,10 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 	// instead of one per level. A summary too late for that goes to every
 	// level itself.
 	b := c.levels[0].bucketLocked(sum.End, c.clock, c.opts.TopN)
-	late := b == nil || b.sealed
 	if b != nil {
 		b.add(id, sum)
 	}
-	if late {
+	if b == nil || b.sealed {
 		for _, l := range c.levels[1:] {
 			if b := l.bucketLocked(sum.End, c.clock, c.opts.TopN); b != nil {
 				b.add(id, sum)
@@ -677,6 +694,10 @@ func (c *Collector) Sensors(now time.Time) []SensorState {
 		if len(s.seqs.gaps) > 0 {
 			st.Gaps = slices.Clone(s.seqs.gaps)
 		}
+		if len(s.seqs.lost) > 0 {
+			st.Lost, st.LostSeqs = slices.Clone(s.seqs.lost), lostSeqs(s.seqs.lost)
+		}
+		st.Repaired = s.repaired
 		if !s.lastEnd.IsZero() {
 			st.Lag = now.Sub(s.lastEnd)
 		}

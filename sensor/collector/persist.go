@@ -96,6 +96,7 @@ type SensorRecord struct {
 	Duplicates uint64    `json:"duplicates,omitempty"`
 	// OutboxDropped: SensorState.OutboxDropped.
 	OutboxDropped uint64            `json:"outbox_dropped,omitempty"`
+	Repaired      uint64            `json:"repaired,omitempty"`
 	Rejects       map[string]uint64 `json:"rejects,omitempty"`
 	Seqs          SeqState          `json:"seqs"`
 }
@@ -108,6 +109,8 @@ type SeqState struct {
 	Received []SeqRange `json:"received,omitempty"`
 	Bitmap   []byte     `json:"bitmap,omitempty"`
 	Gaps     []SeqRange `json:"gaps,omitempty"`
+	// Lost: the seqs the sensor said it no longer holds (gap repair).
+	Lost []SeqRange `json:"lost,omitempty"`
 }
 
 // AlertRecord is an alert and its index: the alerts ever received before it.
@@ -152,8 +155,8 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 		s.dirty = false
 		raw = append(raw, rawSensor{
 			rec: SensorRecord{ID: s.id, Online: s.online, HasStatus: s.hasStatus, Version: s.version, Board: s.board, LastSeen: s.lastSeen, LastEnd: s.lastEnd,
-				Summaries: s.summaries, Duplicates: s.dupes, OutboxDropped: s.outboxDropped, Rejects: maps.Clone(s.rejects)},
-			seqs: seqTracker{high: s.seqs.high, bits: slices.Clone(s.seqs.bits), gaps: slices.Clone(s.seqs.gaps)},
+				Summaries: s.summaries, Duplicates: s.dupes, OutboxDropped: s.outboxDropped, Repaired: s.repaired, Rejects: maps.Clone(s.rejects)},
+			seqs: seqTracker{high: s.seqs.high, bits: slices.Clone(s.seqs.bits), gaps: slices.Clone(s.seqs.gaps), lost: slices.Clone(s.seqs.lost)},
 		})
 	}
 	cp.AlertsNext = c.alertsNext
@@ -297,13 +300,13 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 			return fmt.Errorf("%w: sensor %s: %w", ErrRestore, r.ID, err)
 		}
 		sensors[r.ID] = &sensor{id: r.ID, online: r.Online, hasStatus: r.HasStatus, version: r.Version, board: r.Board, lastSeen: r.LastSeen, lastEnd: r.LastEnd,
-			summaries: r.Summaries, dupes: r.Duplicates, outboxDropped: r.OutboxDropped, seqs: seqs, rejects: maps.Clone(r.Rejects)}
+			summaries: r.Summaries, dupes: r.Duplicates, outboxDropped: r.OutboxDropped, repaired: r.Repaired, seqs: seqs, rejects: maps.Clone(r.Rejects)}
 	}
 	if err := checkRejects(cp.Rejects); err != nil {
 		return fmt.Errorf("%w: %w", ErrRestore, err)
 	}
 	for kind := range cp.Accepted {
-		if kind != "summary" && kind != "status" && kind != "alert" {
+		if kind != "summary" && kind != "status" && kind != "alert" && kind != KindLost {
 			return fmt.Errorf("%w: accepted: unknown kind %q", ErrRestore, truncate(kind))
 		}
 	}
@@ -422,7 +425,7 @@ func (t *seqTracker) window() (lo uint64) {
 
 // state encodes the tracker.
 func (t *seqTracker) state() SeqState {
-	st := SeqState{High: t.high, Gaps: slices.Clone(t.gaps)}
+	st := SeqState{High: t.high, Gaps: slices.Clone(t.gaps), Lost: slices.Clone(t.lost)}
 	if t.bits == nil || t.high == 0 {
 		return st
 	}
@@ -442,7 +445,7 @@ func (t *seqTracker) state() SeqState {
 			}
 			return st
 		}
-		runs = append(runs, SeqRange{s, s})
+		runs = append(runs, SeqRange{First: s, Last: s})
 	}
 	st.Received = runs
 	return st
@@ -460,8 +463,20 @@ func restoreSeqs(st SeqState) (seqTracker, error) {
 		}
 	}
 	t.gaps = slices.Clone(st.Gaps)
+	if len(st.Lost) > maxGaps {
+		return t, fmt.Errorf("%d lost ranges, limit %d", len(st.Lost), maxGaps)
+	}
+	for i, g := range st.Lost {
+		if g.First == 0 || g.First > g.Last || g.Last >= st.High || (i > 0 && g.First <= st.Lost[i-1].Last) {
+			return t, fmt.Errorf("lost range %d-%d: not inside [1, %d) and above the previous one", g.First, g.Last, st.High)
+		}
+		if _, in := findRange(st.Gaps, g.First); in {
+			return t, fmt.Errorf("lost range %d-%d: in a gap too", g.First, g.Last)
+		}
+	}
+	t.lost = slices.Clone(st.Lost)
 	if st.High == 0 {
-		if len(st.Received) > 0 || len(st.Bitmap) > 0 || len(st.Gaps) > 0 {
+		if len(st.Received) > 0 || len(st.Bitmap) > 0 || len(st.Gaps) > 0 || len(st.Lost) > 0 {
 			return t, errors.New("seqs received but high is 0")
 		}
 		return t, nil

@@ -1,12 +1,21 @@
 package collector
 
-import "slices"
+import (
+	"slices"
+	"time"
 
-// SeqRange is a run of sequence numbers, First to Last inclusive.
+	"github.com/peerwatch/peerwatch/sensor/summary"
+)
+
+// SeqRange is a run of sequence numbers, First to Last inclusive (as
+// summary.SeqRange, the gap-repair messages' type, converts to and from).
 type SeqRange struct {
 	First uint64 `json:"first"`
 	Last  uint64 `json:"last"`
 }
+
+// Len is the number of sequence numbers in r (0 for an invalid range).
+func (r SeqRange) Len() uint64 { return summary.SeqRange(r).Len() }
 
 // Bounds of the per-sensor sequence tracking.
 const (
@@ -26,17 +35,27 @@ type seqTracker struct {
 	high uint64   // highest seq received; 0 before the first
 	bits []uint64 // bit (seq % seqWindow) is set when seq, in (high-seqWindow, high], was received
 	gaps []SeqRange
+	// since[i] is when gaps[i] was found (zero: before a restart); not
+	// persisted. A gap is asked for once it is older than the grace
+	// (resend.go).
+	since []time.Time
+	// lost are the seqs the sensor said it no longer holds (a LostReport):
+	// out of gaps, never asked for again, but still taken if they come.
+	lost []SeqRange
 }
 
 // add records seq and reports whether it is new (not a duplicate).
-func (t *seqTracker) add(seq uint64) bool {
+func (t *seqTracker) add(seq uint64) bool { return t.addAt(seq, time.Time{}) }
+
+// addAt is add with the time a new gap is found at.
+func (t *seqTracker) addAt(seq uint64, now time.Time) bool {
 	if t.bits == nil {
 		t.bits = make([]uint64, (seqWindow+63)/64)
 	}
 	switch {
 	case seq > t.high:
 		if t.high > 0 && seq > t.high+1 {
-			t.addGap(SeqRange{t.high + 1, seq - 1})
+			t.addGap(SeqRange{First: t.high + 1, Last: seq - 1}, now)
 		}
 		// Forget the seqs that fall out of the window: their bit positions
 		// are those of the new seqs (high, seq].
@@ -55,10 +74,12 @@ func (t *seqTracker) add(seq uint64) bool {
 			return false
 		}
 		t.setBit(seq)
-		t.fill(seq)
+		if !t.fill(seq) {
+			t.fillLost(seq)
+		}
 		return true
 	default:
-		return t.fill(seq)
+		return t.fill(seq) || t.fillLost(seq)
 	}
 }
 
@@ -77,16 +98,27 @@ func (t *seqTracker) clearBit(seq uint64) {
 	t.bits[i/64] &^= 1 << (i % 64)
 }
 
-func (t *seqTracker) addGap(r SeqRange) {
+func (t *seqTracker) addGap(r SeqRange, now time.Time) {
+	t.syncSince()
 	t.gaps = append(t.gaps, r) // r is above every recorded gap
-	if len(t.gaps) > maxGaps {
-		t.gaps = slices.Delete(t.gaps, 0, len(t.gaps)-maxGaps)
+	t.since = append(t.since, now)
+	if n := len(t.gaps) - maxGaps; n > 0 {
+		t.gaps = slices.Delete(t.gaps, 0, n)
+		t.since = slices.Delete(t.since, 0, n)
 	}
 }
 
-// fill removes seq from the gaps and reports whether it was in one.
-func (t *seqTracker) fill(seq uint64) bool {
-	i, found := slices.BinarySearchFunc(t.gaps, seq, func(r SeqRange, s uint64) int {
+// syncSince gives since the length of gaps (after a restore or a copy
+// that left it out: zero times).
+func (t *seqTracker) syncSince() {
+	if len(t.since) != len(t.gaps) {
+		t.since = make([]time.Time, len(t.gaps))
+	}
+}
+
+// findRange returns the index of the range of rs that holds seq.
+func findRange(rs []SeqRange, seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(rs, seq, func(r SeqRange, s uint64) int {
 		switch {
 		case r.Last < s:
 			return -1
@@ -95,22 +127,56 @@ func (t *seqTracker) fill(seq uint64) bool {
 		}
 		return 0
 	})
+}
+
+// fillLost removes seq from the lost ranges and reports whether it was in
+// one: a summary the sensor had said it no longer holds came after all.
+func (t *seqTracker) fillLost(seq uint64) bool {
+	i, found := findRange(t.lost, seq)
 	if !found {
 		return false
 	}
+	r := t.lost[i]
+	switch {
+	case r.First == r.Last:
+		t.lost = slices.Delete(t.lost, i, i+1)
+	case seq == r.First:
+		t.lost[i].First++
+	case seq == r.Last:
+		t.lost[i].Last--
+	default:
+		t.lost[i].Last = seq - 1
+		t.lost = slices.Insert(t.lost, i+1, SeqRange{First: seq + 1, Last: r.Last})
+		if len(t.lost) > maxGaps {
+			t.lost = slices.Delete(t.lost, 0, 1)
+		}
+	}
+	return true
+}
+
+// fill removes seq from the gaps and reports whether it was in one.
+func (t *seqTracker) fill(seq uint64) bool {
+	i, found := findRange(t.gaps, seq)
+	if !found {
+		return false
+	}
+	t.syncSince()
 	r := t.gaps[i]
 	switch {
 	case r.First == r.Last:
 		t.gaps = slices.Delete(t.gaps, i, i+1)
+		t.since = slices.Delete(t.since, i, i+1)
 	case seq == r.First:
 		t.gaps[i].First++
 	case seq == r.Last:
 		t.gaps[i].Last--
 	default:
 		t.gaps[i].Last = seq - 1
-		t.gaps = slices.Insert(t.gaps, i+1, SeqRange{seq + 1, r.Last})
+		t.gaps = slices.Insert(t.gaps, i+1, SeqRange{First: seq + 1, Last: r.Last})
+		t.since = slices.Insert(t.since, i+1, t.since[i])
 		if len(t.gaps) > maxGaps {
 			t.gaps = slices.Delete(t.gaps, 0, 1)
+			t.since = slices.Delete(t.since, 0, 1)
 		}
 	}
 	return true

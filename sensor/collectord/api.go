@@ -214,7 +214,7 @@ func (d *Daemon) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "404 page not found", http.StatusNotFound)
 	})
-	return web.SecurityHeaders(web.OnlyGet(mux))
+	return web.SecurityHeaders(d.httpSec.wrap(web.OnlyGet(mux)))
 }
 
 // api wraps an endpoint: its result is the JSON body, a parameter error a

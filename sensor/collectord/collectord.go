@@ -8,6 +8,7 @@ package collectord
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/fleetstore"
+	"github.com/peerwatch/peerwatch/sensor/mqttlog"
 	"github.com/peerwatch/peerwatch/sensor/store"
 )
 
@@ -65,6 +67,9 @@ type Config struct {
 	EmbeddedSecurity EmbeddedSecurity
 	// SubscriberSecurity is the TLS and credentials for Broker.
 	SubscriberSecurity SubscriberSecurity
+	// HTTPSecurity is the TLS and authentication of the dashboard, API
+	// and metrics.
+	HTTPSecurity HTTPSecurity
 	// ShareGroup, with Broker, subscribes $share/<ShareGroup>/... so that
 	// several collectors split the messages.
 	ShareGroup string
@@ -87,11 +92,25 @@ type Config struct {
 	// Keep is how many windows each level keeps, by level name (1m, 1h,
 	// 1d); missing levels keep their default (60, 48, 30).
 	Keep map[string]int
+	// NoGapRepair turns gap repair off (repair.go): the sensors are not
+	// asked for the summaries missing in their gaps. It is always off with
+	// ShareGroup, where each collector sees only part of every sensor's
+	// summaries.
+	NoGapRepair bool
+	// ResendGrace is how old a gap must be before the sensor is asked for
+	// it (default DefaultResendGrace; negative: at once).
+	ResendGrace time.Duration
+	// ResendRetry is how often an unanswered request is published again
+	// (default DefaultResendRetry).
+	ResendRetry time.Duration
 }
 
 // Validate names the first invalid field and the reason.
 func (c Config) Validate() error {
 	if err := c.validateSecurity(); err != nil {
+		return err
+	}
+	if err := c.HTTPSecurity.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -105,6 +124,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: share group %q: must not hold / + #", ErrConfig, c.ShareGroup)
 	case strings.ContainsAny(c.TopicPrefix, "+#"):
 		return fmt.Errorf("%w: topic prefix %q: must not hold + #", ErrConfig, c.TopicPrefix)
+	}
+	if c.ResendRetry < 0 {
+		return fmt.Errorf("%w: resend retry %v: must not be negative", ErrConfig, c.ResendRetry)
 	}
 	if c.FlushInterval < 0 {
 		return fmt.Errorf("%w: flush interval %v: must not be negative", ErrConfig, c.FlushInterval)
@@ -146,6 +168,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Sync == "" {
 		c.Sync = DefaultSync
+	}
+	switch {
+	case c.ResendGrace == 0:
+		c.ResendGrace = DefaultResendGrace
+	case c.ResendGrace < 0:
+		c.ResendGrace = 0
+	}
+	if c.ResendRetry == 0 {
+		c.ResendRetry = DefaultResendRetry
 	}
 	return c
 }
@@ -201,13 +232,21 @@ func ParseKeep(s string) (map[string]int, error) {
 	return out, nil
 }
 
-// Filter is the subscription that receives every sensor message.
-func (c Config) Filter() string {
-	f := c.withDefaults().TopicPrefix + "/+/+"
-	if c.ShareGroup != "" {
-		f = "$share/" + c.ShareGroup + "/" + f
+// Filters are the subscriptions that receive every sensor message:
+// <prefix>/+/+, or with ShareGroup the sensors' summaries, alerts and lost
+// reports as members of the group, and their status messages each: a
+// broker does not send retained messages to a shared subscription, and
+// every collector of the group needs to know which sensors are online.
+func (c Config) Filters() []string {
+	prefix := c.withDefaults().TopicPrefix
+	if c.ShareGroup == "" {
+		return []string{prefix + "/+/+"}
 	}
-	return f
+	var out []string
+	for _, kind := range []string{"summary", "alert", collector.KindLost} {
+		out = append(out, "$share/"+c.ShareGroup+"/"+prefix+"/+/"+kind)
+	}
+	return append(out, prefix+"/+/status")
 }
 
 // Daemon is one collector with its message source and API.
@@ -220,6 +259,11 @@ type Daemon struct {
 	// subscribed: the subscription to the broker is in place.
 	subscribed atomic.Bool
 	sec        security
+	// resendPublished counts the resend requests published (repair.go).
+	resendPublished atomic.Uint64
+	// broker is the embedded broker while it serves.
+	broker  atomic.Pointer[mochi.Server]
+	httpSec *httpSecurity
 
 	mu        sync.Mutex
 	rejectLog map[string]time.Time // reason -> last logged
@@ -238,6 +282,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	httpSec, err := loadHTTPSecurity(cfg.HTTPSecurity)
+	if err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	opts := collector.Options{TopicPrefix: cfg.TopicPrefix}
 	for _, l := range cfg.Levels() {
@@ -247,6 +295,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{
 		cfg:       cfg,
 		sec:       sec,
+		httpSec:   httpSec,
 		log:       log.With("component", "collectord"),
 		col:       collector.New(opts, log),
 		now:       time.Now,
@@ -365,8 +414,19 @@ func (d *Daemon) logNow(kind string, now time.Time) (skipped uint64, ok bool) {
 func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	g, ctx := errgroup.WithContext(ctx)
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if d.httpSec.tls != nil {
+		ln = tls.NewListener(ln, d.httpSec.tls)
+	}
+	switch {
+	case loopback(ln.Addr()):
+	case d.httpSec.users == nil:
+		d.log.Warn("the dashboard and API answer anyone who reaches them: add --listen-password-file, or listen on loopback", "addr", ln.Addr().String())
+	case d.httpSec.tls == nil:
+		d.log.Warn("the dashboard and API take passwords over plain HTTP: add --listen-cert and --listen-key", "addr", ln.Addr().String())
+	}
 	g.Go(func() error {
-		d.log.Info("serving the API", "addr", ln.Addr().String())
+		d.log.Info("serving the dashboard and API", "addr", ln.Addr().String(),
+			"https", d.httpSec.tls != nil, "authentication", d.httpSec.users != nil)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve api on %s: %w", ln.Addr(), err)
 		}
@@ -468,8 +528,13 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 		_ = s.Close()
 		return fmt.Errorf("embedded broker on %s: %w", d.cfg.EmbeddedBroker, err)
 	}
-	log.Info("embedded broker running", "filter", d.cfg.Filter(), "tls", d.sec.embeddedTLS != nil)
+	log.Info("embedded broker running", "filter", d.cfg.Filters(), "tls", d.sec.embeddedTLS != nil, "gap_repair", d.RepairEnabled())
 	d.subscribed.Store(true)
+	d.broker.Store(s)
+	defer d.broker.Store(nil)
+	// The requests go out through the inline client, which the ACL does
+	// not restrict; sensors may read, not write, their resend topic.
+	d.repairLoop(ctx, func(topic string, payload []byte) error { return s.Publish(topic, payload, true, 1) })
 	<-ctx.Done()
 	d.subscribed.Store(false)
 	if err := s.Close(); err != nil {
@@ -482,7 +547,11 @@ func (d *Daemon) runEmbedded(ctx context.Context) error {
 // reconnect, until ctx ends.
 func (d *Daemon) runSubscriber(ctx context.Context) error {
 	log := d.log.With("broker", d.cfg.Broker, "client_id", d.cfg.ClientID)
-	filter := d.cfg.Filter()
+	mqttlog.Route(log)
+	filters := make(map[string]byte)
+	for _, f := range d.cfg.Filters() {
+		filters[f] = 1 // QoS 1
+	}
 	// paho acknowledges a message when the handler calls Ack, after handle
 	// journaled it. The session is persistent (clean session off, a
 	// stable client id): the broker keeps the subscription and queues what
@@ -505,18 +574,24 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 		SetCleanSession(false).SetDefaultPublishHandler(handler).SetAutoAckDisabled(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
 		SetMaxReconnectInterval(time.Minute).SetKeepAlive(30 * time.Second)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
-		log.Info("connected; subscribing", "filter", filter)
+		log.Info("connected; subscribing", "filters", d.cfg.Filters())
 		// The handler runs inline in paho's router; collector.Handle is
 		// in-memory and the journal write is not waited for, so it does not
 		// block the connection for long.
-		tok := c.Subscribe(filter, 1, handler)
+		tok := c.SubscribeMultiple(filters, handler)
 		go func() {
 			switch {
 			case !tok.WaitTimeout(30 * time.Second):
-				log.Error("subscribe timed out", "filter", filter)
+				log.Error("subscribe timed out", "filters", d.cfg.Filters())
 			case tok.Error() != nil:
-				log.Error("subscribe failed", "filter", filter, "err", tok.Error())
+				log.Error("subscribe failed", "filters", d.cfg.Filters(), "err", tok.Error())
 			default:
+				for f, qos := range tok.(*mqtt.SubscribeToken).Result() {
+					if qos > 2 {
+						log.Error("subscription refused by the broker", "filter", f, "code", qos)
+						return
+					}
+				}
 				d.subscribed.Store(true)
 			}
 		}()
@@ -528,6 +603,13 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 	d.secureSubscriber(o)
 	c := mqtt.NewClient(o)
 	c.Connect() // with ConnectRetry it retries in the background
+	d.repairLoop(ctx, func(topic string, payload []byte) error {
+		tok := c.Publish(topic, 1, true, payload)
+		if !tok.WaitTimeout(10 * time.Second) {
+			return errors.New("no PUBACK in 10s")
+		}
+		return tok.Error()
+	})
 	<-ctx.Done()
 	c.Disconnect(250)
 	return nil

@@ -1,6 +1,7 @@
 package collectord
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -53,6 +54,11 @@ func (q *memQueue) OutboxLen() int {
 func (q *memQueue) Enqueue(topic string, payload []byte, seq uint64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	// Idempotent by seq and in seq order, as the store's outbox.
+	if slices.ContainsFunc(q.items, func(it store.OutboxItem) bool { return it.Seq == seq }) {
+		return nil
+	}
+	defer slices.SortStableFunc(q.items, func(a, b store.OutboxItem) int { return cmp.Compare(a.Seq, b.Seq) })
 	q.items = append(q.items, store.OutboxItem{Seq: seq, Topic: topic, Payload: payload, Enqueued: time.Now().UTC()})
 	return nil
 }
@@ -269,8 +275,12 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: Validate() = %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
-	if f := (Config{Broker: "tcp://b:1883", ShareGroup: "g"}).Filter(); f != "$share/g/peerwatch/+/+" {
-		t.Errorf("Filter() = %q", f)
+	if f := (Config{Broker: "tcp://b:1883"}).Filters(); !slices.Equal(f, []string{"peerwatch/+/+"}) {
+		t.Errorf("Filters() = %q", f)
+	}
+	want := []string{"$share/g/peerwatch/+/summary", "$share/g/peerwatch/+/alert", "$share/g/peerwatch/+/lost", "peerwatch/+/status"}
+	if f := (Config{Broker: "tcp://b:1883", ShareGroup: "g"}).Filters(); !slices.Equal(f, want) {
+		t.Errorf("Filters() with a share group = %q, want %q", f, want)
 	}
 }
 

@@ -1,7 +1,6 @@
 package collectord
 
 import (
-	"bytes"
 	"cmp"
 	"embed"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/api"
+	"github.com/peerwatch/peerwatch/sensor/brokerauth"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/human"
 	"github.com/peerwatch/peerwatch/sensor/summary"
@@ -134,10 +134,15 @@ type dashboardData struct {
 	Health                   string   // "ok", "warn" or "bad"
 	Missing                  num
 	MissingStatus            string
+	Lost                     num // summaries lost for good (gap repair: the sensors no longer had them)
+	LostAll                  uint64
 	Rejects                  num
 	RejectStatus             string
 	RejectTitle              string
-	Traffic                  trafficView
+	// BrokerRefusals is what the embedded broker refused: connections,
+	// publishes and subscriptions ("" without its authentication).
+	BrokerRefusals string
+	Traffic        trafficView
 
 	Sensors       []sensorView // problems first
 	SensorsHidden int          // healthy sensors beyond dashSensorRows
@@ -177,7 +182,9 @@ type sensorView struct {
 	LagStatus               string
 	Summaries, Duplicates   num
 	Missing, Rejects        num
+	Lost                    num
 	GapStatus, RejectStatus string
+	LostStatus              string
 	LastSeq                 uint64
 	Gaps                    string
 }
@@ -234,16 +241,7 @@ type alertView struct {
 }
 
 func (d *Daemon) dashboard(w http.ResponseWriter, r *http.Request) {
-	data := d.dashboardData(r)
-	var buf bytes.Buffer
-	if err := dashboardTemplate.Execute(&buf, data); err != nil {
-		d.log.Error("render the dashboard", "err", err)
-		http.Error(w, "render the dashboard: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(buf.Bytes())
+	web.RenderPage(w, dashboardTemplate, d.dashboardData(r), "dashboard", d.log)
 }
 
 func (d *Daemon) dashboardData(r *http.Request) *dashboardData {
@@ -279,6 +277,14 @@ func (d *Daemon) dashboardData(r *http.Request) *dashboardData {
 	if nRejects > 0 {
 		data.RejectStatus = "warn"
 		data.RejectTitle = fmt.Sprintf("most: %s (%s)", worst, human.GroupDigits(worstN))
+	}
+	if d.sec.hook != nil {
+		b := d.BrokerRefusals()
+		data.BrokerRefusals = fmt.Sprintf("broker refused %s connections, %s publishes, %s subscriptions",
+			human.GroupDigits(b.ConnectsRefused), human.GroupDigits(b.PublishesDenied), human.GroupDigits(b.SubscribesDenied))
+		if b != (brokerauth.Stats{}) {
+			data.RejectStatus = "warn"
+		}
 	}
 
 	// Charts of the fleet's traffic, over the retention of each level.
@@ -376,7 +382,7 @@ func trafficOf(sum *summary.Summary, window time.Duration) trafficView {
 }
 
 func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
-	var missingAll uint64
+	var missingAll, lostAll uint64
 	health := "ok"
 	for _, s := range d.col.Sensors(now) {
 		v := sensorView{
@@ -429,6 +435,11 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 			}
 			v.Missing.Title += ": seq" + v.Gaps
 		}
+		lostAll += s.LostSeqs
+		v.Lost = count(s.LostSeqs, "summaries lost for good: the sensor no longer held them when the collector asked")
+		if s.LostSeqs > 0 {
+			v.LostStatus = "bad"
+		}
 		var rej uint64
 		for _, n := range s.Rejects {
 			rej += n
@@ -448,7 +459,7 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 			return 0
 		case v.Status == "warn":
 			return 1
-		case v.GapStatus != "" || v.RejectStatus != "":
+		case v.GapStatus != "" || v.RejectStatus != "" || v.LostStatus != "":
 			return 2
 		case v.Status == "muted":
 			return 3
@@ -487,7 +498,8 @@ func (d *Daemon) sensorViews(data *dashboardData, now time.Time) {
 		health = "muted"
 	}
 	data.Health = health
-	data.Missing = count(missingAll, "summaries missing in the sensors' sequence numbers")
+	data.Missing = count(missingAll, "summaries missing in the sensors' sequence numbers; the collector asks the sensors for them")
+	data.Lost, data.LostAll = count(lostAll, "summaries lost for good"), lostAll
 	data.MissingStatus = "ok"
 	if missingAll > 0 {
 		data.MissingStatus = "warn"

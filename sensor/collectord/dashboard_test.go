@@ -1,7 +1,6 @@
 package collectord
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"net/http"
@@ -81,21 +80,6 @@ const readDashboard = `(() => {
   };
 })()`
 
-func loadDashboard(t *testing.T, ctx context.Context, url string) dashboardState {
-	t.Helper()
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(url),
-		chromedp.WaitReady(chromedp.CSS(`body[data-charts="ready"]`)),
-	); err != nil {
-		t.Fatalf("load %s: %v", url, err)
-	}
-	st, err := chromedp.Run(ctx, chromedp.Evaluate[dashboardState](readDashboard))
-	if err != nil {
-		t.Fatalf("read the dashboard: %v", err)
-	}
-	return st
-}
-
 func TestBrowserDashboard(t *testing.T) {
 	browser.Require(t)
 	// The daemon first, so that the browser is closed before the daemon
@@ -105,7 +89,7 @@ func TestBrowserDashboard(t *testing.T) {
 	ctx := browser.Start(t)
 	console := browser.WatchConsole(t, ctx)
 
-	st := loadDashboard(t, ctx, f.base+"/")
+	st := browser.Load[dashboardState](t, ctx, f.base+"/", readDashboard)
 	console.Check(t)
 	if st.SensorCount != "4" || st.OnlineCount != "3" {
 		t.Errorf("sensors %q, online %q; want 4 and 3", st.SensorCount, st.OnlineCount)
@@ -209,7 +193,7 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 
 	// Choosing a country: NZ, seen by every sensor, with the 6h window.
-	st = loadDashboard(t, ctx, f.base+"/?window=6h&country=nz")
+	st = browser.Load[dashboardState](t, ctx, f.base+"/?window=6h&country=nz", readDashboard)
 	if st.WhoCountry != "NZ" || len(st.WhoSensors) != 4 {
 		t.Errorf("who sees NZ: %q %q", st.WhoCountry, st.WhoSensors)
 	}
@@ -234,7 +218,7 @@ func TestBrowserDashboard(t *testing.T) {
 		return err == nil && strings.Contains(loc, "country=KP")
 	})
 	// A bad window shows a banner and the last hour; a bad country one too.
-	st = loadDashboard(t, ctx, f.base+"/?window=90d&country=KPX")
+	st = browser.Load[dashboardState](t, ctx, f.base+"/?window=90d&country=KPX", readDashboard)
 	if len(st.Banners) != 2 || !strings.HasPrefix(st.Banners[0], "window: 90d is longer than") || !strings.HasPrefix(st.Banners[1], `country: "KPX"`) {
 		t.Errorf("banners %q", st.Banners)
 	}
@@ -248,7 +232,7 @@ func TestBrowserDashboardEmpty(t *testing.T) {
 	_, api := startDaemon(t, Config{EmbeddedBroker: freeAddr(t)}) // before the browser, as above
 	ctx := browser.Start(t)
 	console := browser.WatchConsole(t, ctx)
-	st := loadDashboard(t, ctx, strings.TrimSuffix(api, "/api/v1")+"/")
+	st := browser.Load[dashboardState](t, ctx, strings.TrimSuffix(api, "/api/v1")+"/", readDashboard)
 	if st.SensorCount != "0" || len(st.Charts) != 3 || !slices.Equal(st.ChartEmpty, []string{"no data yet", "no data yet", "no data yet"}) {
 		t.Errorf("empty collector: %+v", st)
 	}

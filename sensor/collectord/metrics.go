@@ -40,6 +40,7 @@ type fleetMetrics struct {
 	up, summaries, duplicates, outboxDropped, gaps, missing, lastSeq *prometheus.Desc
 	lag, lastSeen, lastEnd, sensorRejects                            *prometheus.Desc
 	alerts, build, brokerRefusals                                    *prometheus.Desc
+	lost, repaired, resendRequests                                   *prometheus.Desc
 }
 
 func newFleetMetrics(d *Daemon) *fleetMetrics {
@@ -47,26 +48,29 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 		return prometheus.NewDesc("peerwatch_collector_"+name, help, labels, nil)
 	}
 	return &fleetMetrics{
-		d:             d,
-		rejects:       desc("rejects_total", "Messages refused since the collector started, by reason (topic, version, too_large, malformed, inconsistent, sensor_mismatch, duplicate, clock).", "reason"),
-		accepted:      desc("messages_accepted_total", "Messages accepted since the collector started, by kind (summary, status, alert).", "kind"),
-		handled:       desc("messages_total", "Messages handled since the collector started: accepted and refused."),
-		known:         desc("sensors", "Sensors heard from since the collector started."),
-		online:        desc("sensors_online", "Sensors whose last status message says online."),
-		labelled:      desc("sensors_labelled", "Sensors with per-sensor metrics: the first 2000 by id."),
-		up:            desc("sensor_online", "1 when the sensor's last status message says online (its last will says offline), else 0.", "sensor"),
-		summaries:     desc("sensor_summaries_total", "Summaries accepted from the sensor.", "sensor"),
-		duplicates:    desc("sensor_duplicates_total", "Summaries (same sequence number) and alerts (same id and event) received again from the sensor and dropped.", "sensor"),
-		outboxDropped: desc("sensor_outbox_dropped_total", "Summaries the sensor's outbox dropped unsent because it was full, as the sensor reports it.", "sensor"),
-		gaps:          desc("sensor_gaps", "Ranges of sequence numbers below the sensor's highest that were not received (yet); at most 1000 are tracked.", "sensor"),
-		missing:       desc("sensor_missing_summaries", "Summaries in the sensor's gaps: sequence numbers not received (yet).", "sensor"),
-		lastSeq:       desc("sensor_last_seq", "The highest sequence number received from the sensor.", "sensor"),
-		lag:           desc("sensor_lag_seconds", "How far the end of the sensor's latest summary is behind the collector's clock.", "sensor"),
-		lastSeen:      desc("sensor_last_seen_timestamp_seconds", "Unix time of the sensor's last message of any kind, refused ones included.", "sensor"),
-		lastEnd:       desc("sensor_last_summary_end_timestamp_seconds", "Unix time of the end of the sensor's latest accepted summary.", "sensor"),
-		sensorRejects: desc("sensor_rejects_total", "Messages on the sensor's topics refused, by reason.", "sensor", "reason"),
-		alerts:        desc("alerts", "Alert messages the collector keeps (at most 1000)."),
-		build:         desc("build_info", "The collector's version; always 1.", "version"),
+		d:              d,
+		rejects:        desc("rejects_total", "Messages refused since the collector started, by reason (topic, version, too_large, malformed, inconsistent, sensor_mismatch, duplicate, clock).", "reason"),
+		accepted:       desc("messages_accepted_total", "Messages accepted since the collector started, by kind (summary, status, alert, lost).", "kind"),
+		handled:        desc("messages_total", "Messages handled since the collector started: accepted and refused."),
+		known:          desc("sensors", "Sensors heard from since the collector started."),
+		online:         desc("sensors_online", "Sensors whose last status message says online."),
+		labelled:       desc("sensors_labelled", "Sensors with per-sensor metrics: the first 2000 by id."),
+		up:             desc("sensor_online", "1 when the sensor's last status message says online (its last will says offline), else 0.", "sensor"),
+		summaries:      desc("sensor_summaries_total", "Summaries accepted from the sensor.", "sensor"),
+		duplicates:     desc("sensor_duplicates_total", "Summaries (same sequence number) and alerts (same id and event) received again from the sensor and dropped.", "sensor"),
+		outboxDropped:  desc("sensor_outbox_dropped_total", "Summaries the sensor's outbox dropped unsent because it was full, as the sensor reports it.", "sensor"),
+		gaps:           desc("sensor_gaps", "Ranges of sequence numbers below the sensor's highest that were not received (yet); at most 1000 are tracked.", "sensor"),
+		missing:        desc("sensor_missing_summaries", "Summaries in the sensor's gaps: sequence numbers not received (yet); those older than --resend-grace are asked for again.", "sensor"),
+		lost:           desc("sensor_lost_summaries", "Summaries lost for good: missing, and the sensor said it no longer holds them (at most 1000 ranges are tracked).", "sensor"),
+		repaired:       desc("sensor_repaired_summaries_total", "Summaries that arrived into a gap: late, or sent again on the collector's request.", "sensor"),
+		resendRequests: desc("resend_requests_published_total", "Resend requests (and their clearings) the collector published to the sensors' resend topics since start."),
+		lastSeq:        desc("sensor_last_seq", "The highest sequence number received from the sensor.", "sensor"),
+		lag:            desc("sensor_lag_seconds", "How far the end of the sensor's latest summary is behind the collector's clock.", "sensor"),
+		lastSeen:       desc("sensor_last_seen_timestamp_seconds", "Unix time of the sensor's last message of any kind, refused ones included.", "sensor"),
+		lastEnd:        desc("sensor_last_summary_end_timestamp_seconds", "Unix time of the end of the sensor's latest accepted summary.", "sensor"),
+		sensorRejects:  desc("sensor_rejects_total", "Messages on the sensor's topics refused, by reason.", "sensor", "reason"),
+		alerts:         desc("alerts", "Alert messages the collector keeps (at most 1000)."),
+		build:          desc("build_info", "The collector's version; always 1.", "version"),
 		brokerRefusals: desc("broker_refusals_total", "What the embedded broker's authentication refused since start, by kind (connect, publish, subscribe); "+
 			"only with an embedded broker.", "kind"),
 	}
@@ -76,7 +80,7 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 func (m *fleetMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.rejects, m.accepted, m.handled, m.known, m.online, m.labelled,
 		m.up, m.summaries, m.duplicates, m.outboxDropped, m.gaps, m.missing, m.lastSeq, m.lag, m.lastSeen, m.lastEnd,
-		m.sensorRejects, m.alerts, m.build, m.brokerRefusals} {
+		m.sensorRejects, m.alerts, m.build, m.brokerRefusals, m.lost, m.repaired, m.resendRequests} {
 		ch <- d
 	}
 }
@@ -119,6 +123,8 @@ func (m *fleetMetrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.outboxDropped, s.OutboxDropped, s.ID)
 		gauge(m.gaps, float64(len(s.Gaps)), s.ID)
 		gauge(m.missing, float64(missing(s.Gaps)), s.ID)
+		gauge(m.lost, float64(s.LostSeqs), s.ID)
+		counter(m.repaired, s.Repaired, s.ID)
 		gauge(m.lastSeq, float64(s.LastSeq), s.ID)
 		if !s.LastEnd.IsZero() {
 			gauge(m.lag, s.Lag.Seconds(), s.ID)
@@ -132,6 +138,7 @@ func (m *fleetMetrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(m.alerts, float64(len(col.Alerts(collector.DefaultMaxAlerts))))
+	counter(m.resendRequests, m.d.ResendPublished())
 	gauge(m.build, 1, version.Version)
 	if m.d.cfg.EmbeddedBroker != "" {
 		st := m.d.BrokerRefusals()

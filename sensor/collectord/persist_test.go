@@ -42,14 +42,7 @@ func runDaemon(tb testing.TB, cfg Config) (d *Daemon, api string, stop func()) {
 		}
 		stopped = true
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			tb.Errorf("Run did not return after cancel")
-		}
+		testutil.WaitReturn(tb, "Run", done)
 	}
 	tb.Cleanup(stop)
 	waitFor(tb, "the subscription", 10*time.Second, d.Subscribed)

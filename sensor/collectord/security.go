@@ -27,6 +27,10 @@ type EmbeddedSecurity struct {
 	// ClientCAFile makes client certificates required and verified
 	// against it; a client's identity is its certificate's common name.
 	ClientCAFile string
+	// CRLFile lists revoked client certificates (PEM CRLs signed by the
+	// client CA, as openssl ca -gencrl writes them); read again when it
+	// changes. Needs ClientCAFile.
+	CRLFile string
 	// PasswordFile holds users and password hashes as mosquitto_passwd
 	// writes them; a client's identity is its username. With ClientCAFile
 	// too, the username must be the certificate's common name.
@@ -71,6 +75,8 @@ func (c Config) validateSecurity() error {
 		return fmt.Errorf("%w: embedded broker certificate and key: want both or neither", ErrConfig)
 	case e.ClientCAFile != "" && e.CertFile == "":
 		return fmt.Errorf("%w: embedded broker client CA %s: needs the broker's own certificate and key (TLS)", ErrConfig, e.ClientCAFile)
+	case e.CRLFile != "" && e.ClientCAFile == "":
+		return fmt.Errorf("%w: embedded broker CRL %s: needs a client CA", ErrConfig, e.CRLFile)
 	case len(e.Readers) > 0 && !e.Enabled():
 		return fmt.Errorf("%w: embedded broker readers: need a client CA or a password file", ErrConfig)
 	case (s.CertFile == "") != (s.KeyFile == ""):
@@ -112,6 +118,18 @@ func loadSecurity(cfg Config, log *slog.Logger) (security, error) {
 	if e.CertFile != "" {
 		if sec.embeddedTLS, err = brokerauth.ServerTLS(e.CertFile, e.KeyFile, e.ClientCAFile); err != nil {
 			return sec, err
+		}
+		if e.CRLFile != "" {
+			issuers, err := brokerauth.LoadCertificates("client CA", e.ClientCAFile)
+			if err != nil {
+				return sec, err
+			}
+			rev, err := brokerauth.LoadRevocations(e.CRLFile, issuers, log.With("component", "collectord"))
+			if err != nil {
+				return sec, err
+			}
+			log.Info("embedded broker refuses revoked client certificates", "component", "collectord", "crl", e.CRLFile, "revoked", rev.Len())
+			sec.embeddedTLS.VerifyConnection = rev.VerifyConnection
 		}
 	}
 	if e.Enabled() {

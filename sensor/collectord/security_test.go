@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,6 +279,15 @@ func TestEmbeddedBrokerClientCerts(t *testing.T) {
 	if got := d.BrokerRefusals(); got != want {
 		t.Errorf("broker refusals %+v, want %+v", got, want)
 	}
+	res, err := http.Get(strings.TrimSuffix(api, "/api/v1") + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if wantText := `<span id="broker-refusals">broker refused 4 connections, 2 publishes, 1 subscriptions</span>`; !strings.Contains(string(page), wantText) {
+		t.Errorf("the dashboard lacks %s", wantText)
+	}
 	if got := sensorSummaries(t, api, "sA"); got != 5 {
 		t.Errorf("sA: %d summaries after the reader's publish, want 5", got)
 	}
@@ -408,6 +419,9 @@ func TestMosquittoDocConfig(t *testing.T) {
 	if err := os.Chmod(data, 0o777); err != nil { // past the umask
 		t.Fatal(err)
 	}
+	// the CRL that the config names: sR is revoked
+	sR := ca.Client(t, "sR")
+	ca.WriteCRL(t, filepath.Join(dir, "ca.crl"), sR)
 	certAddr, pwAddr := freeAddr(t), freeAddr(t)
 	port := func(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
 	conf := docBlock(t, "file: mosquitto.conf")
@@ -433,6 +447,45 @@ func TestMosquittoDocConfig(t *testing.T) {
 	}
 	checkClientCerts(t, secEnv{ca: ca, other: other, sensorURL: "ssl://" + certAddr, apis: []string{api}})
 
+	if _, _, err := connect(t, "ssl://"+certAddr, "sR", clientTLS(t, ca.CertFile, sR), "", ""); err == nil {
+		t.Error("sR, revoked in the CRL: connected, want refused")
+	}
+
+	// use_username_as_clientid: a sensor's client id is its certificate's
+	// CN, whatever it asks for, so that another sensor that asks for the
+	// same id does not take over its connection. mosquitto closes the
+	// session a new CONNECT takes over before its CONNACK, so sA publishing
+	// after s9's CONNACK shows that sA's connection is still there.
+	sC, sCLost, err := connect(t, "ssl://"+certAddr, "peerwatch-sC", clientTLS(t, ca.CertFile, ca.Client(t, "sC")), "", "")
+	if err != nil {
+		t.Fatalf("sC connect: %v", err)
+	}
+	if _, _, err := connect(t, "ssl://"+certAddr, "peerwatch-sC", clientTLS(t, ca.CertFile, ca.Client(t, "s9")), "", ""); err != nil {
+		t.Fatalf("s9 asking for sC's client id: %v, want connected (under its own)", err)
+	}
+	status := uplink.Topic("", "sC", uplink.KindStatus)
+	if tok := sC.Publish(status, 1, true, []byte(`{"state":"online"}`)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Errorf("sC publishing after s9 asked for its client id: %v", tok.Error())
+	}
+	select {
+	case <-sCLost:
+		t.Error("sC's connection was taken over by s9 asking for its client id")
+	default:
+	}
+
+	// Gap repair: the collectors' account writes the resend requests; a
+	// sensor reads only its own and writes none.
+	colClient, _, err := connect(t, "ssl://"+pwAddr, "collectord-resend", clientTLS(t, ca.CertFile, testutil.Issued{}), "collectord", password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResendACL(t, "ssl://"+certAddr, func(id string) *tls.Config { return clientTLS(t, ca.CertFile, ca.Client(t, id)) },
+		func(topic string, payload []byte) {
+			if tok := colClient.Publish(topic, 1, true, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatalf("the collectors' account publishing %s: %v", topic, tok.Error())
+			}
+		})
+
 	// Load sharing: a second collector joins the group.
 	colCfg.ClientID = "collectord-2" // the default is per host: one persistent session
 	_, api2 := startDaemon(t, colCfg)
@@ -447,6 +500,23 @@ func TestMosquittoDocConfig(t *testing.T) {
 	t.Logf("s2's summaries per collector: %v", got)
 	if got[0]+got[1] != n || slices.Contains(got, 0) {
 		t.Errorf("s2's summaries per collector %v: want %d in all, some at each", got, n)
+	}
+	// Every member of the group knows that s2 is online: its status,
+	// live for these two, and retained for a third that joins later
+	// (brokers send no retained messages to a shared subscription).
+	colCfg.ClientID = "collectord-3"
+	_, api3 := startDaemon(t, colCfg)
+	for _, a := range []string{api, api2, api3} {
+		waitFor(t, "s2 online at "+a, 10*time.Second, func() bool {
+			var sensors struct{ Sensors []collector.SensorState }
+			getJSON(t, a+"/sensors", &sensors)
+			for _, st := range sensors.Sensors {
+				if st.ID == "s2" {
+					return st.HasStatus && st.Online
+				}
+			}
+			return false
+		})
 	}
 }
 
@@ -542,6 +612,23 @@ func TestDocCerts(t *testing.T) {
 	if got := d.BrokerRefusals().PublishesDenied; got != 1 {
 		t.Errorf("%d publishes denied, want 1", got)
 	}
+
+	// revoke.sh revokes wlg-ix-01; a broker with its CRL refuses it and
+	// still lets akl-ix-01 in.
+	cmd = exec.Command("bash", "-c", docBlock(t, "script: revoke.sh"))
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("revoke.sh: %v\n%s", err, out)
+	}
+	addr = freeAddr(t)
+	startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
+		CertFile: f("broker.crt"), KeyFile: f("broker.key"), ClientCAFile: f("ca.crt"), CRLFile: f("ca.crl")}})
+	if _, _, err := connect(t, "ssl://"+addr, "akl-2", sensorTLS("akl-ix-01"), "", ""); err != nil {
+		t.Errorf("akl-ix-01 with the CRL: %v", err)
+	}
+	if _, _, err := connect(t, "ssl://"+addr, "wlg-2", sensorTLS("wlg-ix-01"), "", ""); err == nil {
+		t.Error("wlg-ix-01, revoked by revoke.sh: connected, want refused")
+	}
 }
 
 // TestEmbeddedBrokerCertAndPassword: with a client CA and a password file,
@@ -624,5 +711,62 @@ func TestEmbeddedBrokerConnectTimeout(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
+	}
+}
+
+// TestEmbeddedBrokerCRL: with --embedded-crl, a revoked client certificate
+// is refused at the TLS handshake, the others are not, and a new CRL takes
+// effect at the next connection without a restart.
+func TestEmbeddedBrokerCRL(t *testing.T) {
+	dir := t.TempDir()
+	ca := testutil.NewCA(t, dir, "fleet")
+	srv := ca.Server(t, "broker")
+	sA, sB := ca.Client(t, "sA"), ca.Client(t, "sB")
+	crl := filepath.Join(dir, "fleet.crl")
+	ca.WriteCRL(t, crl, sB)
+	addr := freeAddr(t)
+	startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
+		CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile, CRLFile: crl}})
+	url := "ssl://" + addr
+	// Under TLS 1.2 the server's refusal ends the handshake, so the client
+	// sees its alert (under 1.3 it may come after the client sent CONNECT).
+	tls12 := func(is testutil.Issued) *tls.Config {
+		tc := clientTLS(t, ca.CertFile, is)
+		tc.MaxVersion = tls.VersionTLS12
+		return tc
+	}
+	a, aLost, err := connect(t, url, "sA", tls12(sA), "", "")
+	if err != nil {
+		t.Fatalf("sA (not revoked): %v", err)
+	}
+	if _, _, err := connect(t, url, "sB", tls12(sB), "", ""); err == nil || !strings.Contains(err.Error(), "tls: bad certificate") {
+		t.Errorf("sB (revoked): %v, want refused at the handshake (bad certificate)", err)
+	}
+	if _, _, err := connect(t, url, "sB-tls13", clientTLS(t, ca.CertFile, sB), "", ""); err == nil {
+		t.Error("sB (revoked) over TLS 1.3: connected, want refused")
+	}
+
+	// sA revoked too: its next connection is refused; the one it holds
+	// stays until it ends (a CRL is checked at the handshake).
+	ca.WriteCRL(t, crl, sA, sB)
+	if _, _, err := connect(t, url, "sA-again", tls12(sA), "", ""); err == nil || !strings.Contains(err.Error(), "tls: bad certificate") {
+		t.Errorf("sA after the new CRL: %v, want refused", err)
+	}
+	select {
+	case <-aLost:
+		t.Error("sA's open connection was closed by the new CRL")
+	default:
+	}
+	a.Disconnect(0)
+
+	// A CRL that no longer reads keeps the last good list in force.
+	if err := os.WriteFile(crl, []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := connect(t, url, "sA-garbage", tls12(sA), "", ""); err == nil {
+		t.Error("sA with an unreadable CRL: connected, want the previous list (sA revoked) in force")
+	}
+	if _, _, err := connect(t, url, "s9", tls12(ca.Client(t, "s9")), "", ""); err != nil {
+		t.Errorf("s9 (never revoked) with an unreadable CRL: %v", err)
 	}
 }

@@ -182,6 +182,7 @@ func (d *Daemon) open() error {
 		Broker: cfg.Uplink.Broker, SensorID: cfg.Sensor.ID, TopicPrefix: cfg.Uplink.TopicPrefix,
 		Username: cfg.Uplink.Username, CAFile: cfg.Uplink.CAFile, CertFile: cfg.Uplink.CertFile, KeyFile: cfg.Uplink.KeyFile,
 		Version: version.Version, Board: cfg.Sensor.Board,
+		Resend: func(seq uint64) ([]byte, error) { return uplink.StoreSource(st, d.encodeOptions())(seq) },
 	}
 	if cfg.Uplink.PasswordFile != "" {
 		pw, err := os.ReadFile(cfg.Uplink.PasswordFile)
@@ -301,7 +302,7 @@ func (d *Daemon) enqueue(s *summary.Summary) {
 	if !d.uplink.Enabled() {
 		return
 	}
-	payload, err := summary.Encode(s, summary.EncodeOptions{MaxBytes: int(d.cfg.Uplink.MaxPayload), Format: d.uplinkFormat()})
+	payload, err := summary.Encode(s, d.encodeOptions())
 	if err == nil {
 		err = d.store.Enqueue(d.uplink.SummaryTopic(), payload, s.Seq)
 	}
@@ -310,6 +311,11 @@ func (d *Daemon) enqueue(s *summary.Summary) {
 		return
 	}
 	d.uplink.Notify()
+}
+
+// encodeOptions are those of the summaries the uplink publishes.
+func (d *Daemon) encodeOptions() summary.EncodeOptions {
+	return summary.EncodeOptions{MaxBytes: int(d.cfg.Uplink.MaxPayload), Format: d.uplinkFormat()}
 }
 
 // uplinkFormat is the wire encoding of summaries that the config asks for.

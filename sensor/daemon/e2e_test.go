@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -30,32 +29,6 @@ import (
 // traffic from real prefixes, exact counts through the API.
 
 var ipdb, _ = filepath.Abs(filepath.Join("..", "..", "board", "common", "ipdb"))
-
-// buildBinary builds a command of this module into dir.
-func buildBinary(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, "github.com/peerwatch/peerwatch/"+pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, b)
-	}
-	return out
-}
-
-// nsClient is an HTTP client whose connections are made inside ns.
-func nsClient(ns *testutil.Namespace) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var conn net.Conn
-			err := ns.Do(func() (err error) {
-				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return conn, err
-		},
-	}}
-}
 
 func getJSON(t *testing.T, c *http.Client, url string, v any) error {
 	t.Helper()
@@ -93,8 +66,8 @@ func TestNetnsSensord(t *testing.T) {
 		t.Fatalf("the real tables are part of the repository: %v", err)
 	}
 	dir := t.TempDir()
-	sensord := buildBinary(t, dir, "sensor/cmd/sensord")
-	sensorctl := buildBinary(t, dir, "sensor/cmd/sensorctl")
+	sensord := testutil.Build(t, dir, "sensor/cmd/sensord")
+	sensorctl := testutil.Build(t, dir, "sensor/cmd/sensorctl")
 
 	peer, sensor := testutil.NewNamespace(t), testutil.NewNamespace(t)
 	testutil.Veth(t, peer, "pw-peer", sensor, "pw-sensor")
@@ -152,7 +125,7 @@ http:
 		}
 	}()
 
-	api := nsClient(sensor)
+	api := sensor.HTTPClient()
 	base := "http://127.0.0.1:19100/api/v1/"
 	var status struct {
 		Interfaces []struct{ Name, Mode, State string } `json:"interfaces"`

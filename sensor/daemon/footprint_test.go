@@ -19,7 +19,7 @@ import (
 func TestNetnsSensordFootprint(t *testing.T) {
 	testutil.RequireBPF(t)
 	dir := t.TempDir()
-	sensord := buildBinary(t, dir, "sensor/cmd/sensord")
+	sensord := testutil.Build(t, dir, "sensor/cmd/sensord")
 	sensor := testutil.NewNamespace(t)
 	other := testutil.NewNamespace(t)
 	testutil.Veth(t, other, "pw-peer", sensor, "pw-sensor")
@@ -54,7 +54,7 @@ http: {listen: "127.0.0.1:19101"}
 		}
 	}()
 
-	api := nsClient(sensor)
+	api := sensor.HTTPClient()
 	var status struct {
 		Interfaces []struct{ State string } `json:"interfaces"`
 	}

@@ -44,7 +44,7 @@ func (s *source) Health() web.Health {
 		h.Interfaces = append(h.Interfaces, web.Interface{Name: name, Mode: st.Mode, State: string(st.State), Err: st.Err})
 	}
 	if up := d.uplink.State(); d.uplink.Enabled() {
-		h.Uplink = web.UplinkHealth{State: up.State, Outbox: up.Outbox}
+		h.Uplink = web.UplinkHealth{State: up.State, Outbox: up.Outbox, Resent: up.Resent, ReportedLost: up.ReportedLost}
 	}
 	stats := d.store.Stats()
 	h.Store = web.StoreHealth{Path: d.cfg.Store.Path, Size: stats.FileSize, MaxSize: int64(d.cfg.Store.MaxSize), Evicted: stats.Evicted}

@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,30 +16,6 @@ import (
 
 	"github.com/peerwatch/peerwatch/internal/testutil"
 )
-
-// notifySocket listens like systemd's notification socket and hands over
-// each datagram.
-func notifySocket(t *testing.T, path string) <-chan string {
-	t.Helper()
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ch := make(chan string, 256)
-	go func() {
-		defer close(ch)
-		buf := make([]byte, 8192)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			ch <- string(buf[:n])
-		}
-	}()
-	return ch
-}
 
 func nextMessage(t *testing.T, ch <-chan string, within time.Duration) string {
 	t.Helper()
@@ -64,7 +39,7 @@ func nextMessage(t *testing.T, ch <-chan string, within time.Duration) string {
 func TestNetnsSensordSystemdNotify(t *testing.T) {
 	testutil.RequireBPF(t)
 	dir := t.TempDir()
-	sensord := buildBinary(t, dir, "sensor/cmd/sensord")
+	sensord := testutil.Build(t, dir, "sensor/cmd/sensord")
 	peer, sensor := testutil.NewNamespace(t), testutil.NewNamespace(t)
 	testutil.Veth(t, peer, "pw-peer", sensor, "pw-sd")
 	from := testutil.NewSender(t, peer, "pw-peer")
@@ -84,7 +59,7 @@ http: {listen: "127.0.0.1:19101"}
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := notifySocket(t, filepath.Join(dir, "notify"))
+	msgs := testutil.NotifySocket(t, filepath.Join(dir, "notify"))
 	logFile, err := os.Create(filepath.Join(dir, "sensord.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +32,9 @@ type received struct {
 	status    string
 	rejected  []error
 	summaries int
+	first     map[uint64][]byte   // the payload of each seq as first received
+	again     map[uint64][][]byte // payloads received again
+	lost      []string            // lost reports (gap repair)
 }
 
 func (r *received) add(topic string, payload []byte) {
@@ -43,13 +48,17 @@ func (r *received) add(topic string, payload []byte) {
 			return
 		}
 		r.summaries++
-		if r.seqs[s.Seq] { // a QoS 1 redelivery: the collector drops it
+		if r.seqs[s.Seq] { // a QoS 1 redelivery or a resend: the collector drops it
+			r.again[s.Seq] = append(r.again[s.Seq], append([]byte(nil), payload...))
 			return
 		}
 		r.seqs[s.Seq] = true
+		r.first[s.Seq] = append([]byte(nil), payload...)
 		r.packets += s.Remote.Total()
 	case strings.HasSuffix(topic, "/status"):
 		r.status = string(payload)
+	case strings.HasSuffix(topic, "/lost"):
+		r.lost = append(r.lost, string(payload))
 	}
 }
 
@@ -62,11 +71,13 @@ func (r *received) snapshot() (uint64, int, string, []error) {
 // TestNetnsSensordUplink runs sensord with an MQTT broker in its namespace
 // (the embedded mochi broker, as collectord will run it): every summary
 // arrives, decodes strictly, and the remote packets they carry add up to
-// what was sent.
+// what was sent. Then a retained resend request (gap repair) for three of
+// its summaries and a seq it never made: sensord sends the three again from
+// its store, byte for byte as the first time, and reports the other lost.
 func TestNetnsSensordUplink(t *testing.T) {
 	testutil.RequireBPF(t)
 	dir := t.TempDir()
-	sensord := buildBinary(t, dir, "sensor/cmd/sensord")
+	sensord := testutil.Build(t, dir, "sensor/cmd/sensord")
 	peer, sensor := testutil.NewNamespace(t), testutil.NewNamespace(t)
 	testutil.Veth(t, peer, "pw-peer", sensor, "pw-sensor")
 	from := testutil.NewSender(t, peer, "pw-peer")
@@ -76,7 +87,7 @@ func TestNetnsSensordUplink(t *testing.T) {
 	if err := sensor.Do(func() (err error) { ln, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
 		t.Fatal(err)
 	}
-	got := &received{seqs: map[uint64]bool{}}
+	got := &received{seqs: map[uint64]bool{}, first: map[uint64][]byte{}, again: map[uint64][][]byte{}}
 	broker := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
 	if err := broker.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
@@ -163,4 +174,70 @@ uplink: {broker: "tcp://%[4]s"}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+
+	// Gap repair: ask for the three lowest seqs and one never made.
+	deadline = time.Now().Add(30 * time.Second)
+	for _, seqs, _, _ := got.snapshot(); seqs < 3; _, seqs, _, _ = got.snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d summaries after 30 s, want 3", seqs)
+		}
+		time.Sleep(100 * time.Millisecond) // sensord drains every second
+	}
+	got.mu.Lock()
+	var asked []uint64
+	for seq := range got.first {
+		asked = append(asked, seq)
+	}
+	got.mu.Unlock()
+	slices.Sort(asked)
+	if len(asked) < 3 {
+		t.Fatalf("%d summaries, want at least 3", len(asked))
+	}
+	asked = asked[:3]
+	const never = 1_000_000
+	var ranges []summary.SeqRange
+	for _, seq := range asked {
+		if n := len(ranges); n > 0 && ranges[n-1].Last+1 == seq {
+			ranges[n-1].Last = seq
+		} else {
+			ranges = append(ranges, summary.SeqRange{First: seq, Last: seq})
+		}
+	}
+	ranges = append(ranges, summary.SeqRange{First: never, Last: never})
+	req, err := summary.EncodeResendRequest(&summary.ResendRequest{Sensor: "up-1", Missing: ranges})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Publish("peerwatch/up-1/resend", req, true, 1); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		got.mu.Lock()
+		done := len(got.lost) == 1
+		for _, seq := range asked {
+			done = done && len(got.again[seq]) > 0
+		}
+		got.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer to the resend request %s within 30 s", req)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	for _, seq := range asked {
+		for _, p := range got.again[seq] {
+			if !bytes.Equal(p, got.first[seq]) {
+				t.Errorf("seq %d sent again as %d bytes that differ from the %d first sent", seq, len(p), len(got.first[seq]))
+			}
+		}
+	}
+	if want := `{"sensor":"up-1","lost":[{"first":1000000,"last":1000000}]}`; got.lost[0] != want {
+		t.Errorf("lost report %s, want %s", got.lost[0], want)
+	}
+	t.Logf("resent seqs %v byte for byte; lost report %s", asked, got.lost[0])
 }

@@ -88,6 +88,7 @@ func getJSONWith(c *http.Client, url string, v any) error {
 type collectorView struct {
 	Summaries, Duplicates, LastSeq uint64
 	Missing                        uint64 // summaries in the gaps of the sequence numbers
+	Repaired, Lost                 uint64 // gap repair: summaries that came into a gap, and lost for good
 	Packets                        uint64
 }
 
@@ -100,6 +101,8 @@ func readCollector(c *http.Client, base string) (collectorView, error) {
 			Summaries  uint64                         `json:"summaries"`
 			Duplicates uint64                         `json:"duplicates"`
 			Gaps       []struct{ First, Last uint64 } `json:"gaps"`
+			Repaired   uint64                         `json:"repaired"`
+			LostSeqs   uint64                         `json:"lost_seqs"`
 		} `json:"sensors"`
 	}
 	if err := getJSONWith(c, base+"/api/v1/sensors", &sensors); err != nil {
@@ -108,6 +111,7 @@ func readCollector(c *http.Client, base string) (collectorView, error) {
 	for _, s := range sensors.Sensors {
 		if s.ID == "drill" {
 			v.Summaries, v.Duplicates, v.LastSeq = s.Summaries, s.Duplicates, s.LastSeq
+			v.Repaired, v.Lost = s.Repaired, s.LostSeqs
 			for _, g := range s.Gaps {
 				v.Missing += g.Last - g.First + 1
 			}
@@ -138,16 +142,13 @@ func TestNetnsDrillBlackhole(t *testing.T) {
 }
 
 // TestNetnsDrillBrokerKill kills mosquitto (SIGKILL, no persistence) under
-// traffic and starts it again, then checks the same as the blackhole. It
-// finds a known loss (docs/reliability.md): summaries that the sensor
-// publishes after the new broker is up but before collectord has
-// subscribed again are acknowledged by the broker and delivered to nobody.
-// So it runs only when DRILL_BROKER_KILL=1 (scripts/drills sets it), to
-// keep `make test` meaningful until that is fixed.
+// traffic and starts it again, then checks the same as the blackhole.
+// Summaries that the sensor publishes after the new broker is up but
+// before collectord has subscribed again are acknowledged by the broker and
+// delivered to nobody: the collector sees them as a gap and asks the
+// sensor for them again (gap repair, docs/collectord.md), which sends them
+// from its store.
 func TestNetnsDrillBrokerKill(t *testing.T) {
-	if os.Getenv("DRILL_BROKER_KILL") != "1" {
-		t.Skip("known loss after a broker restart (docs/reliability.md, 'broker-kill'): set DRILL_BROKER_KILL=1 to run it")
-	}
 	brokerDrill(t, "broker-kill", true, false)
 }
 
@@ -297,10 +298,11 @@ func brokerDrill(t *testing.T, name string, kill, hole bool) {
 	})
 	var v collectorView
 	var err error
-	deadline := time.Now().Add(20 * time.Second)
+	// Gap repair asks for a gap 20 s (--resend-grace) after it is found.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		v, err = readCollector(coll, base)
-		if (err == nil && v.Packets >= sent) || time.Now().After(deadline) {
+		if (err == nil && v.Packets >= sent && v.Missing == 0) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -315,7 +317,9 @@ func brokerDrill(t *testing.T, name string, kill, hole bool) {
 	r.set("last_seq", v.LastSeq)
 	r.set("duplicates_dropped", v.Duplicates)
 	r.set("missing_summaries", v.Missing)
-	if v.Packets != sent || v.Missing != 0 || v.Summaries != v.LastSeq {
+	r.set("repaired_summaries", v.Repaired)
+	r.set("lost_summaries", v.Lost)
+	if v.Packets != sent || v.Missing != 0 || v.Lost != 0 || v.Summaries != v.LastSeq {
 		t.Errorf("collector: %+v; sent %d", v, sent)
 	}
 	p.stop(t)

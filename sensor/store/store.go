@@ -378,6 +378,9 @@ func (st *Store) open() error {
 	}); err != nil {
 		return err
 	}
+	if err := st.createSeqIndex(); err != nil {
+		return err
+	}
 	if m.fresh {
 		b, _ := json.Marshal(currentSchema)
 		if err := st.syncedUpdate(func(tx *buntdb.Tx) error {

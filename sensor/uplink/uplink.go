@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/peerwatch/peerwatch/sensor/mqttlog"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"log/slog"
 	"net/url"
@@ -77,6 +78,13 @@ type Config struct {
 	MaxBackoff time.Duration
 	// Version and Board go into the online status message.
 	Version, Board string
+	// Resend looks up a summary the collector asks for again (gap repair,
+	// resend.go); nil turns gap repair off: the uplink does not subscribe
+	// to its resend topic.
+	Resend ResendSource
+	// ResendPerMinute bounds the summaries looked up for the collector per
+	// minute (default DefaultResendPerMinute).
+	ResendPerMinute int
 }
 
 // Enabled reports whether a broker is configured.
@@ -120,6 +128,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %s %v: want 0 (default) or more", ErrConfig, d.name, d.v)
 		}
 	}
+	if c.ResendPerMinute < 0 {
+		return fmt.Errorf("%w: ResendPerMinute %d: want 0 (default) or more", ErrConfig, c.ResendPerMinute)
+	}
 	if c.KeepAlive > 0 && c.KeepAlive < time.Second {
 		return fmt.Errorf("%w: KeepAlive %v: want at least 1s", ErrConfig, c.KeepAlive)
 	}
@@ -155,6 +166,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
 	}
+	if c.ResendPerMinute == 0 {
+		c.ResendPerMinute = DefaultResendPerMinute
+	}
 	return c
 }
 
@@ -185,6 +199,9 @@ type Status struct {
 	Outbox    int       // items waiting in the outbox
 	Published uint64    // items acknowledged by the broker since start
 	LastAck   time.Time // zero: none yet
+	// Gap repair since start: summaries queued again for the collector,
+	// seqs reported lost (not held any more), resend requests refused.
+	Resent, ReportedLost, ResendRefused uint64
 }
 
 // Uplink publishes the outbox. Run it once; its other methods are safe
@@ -201,7 +218,8 @@ type Uplink struct {
 	state     string
 	published uint64
 	lastAck   time.Time
-	lastAlert uint64 // outbox number of the last alert
+	lastAlert uint64 // outbox number of the last alert (or lost report)
+	rs        resendState
 }
 
 // New returns an uplink for cfg. An invalid cfg is reported by Run.
@@ -210,7 +228,7 @@ func New(cfg Config, q Queue, log *slog.Logger) *Uplink {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "uplink")
-	routePahoLogs(log)
+	mqttlog.Route(log)
 	u := &Uplink{q: q, log: log, wake: make(chan struct{}, 1), lost: make(chan struct{}, 1), state: "disabled"}
 	u.err = cfg.Validate()
 	u.cfg = cfg.withDefaults()
@@ -247,8 +265,7 @@ func (u *Uplink) PublishAlert(payload []byte) error {
 		return nil
 	}
 	u.mu.Lock()
-	seq := max(alertBase|uint64(wallclock.Now().UnixNano()), u.lastAlert+1)
-	u.lastAlert = seq
+	seq := u.nextAlertSeqLocked()
 	u.mu.Unlock()
 	if err := u.q.Enqueue(u.topic(KindAlert), payload, seq); err != nil {
 		return fmt.Errorf("publish alert: %w", err)
@@ -257,10 +274,19 @@ func (u *Uplink) PublishAlert(payload []byte) error {
 	return nil
 }
 
+// nextAlertSeqLocked hands out the outbox number of an alert or a lost
+// report; u.mu is held.
+func (u *Uplink) nextAlertSeqLocked() uint64 {
+	seq := max(alertBase|uint64(wallclock.Now().UnixNano()), u.lastAlert+1)
+	u.lastAlert = seq
+	return seq
+}
+
 // State returns the uplink's status.
 func (u *Uplink) State() Status {
 	u.mu.Lock()
-	s := Status{State: u.state, Published: u.published, LastAck: u.lastAck}
+	s := Status{State: u.state, Published: u.published, LastAck: u.lastAck,
+		Resent: u.rs.resent, ReportedLost: u.rs.reportedLost, ResendRefused: u.rs.refused}
 	u.mu.Unlock()
 	s.Outbox = u.q.OutboxLen()
 	return s
@@ -300,6 +326,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		u.setState("connected")
 		u.log.Info("connected to the broker", "broker", u.cfg.Broker)
 		u.publishStatus(c, "online")
+		u.subscribeResend(c)
 		select {
 		case connected <- struct{}{}:
 		default:
@@ -331,6 +358,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		u.serveResendContext(ctx)
 		n, err := u.drain(ctx, c)
 		if ctx.Err() != nil {
 			return nil

@@ -23,6 +23,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/store"
 )
 
@@ -232,14 +233,7 @@ func startUplink(tb testing.TB, cfg Config, st Queue) (*Uplink, func()) {
 	stop := func() {
 		once.Do(func() {
 			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					tb.Errorf("Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				tb.Errorf("Run did not return after cancel")
-			}
+			testutil.WaitReturn(tb, "Run", done)
 		})
 	}
 	tb.Cleanup(stop)

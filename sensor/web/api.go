@@ -123,7 +123,7 @@ func (s *server) status(r *http.Request) (any, error) {
 		Remote:               api.CountersOf(h.Remote),
 		Store: api.Store{Path: h.Store.Path, Bytes: h.Store.Size, MaxBytes: h.Store.MaxSize, Evicted: h.Store.Evicted, Recovered: h.Store.Recovered,
 			WriteError: h.Store.WriteError, WriteErrors: h.Store.WriteErrors, Unstored: h.Store.Unstored, UnstoredDropped: h.Store.UnstoredDropped},
-		Uplink: api.Uplink{State: h.Uplink.State, Outbox: h.Uplink.Outbox},
+		Uplink: api.Uplink{State: h.Uplink.State, Outbox: h.Uplink.Outbox, Resent: h.Uplink.Resent, ReportedLost: h.Uplink.ReportedLost},
 	}
 	if h.Invariant != nil {
 		st.Invariant.Error = h.Invariant.Error()

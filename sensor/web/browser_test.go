@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"net/http"
@@ -76,22 +75,6 @@ func apiGet(t *testing.T, url string, v any) {
 	}
 }
 
-// load opens the page and waits until its script has drawn the charts.
-func load(t *testing.T, ctx context.Context, url string) pageState {
-	t.Helper()
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(url),
-		chromedp.WaitReady(chromedp.CSS(`body[data-charts="ready"]`)),
-	); err != nil {
-		t.Fatalf("load %s: %v", url, err)
-	}
-	st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](readPage))
-	if err != nil {
-		t.Fatalf("read the page: %v", err)
-	}
-	return st
-}
-
 func TestBrowserStatusPage(t *testing.T) {
 	ctx := browser.Start(t)
 	console := browser.WatchConsole(t, ctx)
@@ -105,7 +88,7 @@ func TestBrowserStatusPage(t *testing.T) {
 		t.Fatalf("test server on %s, want loopback", srv.URL)
 	}
 
-	st := load(t, ctx, base+"/")
+	st := browser.Load[pageState](t, ctx, base+"/", readPage)
 	console.Check(t)
 
 	// The page shows what the API says.
@@ -212,7 +195,7 @@ func TestBrowserStatusPage(t *testing.T) {
 	// A sensor that has just started: no data, and still no error.
 	fresh := httptest.NewServer(newHandler(newFreshSource(), Options{}))
 	defer fresh.Close()
-	st = load(t, ctx, fresh.URL+"/")
+	st = browser.Load[pageState](t, ctx, fresh.URL+"/", readPage)
 	if st.LiveEmpty == "" || st.TopEmpty == "" || !slices.Equal(st.ChartEmpty, []string{"no data yet", "no data yet", "no data yet"}) || st.Invariant != "OK" {
 		t.Errorf("fresh sensor: %+v", st)
 	}

@@ -1,12 +1,10 @@
 package web
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"fmt"
-	"github.com/peerwatch/peerwatch/sensor/api"
 	"io/fs"
 	"net/http"
 	"net/netip"
@@ -14,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/api"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -279,16 +279,7 @@ type bucketView struct {
 }
 
 func (s *server) page(w http.ResponseWriter, r *http.Request) {
-	d := s.pageData(r)
-	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, d); err != nil {
-		s.log.Error("render the status page", "err", err)
-		http.Error(w, "render the status page: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(buf.Bytes())
+	RenderPage(w, pageTemplate, s.pageData(r), "status page", s.log)
 }
 
 func (s *server) pageData(r *http.Request) *pageData {

@@ -1,9 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"errors"
 	"html/template"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
@@ -69,3 +71,18 @@ func ParseSpan(s string) (time.Duration, bool) { return parseSpan(s) }
 // FormatSpan writes a duration the way ParseSpan reads it, briefly: "7d",
 // "1h", "1h30m", "90s".
 func FormatSpan(d time.Duration) string { return formatSpan(d) }
+
+// RenderPage executes tmpl with data into a buffer and writes it as an
+// uncached HTML page, or answers 500 (and logs) when the template fails,
+// so that a failed render never leaves half a page.
+func RenderPage(w http.ResponseWriter, tmpl *template.Template, data any, what string, log *slog.Logger) {
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
+		log.Error("render the "+what, "err", err)
+		http.Error(w, "render the "+what+": "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}

@@ -116,6 +116,9 @@ type StoreHealth struct {
 type UplinkHealth struct {
 	State  string // "disabled" until the uplink exists, then e.g. "connected", "connecting"
 	Outbox int    // summaries waiting for the broker's acknowledgement
+	// Gap repair since start: summaries queued again at the collector's
+	// request, and requested seqs reported lost.
+	Resent, ReportedLost uint64
 }
 
 // Alert is a watch-list alert: active while End is zero.

@@ -117,3 +117,21 @@ func (w *Console) Check(t *testing.T) {
 	}
 	w.problems = nil
 }
+
+// Load opens url, waits until the page's script says its charts are drawn
+// (body[data-charts="ready"], which both pages set) and returns what
+// script, a JavaScript expression, evaluates to.
+func Load[T any](t *testing.T, ctx context.Context, url, script string) T {
+	t.Helper()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(url),
+		chromedp.WaitReady(chromedp.CSS(`body[data-charts="ready"]`)),
+	); err != nil {
+		t.Fatalf("load %s: %v", url, err)
+	}
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](script))
+	if err != nil {
+		t.Fatalf("read %s: %v", url, err)
+	}
+	return v
+}

@@ -43,12 +43,20 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", collectord.DefaultFlushInterval, "write the collector's state to the store every `DURATION` (and at shutdown)")
 	fs.StringVar(&cfg.Sync, "sync", collectord.DefaultSync, "the store's sync `POLICY`: always (each journal write is fsynced), everysecond or never")
 	keep := fs.String("keep", collectord.FormatKeep(collectord.Config{}.Levels()), "how many windows each level keeps, as `LEVEL=N,...`")
+	fs.BoolVar(&cfg.NoGapRepair, "no-gap-repair", false, "do not ask the sensors for the summaries missing in their gaps (always off with --share-group)")
+	fs.DurationVar(&cfg.ResendGrace, "resend-grace", collectord.DefaultResendGrace, "ask a sensor for a gap once it is `DURATION` old (a summary may still be on its way)")
+	fs.DurationVar(&cfg.ResendRetry, "resend-retry", collectord.DefaultResendRetry, "publish an unanswered resend request again every `DURATION`")
 	listen := fs.String("listen", collectord.DefaultListen, "serve the dashboard (/), the JSON API (/api/v1/) and /metrics on `ADDR`")
+	h := &cfg.HTTPSecurity
+	fs.StringVar(&h.CertFile, "listen-cert", "", "serve --listen over HTTPS with the certificate in `FILE` (PEM)")
+	fs.StringVar(&h.KeyFile, "listen-key", "", "the private key `FILE` (PEM) of --listen-cert")
+	fs.StringVar(&h.PasswordFile, "listen-password-file", "", "ask for HTTP basic authentication on every path of --listen, with the users and password hashes in `FILE`, written by mosquitto_passwd")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	e, sub := &cfg.EmbeddedSecurity, &cfg.SubscriberSecurity
 	fs.StringVar(&e.CertFile, "embedded-cert", "", "with --embedded-broker, the broker's certificate `FILE` (PEM): the listener speaks TLS")
 	fs.StringVar(&e.KeyFile, "embedded-key", "", "the private key `FILE` (PEM) of --embedded-cert")
 	fs.StringVar(&e.ClientCAFile, "embedded-client-ca", "", "require client certificates signed by the CA in `FILE` (PEM); a client's identity is its certificate's common name. Without this or --embedded-password-file, every client may connect and publish (lab use; docs/broker.md)")
+	fs.StringVar(&e.CRLFile, "embedded-crl", "", "with --embedded-client-ca, refuse the client certificates revoked in `FILE` (PEM CRLs of the client CA, as openssl ca -gencrl writes); read again when it changes")
 	fs.StringVar(&e.PasswordFile, "embedded-password-file", "", "require a username and password from `FILE`, written by mosquitto_passwd; with --embedded-client-ca too, the username must be the certificate's common name")
 	fs.Func("embedded-readers", "comma-separated `NAMES` (identities) that may subscribe to everything under the topic prefix, e.g. other collectors; every other identity is a sensor and may publish only under <prefix>/<identity>/", func(v string) error {
 		for r := range strings.SplitSeq(v, ",") {

@@ -36,17 +36,6 @@ import (
 
 var repo, _ = filepath.Abs(filepath.Join("..", "..", ".."))
 
-func build(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, "github.com/peerwatch/peerwatch/"+pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, b)
-	}
-	return out
-}
-
 // freePort returns a loopback address with a port nobody listens on.
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -341,7 +330,7 @@ func TestNetnsLabFleet(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, pkg := range []string{"sensord", "collectord", "pwtraffic"} {
 		wg.Go(func() {
-			b := build(t, dir, "sensor/cmd/"+pkg)
+			b := testutil.Build(t, dir, "sensor/cmd/"+pkg)
 			mu.Lock()
 			bins[pkg] = b
 			mu.Unlock()

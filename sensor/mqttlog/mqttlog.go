@@ -1,4 +1,6 @@
-package uplink
+// Package mqttlog routes the log lines of the paho MQTT client, which
+// sensord's uplink and collectord's subscriber use, into slog.
+package mqttlog
 
 import (
 	"context"
@@ -8,13 +10,12 @@ import (
 	"sync/atomic"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // paho's loggers are package variables that paho's goroutines read
 // without synchronisation, so they are set once, at init (before any
-// client runs), to adapters that write to the logger of the newest Uplink
-// (nothing until there is one).
+// client runs), to adapters that write to the logger given to Route last
+// (nothing until then).
 var pahoLog atomic.Pointer[slog.Logger]
 
 func init() {
@@ -24,7 +25,9 @@ func init() {
 	mqtt.DEBUG = pahoLogger{slog.LevelDebug}
 }
 
-func routePahoLogs(log *slog.Logger) { pahoLog.Store(log.With("lib", "paho")) }
+// Route sends paho's log lines to log (with lib=paho), from now on: the
+// newest caller's logger gets them.
+func Route(log *slog.Logger) { pahoLog.Store(log.With("lib", "paho")) }
 
 // pahoLogger adapts slog to paho's Logger.
 type pahoLogger struct{ level slog.Level }
@@ -48,20 +51,4 @@ func (l pahoLogger) logger() *slog.Logger {
 		return nil
 	}
 	return log
-}
-
-// publishStore is paho's memory store without the outbound PUBLISH
-// packets. The outbox is the source of truth: after a reconnect the uplink
-// publishes the oldest unacknowledged item again itself, so paho must not
-// resend its own copy too (that would add duplicates, and paho's resend
-// path races with the old connection's writer).
-type publishStore struct{ mqtt.Store }
-
-func newPublishStore() publishStore { return publishStore{mqtt.NewMemoryStore()} }
-
-func (s publishStore) Put(key string, m packets.ControlPacket) {
-	if _, ok := m.(*packets.PublishPacket); ok && strings.HasPrefix(key, "o.") {
-		return
-	}
-	s.Store.Put(key, m)
 }
