@@ -56,7 +56,7 @@ test-integration: ## tier 3: network namespaces, veth pairs and real traffic (ro
 test-release: ## make release, check it, install it in a throwaway root, run and upgrade it (root)
 	$(GO) test $(TEST_FLAGS) -run '^TestRelease$$' -timeout 20m -v ./board/
 
-drills: ## the fault drills at the sizes of the record: 100 kills, 60 s faults, 5-minute soak (root; docs/reliability.md)
+drills: ## the fault drills at the sizes of the record: 100 kills, 60 s faults, 30 s clock phases, 5-minute soak (root; docs/reliability.md)
 	@scripts/drills --record
 
 drills-long: ## the long drills: a 10-minute blackhole of the uplink, a 30-minute soak (root; docs/reliability.md)

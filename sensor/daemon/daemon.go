@@ -34,6 +34,7 @@ import (
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 	"github.com/peerwatch/peerwatch/sensor/uplink"
 	"github.com/peerwatch/peerwatch/sensor/version"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 	"github.com/peerwatch/peerwatch/sensor/watch"
 	"github.com/peerwatch/peerwatch/sensor/web"
 )
@@ -94,7 +95,7 @@ const maxUnstored = 360
 // then drains one last time and closes the store. SIGHUP reloads the
 // tables and watch lists from the configuration file.
 func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logger) error {
-	d := &Daemon{cfgPath: cfgPath, cfg: cfg, log: log, started: time.Now(), kernel: kernelRelease()}
+	d := &Daemon{cfgPath: cfgPath, cfg: cfg, log: log, started: wallclock.Now(), kernel: kernelRelease()}
 	if err := d.open(); err != nil {
 		d.close()
 		return err
@@ -107,12 +108,12 @@ func Run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logg
 	g.Go(func() error { return d.reloadOnHangup(ctx) })
 	g.Go(func() error { return d.uplink.Run(ctx) })
 	g.Go(func() error { return d.notifySystemd(ctx) })
-	h := web.New(&source{d}, web.Options{BasicAuth: d.basicAuth()}, log)
+	h := web.New(&source{d}, web.Options{BasicAuth: d.basicAuth(), Now: wallclock.Now}, log)
 	g.Go(func() error {
 		return web.ListenAndServe(ctx, cfg.HTTP.Listen, cfg.HTTP.TLS.CertFile, cfg.HTTP.TLS.KeyFile, h)
 	})
 	log.Info("sensord running", "version", version.Version, "sensor", cfg.Sensor.ID, "board", cfg.Sensor.Board,
-		"listen", cfg.HTTP.Listen, "interfaces", len(cfg.Interfaces), "drain", cfg.Drain.Interval)
+		"listen", cfg.HTTP.Listen, "interfaces", len(cfg.Interfaces), "drain", cfg.Drain.Interval, "clock", wallclock.Describe())
 	err := g.Wait()
 	log.Info("sensord stopped", "error", err)
 	return err
@@ -376,7 +377,7 @@ func (d *Daemon) drainLoop(ctx context.Context) error {
 // that when the store takes writes again one long interval holds the whole
 // outage. Nothing is lost, not even when sensord dies meanwhile.
 func (d *Daemon) drainOnce() {
-	start := time.Now()
+	start := wallclock.Now()
 	d.mu.Lock()
 	if len(d.unstored) > 0 {
 		d.storeUnstored(start)
@@ -418,7 +419,7 @@ func (d *Daemon) drainOnce() {
 		d.unstored = append(d.unstored[:0], d.unstored[n:]...)
 	}
 	d.storeUnstored(start)
-	d.lastDrain = time.Now()
+	d.lastDrain = wallclock.Now()
 	d.drainDur = time.Since(start)
 }
 

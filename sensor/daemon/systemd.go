@@ -10,6 +10,7 @@ import (
 
 	"github.com/peerwatch/peerwatch/sensor/linkwatch"
 	"github.com/peerwatch/peerwatch/sensor/sdnotify"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // readyPoll is how often the first reconcile of the interfaces is looked
@@ -126,7 +127,7 @@ type healthSample struct {
 
 func (d *Daemon) sample() healthSample {
 	d.mu.Lock()
-	s := healthSample{now: time.Now(), lastDrain: d.lastDrain, seen: d.totals.Seen}
+	s := healthSample{now: wallclock.Now(), lastDrain: d.lastDrain, seen: d.totals.Seen}
 	d.mu.Unlock()
 	if s.lastDrain.IsZero() {
 		s.lastDrain = d.started

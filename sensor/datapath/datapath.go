@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/peerwatch/peerwatch/bpf"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // Config sizes the maps and sets the program's knobs. The zero value of a
@@ -147,7 +148,7 @@ func Open(cfg Config, log *slog.Logger) (*Datapath, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
-	d := &Datapath{cfg: cfg, log: log, attached: map[string]*attachment{}, since: time.Now()}
+	d := &Datapath{cfg: cfg, log: log, attached: map[string]*attachment{}, since: wallclock.Now()}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("possible cpus: %w", err)

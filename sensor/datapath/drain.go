@@ -11,6 +11,7 @@ import (
 
 	"github.com/peerwatch/peerwatch/bpf"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // The counters are those of package traffic.
@@ -167,7 +168,7 @@ func (d *Datapath) switchEpoch(st bpf.CounterRunState, set int) (*Interval, erro
 	if err := d.waitForPrograms(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := wallclock.Now()
 	iv, err := d.readEpoch(old)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package drills_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -231,12 +232,23 @@ func TestNetnsDrillReadOnly(t *testing.T) {
 	if err := unix.Unmount(data, 0); err != nil {
 		t.Fatalf("unmount the read-only data partition: %v", err)
 	}
-	if out, err := exec.Command("e2fsck", "-fy", dev).CombinedOutput(); err != nil {
+	// Right after the unmount the device can still be held for a moment
+	// (e2fsck: "/dev/loop0 is in use", exit 8): e2fsck is tried again
+	// until it gets the device.
+	poll(t, 15*time.Second, "e2fsck on the unmounted partition", func() (bool, error) {
+		out, err := exec.Command("e2fsck", "-fy", dev).CombinedOutput()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() > 1 { // 1: errors corrected
-			t.Fatalf("e2fsck: %v\n%s", err, out)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.As(err, &ee) && ee.ExitCode() == 1: // errors corrected
+			return true, nil
+		case errors.As(err, &ee) && ee.ExitCode() == 8 && strings.Contains(string(out), "is in use"):
+			return false, fmt.Errorf("%v: %s", err, out)
 		}
-	}
+		t.Fatalf("e2fsck: %v\n%s", err, out)
+		return false, nil
+	})
 	if err := unix.Mount(dev, data, "ext4", 0, "errors=remount-ro"); err != nil {
 		t.Fatalf("mount the repaired partition: %v", err)
 	}

@@ -2,11 +2,11 @@ package store
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/tidwall/buntdb"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // indexSeq is an in-memory buntdb index of the raw records by their
@@ -30,7 +30,7 @@ func (st *Store) createSeqIndex() error {
 // the record of another interval that ended at the same instant.
 func (st *Store) Interval(seq uint64) (*summary.Summary, error) {
 	var s *summary.Summary
-	now := time.Now()
+	now := wallclock.Now()
 	err := st.view(func(tx *buntdb.Tx) error {
 		var key, val string
 		if err := tx.AscendGreaterOrEqual(indexSeq, fmt.Sprintf(`{"seq":%d}`, seq), func(k, v string) bool {

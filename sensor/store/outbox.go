@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/tidwall/buntdb"
+
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // The outbox is the queue of encoded messages that the uplink has not yet
@@ -57,7 +59,7 @@ func (st *Store) Enqueue(topic string, payload []byte, seq uint64) error {
 	if topic == "" {
 		return fmt.Errorf("enqueue %d: %w: empty topic", seq, ErrRefused)
 	}
-	b, err := json.Marshal(OutboxItem{Topic: topic, Payload: payload, Enqueued: time.Now().UTC()})
+	b, err := json.Marshal(OutboxItem{Topic: topic, Payload: payload, Enqueued: wallclock.Now().UTC()})
 	if err != nil {
 		return fmt.Errorf("enqueue %d: %w", seq, err)
 	}

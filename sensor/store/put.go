@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/buntdb"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // Put stores the summary of one interval: its raw record, and the record
@@ -85,7 +86,7 @@ func (st *Store) Put(s *summary.Summary, origin Origin) (stored bool, err error)
 		return false, fmt.Errorf("put interval %d: journal: %w", seq, closedErr(err))
 	}
 	s.Seq, s.OutboxDropped, st.next = seq, rec.OutboxDropped, next
-	if err := st.db.Update(func(tx *buntdb.Tx) error { return st.apply(tx, p, time.Now()) }); err != nil {
+	if err := st.db.Update(func(tx *buntdb.Tx) error { return st.apply(tx, p, wallclock.Now()) }); err != nil {
 		return false, fmt.Errorf("put interval %d: %w", seq, closedErr(err))
 	}
 	st.origin = originRecord{origin, seq}
@@ -187,7 +188,7 @@ func (st *Store) NextSeq() (uint64, error) {
 // floor for the next sequence number.
 func (st *Store) newestSeq() (uint64, error) {
 	var seq uint64
-	now := time.Now()
+	now := wallclock.Now()
 	err := st.view(func(tx *buntdb.Tx) error {
 		for i := range st.opts.Levels {
 			s, err := st.newest(tx, i, now)

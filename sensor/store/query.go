@@ -9,6 +9,7 @@ import (
 	"github.com/tidwall/buntdb"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // Intervals returns the raw records of the intervals that end in
@@ -16,7 +17,7 @@ import (
 func (st *Store) Intervals(from, to time.Time) ([]*summary.Summary, error) {
 	var out []*summary.Summary
 	err := st.view(func(tx *buntdb.Tx) error {
-		return st.scanLevel(tx, 0, nanos(from)+1, nanos(to)+1, time.Now(), func(k, v string) error {
+		return st.scanLevel(tx, 0, nanos(from)+1, nanos(to)+1, wallclock.Now(), func(k, v string) error {
 			s, err := decode(k, v)
 			if err == nil {
 				out = append(out, s)
@@ -48,7 +49,7 @@ func (st *Store) Series(level string, from, to time.Time) ([]*summary.Summary, e
 	w := int64(st.opts.Levels[i].Width)
 	lo, hi := floorDiv(nanos(from), w)*w, nanos(to)
 	var out []*summary.Summary
-	now := time.Now()
+	now := wallclock.Now()
 	err := st.view(func(tx *buntdb.Tx) error {
 		if err := st.scanLevel(tx, i, lo, hi, now, func(k, v string) error {
 			s, err := decode(k, v)
@@ -109,7 +110,7 @@ func (st *Store) Window(from, to time.Time) (*summary.Summary, error) {
 		out.Merge(s)
 		n++
 	}
-	now := time.Now()
+	now := wallclock.Now()
 	err := st.view(func(tx *buntdb.Tx) error {
 		return st.cover(tx, len(st.opts.Levels)-1, nanos(from), nanos(to), now, add)
 	})
@@ -182,7 +183,7 @@ func (st *Store) Latest() (*summary.Summary, error) {
 	var s *summary.Summary
 	err := st.view(func(tx *buntdb.Tx) error {
 		var err error
-		s, err = st.newest(tx, 0, time.Now())
+		s, err = st.newest(tx, 0, wallclock.Now())
 		return err
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/buntdb"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // Rollup records are written once, when their window closes: Put closes
@@ -164,7 +165,7 @@ func (st *Store) closeWindows(tx *buntdb.Tx, limit int64, now time.Time) (int, e
 // before the newest interval stored. Closing is idempotent: a closed window
 // has a record and is not open any more.
 func (st *Store) closeAtOpen() error {
-	now := time.Now()
+	now := wallclock.Now()
 	var n int
 	err := st.db.Update(func(tx *buntdb.Tx) error {
 		limit := nanos(now)

@@ -49,6 +49,7 @@ import (
 	"github.com/tidwall/buntdb"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // SchemaVersion is the version of the key layout and record format. A file
@@ -394,7 +395,7 @@ func (st *Store) open() error {
 	if p := m.pending; p != nil {
 		// A crash interrupted this Put after its journal record was on
 		// disk: complete it (records that already hold it are skipped).
-		if err := db.Update(func(tx *buntdb.Tx) error { return st.apply(tx, p, time.Now()) }); err != nil {
+		if err := db.Update(func(tx *buntdb.Tx) error { return st.apply(tx, p, wallclock.Now()) }); err != nil {
 			return fmt.Errorf("complete the interrupted write of interval %d: %w", p.Summary.Seq, err)
 		}
 		if err := st.dropPending(); err != nil {
@@ -686,7 +687,7 @@ func (st *Store) Stats() Stats {
 		OutboxDropped: st.ob.dropped}
 	st.mu.Unlock()
 	s.FileSize = st.fileSize()
-	now := time.Now()
+	now := wallclock.Now()
 	_ = st.view(func(tx *buntdb.Tx) error {
 		for i, l := range st.opts.Levels {
 			n := 0

@@ -28,6 +28,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/peerwatch/peerwatch/sensor/store"
+	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
 
 // Defaults of Config.
@@ -276,7 +277,7 @@ func (u *Uplink) PublishAlert(payload []byte) error {
 // nextAlertSeqLocked hands out the outbox number of an alert or a lost
 // report; u.mu is held.
 func (u *Uplink) nextAlertSeqLocked() uint64 {
-	seq := max(alertBase|uint64(time.Now().UnixNano()), u.lastAlert+1)
+	seq := max(alertBase|uint64(wallclock.Now().UnixNano()), u.lastAlert+1)
 	u.lastAlert = seq
 	return seq
 }
@@ -409,7 +410,7 @@ func (u *Uplink) drain(ctx context.Context, c mqtt.Client) (int, error) {
 		}
 		u.mu.Lock()
 		u.published++
-		u.lastAck = time.Now()
+		u.lastAck = wallclock.Now()
 		u.mu.Unlock()
 	}
 	return len(items), nil

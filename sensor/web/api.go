@@ -79,6 +79,18 @@ func (s *server) window(from, to time.Time) (*summary.Summary, error) {
 	return w, nil
 }
 
+// recent is the window of "the last span": from now − span to now, or to
+// the end of the newest interval when that is later. After the wall clock
+// was stepped back, the intervals stored before the step end after now;
+// they were counted before now, so the last span holds them.
+func (s *server) recent(now time.Time, span time.Duration) (from, to time.Time) {
+	from, to = now.Add(-span), now
+	if l, err := s.src.Latest(); err == nil && l != nil && l.End.After(to) {
+		to = l.End
+	}
+	return from, to
+}
+
 // --- status
 
 // rates are an interval's packets and bits per second by direction.
@@ -236,8 +248,7 @@ func (s *server) top(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	to := s.now()
-	from := to.Add(-span)
+	from, to := s.recent(s.now(), span)
 	w, err := s.window(from, to)
 	if err != nil {
 		return nil, err
@@ -290,8 +301,7 @@ func (s *server) lookup(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	to := s.now()
-	from := to.Add(-span)
+	from, to := s.recent(s.now(), span)
 	res := api.Lookup{Addr: addr, Window: formatSpan(span), From: from.UTC(), To: to.UTC()}
 	l, known := s.src.Lookup(addr)
 	if known {

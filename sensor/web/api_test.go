@@ -223,6 +223,32 @@ func TestAPITop(t *testing.T) {
 	}
 }
 
+// TestAPITopClockSteppedBack: after the wall clock went back an hour, the
+// intervals stored before the step end after now. "The last hour" reaches
+// the newest of them, where the data is, and so does the lookup.
+func TestAPITopClockSteppedBack(t *testing.T) {
+	f := newFixture(t)
+	back := t0.Add(-time.Hour)
+	h := newHandler(f, Options{Now: func() time.Time { return back }})
+	w, _ := f.Window(back.Add(-time.Hour), t0)
+	if w.Remote.Total() == 0 {
+		t.Fatal("the fixture has no traffic in the two hours before t0")
+	}
+	var r topResponse
+	getJSON(t, h, "/api/v1/top?window=1h", &r)
+	if !r.From.Equal(back.Add(-time.Hour)) || !r.To.Equal(t0) || !r.DataEnd.Equal(t0) {
+		t.Errorf("window %v-%v data end %v: want %v-%v, data to %v", r.From, r.To, r.DataEnd, back.Add(-time.Hour), t0, t0)
+	}
+	if r.Total != api.CountersOf(w.Remote) {
+		t.Errorf("total %+v, want %+v", r.Total, w.Remote)
+	}
+	var l api.Lookup
+	getJSON(t, h, "/api/v1/lookup?addr=142.250.1.1&window=1h", &l)
+	if !l.To.Equal(t0) {
+		t.Errorf("lookup to %v, want %v", l.To, t0)
+	}
+}
+
 func TestAPIBadParams(t *testing.T) {
 	h := newHandler(newFixture(t), Options{})
 	for _, tc := range []struct{ target, msg string }{

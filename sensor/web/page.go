@@ -324,7 +324,7 @@ func (s *server) pageData(r *http.Request) *pageData {
 		v, _ := parseSpan(ws)
 		d.Windows = append(d.Windows, windowLink{Label: ws, Href: "/?window=" + ws, Current: v == span})
 	}
-	win, err := s.window(now.Add(-span), now)
+	win, err := s.window(s.recent(now, span))
 	if err != nil {
 		d.Errors = append(d.Errors, err.Error())
 	}
