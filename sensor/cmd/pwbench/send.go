@@ -102,6 +102,12 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 	fmt.Fprintln(stdout, "ready")
+	var lastCfg string
+	defer func() {
+		if lastCfg != "" {
+			os.Remove(lastCfg)
+		}
+	}()
 	sc := bufio.NewScanner(stdin)
 	for sc.Scan() {
 		if ctx.Err() != nil {
@@ -152,12 +158,17 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			sentC.Class[p.Class] += times
 		}
 		var tgArgs []string
+		cfg := seg.Report + ".trafgen"
 		if *tg != "" {
-			cfg := seg.Report + ".trafgen"
+			// The last segment's configuration goes now, outside any
+			// window: tens of megabytes, the frames' bytes written out.
+			if lastCfg != "" {
+				os.Remove(lastCfg)
+			}
+			lastCfg = cfg
 			if err := writeFrames(cfg, frames); err != nil {
 				return err
 			}
-			defer os.Remove(cfg)
 			tgArgs = trafgenArgs(*tg, *lab+"-peer", *site, cfg, seg.Count, seg.Rate)
 		}
 		// No garbage collection inside the window: collect now, and not
