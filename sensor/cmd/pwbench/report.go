@@ -375,9 +375,9 @@ set ylabel 'CPU s per million packets above the no-counter baseline'
 set title 'the machine above the baseline: tools and kernel (noisy on a shared machine)'
 set yrange [*:*]
 plot %s
-set ylabel 'packets counted / sent (%%)'
+set ylabel 'packets counted / reached the mirror port (%%)'
 set title 'accuracy (the key of all three)'
-set key center right box opaque
+set key at graph 0.99, graph 0.8 right top box opaque
 set yrange [*:100.2]
 plot %s
 unset multiplot
