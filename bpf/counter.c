@@ -244,7 +244,15 @@ static __always_inline void evict(__u32 epoch, struct cache_entry *e)
 		c->class_packets[i] += e->counters.class_packets[i];
 }
 
+static __always_inline void count_parsed(int res, struct packet *parsed, __u64 bytes);
+
 static __always_inline void count_packet(void *data, void *data_end, __u64 bytes)
+{
+	struct packet pkt = {};
+	count_parsed(parse_packet(data, data_end, &pkt), &pkt, bytes);
+}
+
+static __always_inline void count_parsed(int res, struct packet *parsed, __u64 bytes)
 {
 	__u32 zero = 0;
 	struct run_state *st = bpf_map_lookup_elem(&state, &zero);
@@ -256,8 +264,7 @@ static __always_inline void count_packet(void *data, void *data_end, __u64 bytes
 
 	add_global(epoch, GLOBAL_SEEN);
 
-	struct packet pkt = {};
-	int res = parse_packet(data, data_end, &pkt);
+	struct packet pkt = *parsed;
 	if (res == PARSE_NON_IP) {
 		add_global(epoch, GLOBAL_NON_IP);
 		return;
@@ -310,13 +317,31 @@ int peerwatch_xdp(struct xdp_md *ctx)
 	return peerwatch_config.xdp_verdict;
 }
 
-/* Attached at TC/TCX ingress and egress; hands every packet on unchanged. */
+/*
+ * Attached at TC/TCX ingress and egress; hands every packet on unchanged.
+ *
+ * The program reads the skb's linear part only. A frame whose headers are
+ * not all there (an skb built from page fragments: AF_PACKET's TX_RING, a
+ * driver that splits headers from the payload) parses as malformed; then,
+ * and only then, the whole frame is pulled into the linear part (its bytes
+ * stay as they are) and parsed again, so that it is counted under its
+ * remote prefix like the same frame in one piece.
+ */
 SEC("tc")
 int peerwatch_tc(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	count_packet(data, data_end, skb->len);
+	struct packet pkt = {};
+	int res = parse_packet(data, data_end, &pkt);
+	if (res == PARSE_MALFORMED && data_end - data < skb->len &&
+	    bpf_skb_pull_data(skb, skb->len) == 0) {
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		__builtin_memset(&pkt, 0, sizeof(pkt));
+		res = parse_packet(data, data_end, &pkt);
+	}
+	count_parsed(res, &pkt, skb->len);
 	return TC_ACT_UNSPEC;
 }
 

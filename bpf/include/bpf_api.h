@@ -90,6 +90,8 @@ struct __sk_buff {
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value,
 				   __u64 flags) = (void *)2;
+/* Makes the first len bytes of a (non-linear) skb linear; TC programs only. */
+static long (*bpf_skb_pull_data)(struct __sk_buff *skb, __u32 len) = (void *)39;
 
 #define bpf_ntohs(x)  __builtin_bswap16(x)
 #define bpf_htons(x)  __builtin_bswap16(x)

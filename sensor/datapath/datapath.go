@@ -125,10 +125,14 @@ type Datapath struct {
 	tables   [2]*Tables                // what each table set was built from; nil: unknown
 	pending  []*Interval               // intervals closed outside Drain (table swaps, recovery)
 	lastKeys [2][]bpf.CounterRemoteKey // keys read from each epoch, to clear it
-	lastSize int                       // keys in the last interval: the next one's likely size
-	since    time.Time                 // when the active epoch started
-	attached map[string]*attachment
-	totals   Totals
+	// usedSlots are the counter cache slots that held a key on some CPU
+	// when each epoch was read, to clear only those; nil: unknown, clear
+	// every slot.
+	usedSlots [2][]uint32
+	lastSize  int       // keys in the last interval: the next one's likely size
+	since     time.Time // when the active epoch started
+	attached  map[string]*attachment
+	totals    Totals
 }
 
 var errIncompatible = errors.New("pinned maps are incompatible with this version")

@@ -256,14 +256,17 @@ func (d *Datapath) readCache(epoch int) (map[RemoteKey]*Counters, error) {
 		return nil, fmt.Errorf("read counter cache: %w", err)
 	}
 	out := map[RemoteKey]*Counters{}
+	used := []uint32{}
 	for i := range n {
 		if int(idx[i])/cacheSlots != epoch {
 			continue
 		}
+		slotUsed := false
 		for _, e := range entries[i*d.ncpu : (i+1)*d.ncpu] {
 			if e.Used == 0 {
 				continue
 			}
+			slotUsed = true
 			k := keyAddr(e.Key)
 			c := out[k]
 			if c == nil {
@@ -272,20 +275,34 @@ func (d *Datapath) readCache(epoch int) (map[RemoteKey]*Counters, error) {
 			}
 			c.Add(fromKernel(e.Counters))
 		}
+		if slotUsed {
+			used = append(used, idx[i])
+		}
 	}
+	d.usedSlots[epoch] = used
 	return out, nil
 }
 
-// clearCache empties an epoch's cache slots on every CPU.
+// clearCache empties an epoch's cache slots on every CPU: those that held
+// a key when the epoch was read (nothing writes to an epoch between its
+// read and its clearing), or all of them when it was not read by this
+// process. Writing a slot costs cilium/ebpf a marshalling per CPU; with
+// fewer remote keys than slots, most of them are empty.
 func (d *Datapath) clearCache(epoch int) error {
-	idx := make([]uint32, cacheSlots)
-	for i := range idx {
-		idx[i] = uint32(epoch*cacheSlots + i)
+	idx := d.usedSlots[epoch]
+	if idx == nil {
+		idx = make([]uint32, cacheSlots)
+		for i := range idx {
+			idx[i] = uint32(epoch*cacheSlots + i)
+		}
 	}
-	zero := make([]bpf.CounterCacheEntry, cacheSlots*d.ncpu)
-	if _, err := d.objs.Cache.BatchUpdate(idx, zero, nil); err != nil {
-		return fmt.Errorf("clear counter cache: %w", err)
+	if len(idx) > 0 {
+		zero := make([]bpf.CounterCacheEntry, len(idx)*d.ncpu)
+		if _, err := d.objs.Cache.BatchUpdate(idx, zero, nil); err != nil {
+			return fmt.Errorf("clear counter cache: %w", err)
+		}
 	}
+	d.usedSlots[epoch] = nil
 	return nil
 }
 

@@ -498,3 +498,67 @@ func TestProgKernelMemory(t *testing.T) {
 		t.Errorf("default maps take %d MB on 4 CPUs, over the 256 MB budget", four>>20)
 	}
 }
+
+// TestProgCacheClearedWhereUsed checks the counter cache between intervals:
+// a drain clears only the slots the epoch's read found in use, and that is
+// every slot a key was counted in, so no interval ever carries counts of
+// an earlier one, whether its keys are new, the same or in other slots.
+func TestProgCacheClearedWhereUsed(t *testing.T) {
+	d := openTest(t, Config{})
+	if err := d.SetTables(&Tables{Local: pfxs("192.0.2.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	drainOne(t, d)
+	drainOne(t, d) // both epochs read by this process
+	local := netip.MustParseAddr("192.0.2.10")
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := netip.MustParsePrefix("100.64.0.0/10")
+	sets := [][]netip.Addr{nil, nil}
+	for i := range sets {
+		for range 600 {
+			sets[i] = append(sets[i], randomAddrIn(rng, base))
+		}
+	}
+	for round, set := range [][]netip.Addr{sets[0], sets[1], sets[0], sets[0][:50], sets[1]} {
+		want := map[netip.Addr]uint64{}
+		var packets uint64
+		for i, remote := range set {
+			n := uint64(1 + i%3)
+			for range n {
+				run(t, d.Program(), testutil.Frame{Src: remote, Dst: local}.Bytes(t))
+			}
+			want[netip.PrefixFrom(remote, 24).Masked().Addr()] += n
+			packets += n
+		}
+		iv := drainOne(t, d)
+		if iv.Globals.Seen != packets || iv.Globals.Buckets() != 0 {
+			t.Fatalf("round %d: seen %d, buckets %+v; sent %d, all to remote keys", round, iv.Globals.Seen, iv.Globals, packets)
+		}
+		got := map[netip.Addr]uint64{}
+		for _, r := range iv.Remote {
+			got[r.Key] += r.Total()
+		}
+		for k, n := range want {
+			if got[k] != n {
+				t.Errorf("round %d: key %s counted %d, sent %d", round, k, got[k], n)
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("round %d: %d keys counted, %d sent to", round, len(got), len(want))
+		}
+		// The epoch now counting was cleared before it became active:
+		// none of its slots may hold a key.
+		st := mustState(t, d)
+		epoch := activeEpoch(st)
+		if used := d.usedSlots[epoch^1]; len(used) == 0 || len(used) > len(set) {
+			t.Errorf("round %d: %d cache slots recorded in use for %d keys", round, len(used), len(set))
+		}
+		if _, err := d.readCache(epoch); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(d.usedSlots[epoch]); n != 0 {
+			t.Errorf("round %d: the active epoch holds %d used cache slots before any packet", round, n)
+		}
+		d.usedSlots[epoch] = nil // unknown again: readCache was only a look
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -31,9 +32,12 @@ type Results struct {
 	Rates    []float64 `json:"rates"`
 	Rounds   int       `json:"rounds"`
 	Drain    float64   `json:"sensord_drain_seconds"`
+	TopN     int       `json:"sensord_top_n,omitempty"`
 	Tail     float64   `json:"tail_seconds"`
 	BPFStats bool      `json:"bpf_stats"`
 	Tools    []string  `json:"tools"`
+	// Sender is the traffic source: "trafgen" or "go".
+	Sender   string    `json:"sender,omitempty"`
 	Runs     []ToolRun `json:"runs"`
 	Duration float64   `json:"duration_seconds"`
 }
@@ -48,6 +52,7 @@ type Machine struct {
 	Go      string  `json:"go"`
 	Pmacctd string  `json:"pmacctd"`
 	FNM     string  `json:"fastnetmon"`
+	Trafgen string  `json:"netsniff_ng,omitempty"`
 }
 
 // ToolRun is one start of one tool in one round, and its segments.
@@ -65,10 +70,15 @@ type ToolRun struct {
 
 // Segment is one rate's traffic through one tool.
 type Segment struct {
-	Rate    float64 `json:"rate"` // asked; 0 is as fast as the sender goes
-	PPS     float64 `json:"pps"`  // achieved
-	Sent    uint64  `json:"sent"`
-	Counted *uint64 `json:"counted,omitempty"` // nil for the baseline
+	Rate float64 `json:"rate"` // asked; 0 is as fast as the sender goes
+	PPS  float64 `json:"pps"`  // achieved
+	Sent uint64  `json:"sent"`
+	// AtPort are the frames that reached the mirror port in the window
+	// (its rx_packets), PortDropped those it dropped (rx_dropped): what
+	// the lab's path carried to the tools. Accuracy is counted ÷ AtPort.
+	AtPort      uint64  `json:"at_port"`
+	PortDropped uint64  `json:"port_dropped,omitempty"`
+	Counted     *uint64 `json:"counted,omitempty"` // nil for the baseline
 	// Per remote prefix: how many prefixes were sent, how many were
 	// counted exactly, and the packets counted under prefixes that were
 	// not sent (attributed elsewhere).
@@ -106,13 +116,16 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) error {
 		ipdb    = fs.String("ipdb", "board/common/ipdb", "`DIR` of the country and AS tables")
 		out     = fs.String("out", "", "`DIR` for results.json, results.md, the plot and the tools' logs")
 		tools   = fs.String("tools", strings.Join(allTools, ","), "the `TOOLS` to compare (the baseline is always run)")
-		rates   = fs.String("rates", "5000,10000,0", "packets/s of the segments, comma-separated; 0 is as fast as the sender goes")
-		count   = fs.Uint64("count", 50000, "packets of every segment")
+		rates   = fs.String("rates", "50000,100000,200000,400000,0", "packets/s of the segments, comma-separated; 0 is as fast as the sender goes")
+		count   = fs.Uint64("count", 200000, "packets of every segment")
 		rounds  = fs.Int("rounds", 3, "rounds: every tool is started once a round, in a rotated order")
 		talkers = fs.Int("talkers", 1000, "remote hosts of the peering mix")
 		local   = fs.String("local", defaultLocal, "the operator's `PREFIXES`")
 		command = fs.String("command", "", "the command line to record in the results")
 		drain   = fs.Duration("drain", 10*time.Second, "sensord's drain.interval")
+		topN    = fs.Int("top-n", 100000, "sensord's drain.top_n (its default is 1000; the mix has about 980 remote prefixes a segment)")
+		sendr   = fs.String("sender", "auto", "the traffic source: trafgen (netsniff-ng's), go (pwbench's own, up to about 20,000 packets/s), or auto: trafgen where installed")
+		cycle   = fs.Int("distinct", 20000, "trafgen: the most different frames of a segment, sent round robin")
 		stats   = fs.Bool("bpf-stats", false, "while peerwatch runs, set kernel.bpf_stats_enabled for its program's run time per packet (this slows every BPF program on the machine a little)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -146,9 +159,24 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) error {
 			continue
 		}
 		if _, err := newCounter(t, nil); err != nil {
-			return fmt.Errorf("--tools: %w (want %s)", err, strings.Join(allTools, ", "))
+			return fmt.Errorf("--tools: %w (want %s or peerwatch-defaults)", err, strings.Join(allTools, ", "))
 		}
 		toolList = append(toolList, t)
+	}
+	var trafgenPath string
+	switch *sendr {
+	case "auto", "trafgen":
+		p, err := exec.LookPath("trafgen")
+		if err != nil && *sendr == "trafgen" {
+			return fmt.Errorf("--sender trafgen: %w (apt-get install netsniff-ng; scripts/bench-peers installs it)", err)
+		}
+		trafgenPath = p
+	case "go":
+	default:
+		return fmt.Errorf("--sender: %q is not trafgen, go or auto", *sendr)
+	}
+	if *cycle < 1 || *cycle > trafgenLimit {
+		return fmt.Errorf("--distinct: %d is not between 1 and %d", *cycle, trafgenLimit)
 	}
 	iface := *lab + "-" + *site
 	if _, err := os.Stat("/sys/class/net/" + iface); err != nil {
@@ -171,6 +199,11 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) error {
 
 	res := &Results{Command: *command, Date: began.UTC(), Count: *count, Rates: rateList, Rounds: *rounds, Tools: toolList, Drain: drain.Seconds()}
 	res.Machine = describeMachine()
+	res.Sender = "go"
+	if trafgenPath != "" {
+		res.Sender = "trafgen"
+		res.Machine.Trafgen = pkgVersion("netsniff-ng")
+	}
 
 	root, err := cgroupRoot()
 	if err != nil {
@@ -188,9 +221,13 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) error {
 	// Every window lasts this long after the last packet, for every tool
 	// and the baseline alike: time for the tools to count what they
 	// queued (sensord: one drain), and the same idle time for all.
+	if *topN < 1 || *topN > 100000 {
+		return fmt.Errorf("--top-n: %d is not between 1 and 100000", *topN)
+	}
+	res.TopN = *topN
 	res.Tail = (*drain + time.Second).Seconds()
 	res.BPFStats = *stats
-	env := &benchEnv{bpfStats: *stats, drain: *drain, tail: *drain + time.Second, iface: iface, bin: *bin, ipdb: *ipdb, local: loc, log: stderr}
+	env := &benchEnv{bpfStats: *stats, drain: *drain, topN: *topN, tail: *drain + time.Second, iface: iface, bin: *bin, ipdb: *ipdb, local: loc, log: stderr}
 	for _, t := range toolList {
 		if t == "pmacctd" {
 			env.networks = filepath.Join(*out, "networks.lst")
@@ -213,8 +250,11 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	snd, err := startSender(sendCG, filepath.Join(*out, "logs", "sender.log"), self,
-		"send", "--lab", *lab, "--site", *site, "--ipdb", *ipdb, "--local", *local, "--talkers", strconv.Itoa(*talkers))
+	sendArgs := []string{"send", "--lab", *lab, "--site", *site, "--ipdb", *ipdb, "--local", *local, "--talkers", strconv.Itoa(*talkers)}
+	if trafgenPath != "" {
+		sendArgs = append(sendArgs, "--trafgen", trafgenPath, "--distinct", strconv.Itoa(*cycle))
+	}
+	snd, err := startSender(sendCG, filepath.Join(*out, "logs", "sender.log"), self, sendArgs...)
 	if err != nil {
 		return err
 	}
@@ -432,14 +472,12 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 		defer c.stop()
 		// Probe packets until the tool counts.
 		frame := probeFrame(env.local)
-		var probes uint64
 		var lag time.Duration
 		deadline := start.Add(3 * time.Minute)
 		for {
 			if err := probe.Send(frame); err != nil {
 				return tr, err
 			}
-			probes++
 			ok, l, err := c.counting(ctx)
 			if err != nil {
 				return tr, fmt.Errorf("%w: see %s", err, dir)
@@ -457,15 +495,19 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		// A few more probes, then wait until they show: the segments
-		// start from settled counts.
+		// A few more probes, then wait until they show, and then until
+		// nothing more shows for a drain: the segments start from settled
+		// counts. (Of the probes sent before, the tool counted some or
+		// none; a busy sensord's first drain can come late.)
 		for range 10 {
 			if err := probe.Send(frame); err != nil {
 				return tr, err
 			}
-			probes++
 		}
-		if _, err := settle(ctx, c, probes, 0, lag); err != nil {
+		if err := waitCounted(ctx, c, 10, time.Minute); err != nil {
+			return tr, fmt.Errorf("%w: see %s", err, dir)
+		}
+		if _, err := settle(ctx, c, math.MaxUint64, 0, lag); err != nil {
 			return tr, err
 		}
 		tr.Mode = c.mode(ctx)
@@ -474,7 +516,7 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 	var lag time.Duration
 	stats := false
 	if w, ok := c.(*peerwatch); ok {
-		lag = w.env.drain
+		lag = w.interval()
 		if env.bpfStats {
 			restore, err := enableBPFStats()
 			if err != nil {
@@ -495,11 +537,21 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 			}
 		}
 		report := filepath.Join(logs, fmt.Sprintf("sent-%s-%d-%d.json", name, round+1, seq.Add(1)))
+		// The port's counters from before the first frame: the window
+		// opens only once the sender has started.
+		rx0, err := portCounter(env.iface, "rx_packets")
+		if err != nil {
+			return tr, err
+		}
+		drop0, err := portCounter(env.iface, "rx_dropped")
+		if err != nil {
+			return tr, err
+		}
 		var s0 cpuSnap
 		var ns0, runs0 uint64
 		// The same traffic for every tool: the seed depends on the
 		// segment only.
-		err := snd.send(ctx, segment{Seed: uint64(1 + i), Rate: rate, Count: count, Report: report}, func() (err error) {
+		err = snd.send(ctx, segment{Seed: uint64(1 + i), Rate: rate, Count: count, Report: report}, func() (err error) {
 			if stats {
 				ns0, runs0 = progStats(cg.pids())
 			}
@@ -530,26 +582,38 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 		if err != nil {
 			return tr, err
 		}
+		rx1, err := portCounter(env.iface, "rx_packets")
+		if err != nil {
+			return tr, err
+		}
+		drop1, err := portCounter(env.iface, "rx_dropped")
+		if err != nil {
+			return tr, err
+		}
 		var progNS, progRuns uint64
 		if stats {
 			ns1, runs1 := progStats(cg.pids())
 			progNS, progRuns = ns1-ns0, runs1-runs0
 		}
+		// What reached the mirror port is what a tool can count (the lab's
+		// path may drop frames before it at the highest rates).
 		if c != nil {
-			if _, err := settle(ctx, c, before.Total+sent, before.Total, lag); err != nil {
+			if _, err := settle(ctx, c, before.Total+min(sent, rx1-rx0), before.Total, lag); err != nil {
 				return tr, err
 			}
 		}
 		seg := Segment{
 			Rate: rate, Sent: sent,
-			PPS:       float64(sent) / rep.End.Sub(rep.Start).Seconds(),
-			ToolCPU:   (s1.tool - s0.tool).Seconds(),
-			SenderCPU: (s1.sender - s0.sender).Seconds(),
-			Ksoftirqd: (s1.ksi - s0.ksi).Seconds(),
-			Machine:   (s1.machine.Busy - s0.machine.Busy).Seconds(),
-			Idle:      (s1.machine.Idle - s0.machine.Idle).Seconds(),
-			Window:    s1.at.Sub(s0.at).Seconds(),
-			ProgRuns:  progRuns,
+			PPS:         float64(sent) / rep.End.Sub(rep.Start).Seconds(),
+			ToolCPU:     (s1.tool - s0.tool).Seconds(),
+			SenderCPU:   (s1.sender - s0.sender).Seconds(),
+			Ksoftirqd:   (s1.ksi - s0.ksi).Seconds(),
+			Machine:     (s1.machine.Busy - s0.machine.Busy).Seconds(),
+			Idle:        (s1.machine.Idle - s0.machine.Idle).Seconds(),
+			Window:      s1.at.Sub(s0.at).Seconds(),
+			AtPort:      rx1 - rx0,
+			PortDropped: drop1 - drop0,
+			ProgRuns:    progRuns,
 		}
 		if progRuns > 0 {
 			seg.ProgNS = float64(progNS) / float64(progRuns)
@@ -586,6 +650,28 @@ func measureTool(ctx context.Context, name string, round int, env *benchEnv, bas
 
 // sendCG is the traffic source's group.
 func sendCG(base cgroup) cgroup { return cgroup{dir: filepath.Join(base.dir, "sender"), v2: base.v2} }
+
+// waitCounted waits until the tool has counted at least want packets.
+func waitCounted(ctx context.Context, c counter, want uint64, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		n, err := c.total(ctx)
+		if err != nil {
+			return err
+		}
+		if n >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("counted %d of the %d probes sent once it counted, within %s", n, want, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
 
 // settle waits until the tool has counted want packets, or its count has
 // not moved for two seconds after lag (a tool that lost packets), at most

@@ -17,7 +17,8 @@ import (
 var repo, _ = filepath.Abs(filepath.Join("..", "..", ".."))
 
 // TestNetnsBenchPeersQuick runs scripts/bench-peers --quick as a user
-// would (it installs pmacct, fastnetmon and gnuplot when missing) under a
+// would (it installs pmacct, fastnetmon, netsniff-ng and gnuplot when
+// missing; trafgen sends) under a
 // random lab prefix, and checks the accuracy part exactly for peerwatch:
 // in every attach mode and segment, counted == sent, in total and for
 // every prefix, with nothing under a prefix that was not sent. The other
@@ -50,8 +51,9 @@ func TestNetnsBenchPeersQuick(t *testing.T) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Rounds != 1 || len(res.Rates) != 2 || res.Count != 5000 {
-		t.Errorf("quick mode: rounds %d, rates %v, count %d; want 1, 2 rates, 5000", res.Rounds, res.Rates, res.Count)
+	if res.Rounds != 1 || len(res.Rates) != 2 || res.Count != 5000 || res.Sender != "trafgen" {
+		t.Errorf("quick mode: rounds %d, rates %v, count %d, sender %q; want 1, 2 rates, 5000, trafgen",
+			res.Rounds, res.Rates, res.Count, res.Sender)
 	}
 	wantTools := []string{"baseline", "peerwatch-xdp-generic", "peerwatch-xdp", "peerwatch-tc", "pmacctd", "fastnetmon"}
 	seen := map[string]bool{}
@@ -62,8 +64,8 @@ func TestNetnsBenchPeersQuick(t *testing.T) {
 			t.Errorf("%s: %d segments, want 2", r.Tool, len(r.Segments))
 		}
 		for i, s := range r.Segments {
-			if s.Sent != 5000 {
-				t.Errorf("%s segment %d: sent %d, want 5000", r.Tool, i, s.Sent)
+			if s.Sent != 5000 || s.AtPort != s.Sent {
+				t.Errorf("%s segment %d: sent %d, %d reached the mirror port; want 5000 both", r.Tool, i, s.Sent, s.AtPort)
 			}
 			if r.Tool == "baseline" {
 				if s.Counted != nil {
@@ -83,8 +85,12 @@ func TestNetnsBenchPeersQuick(t *testing.T) {
 			}
 			if *s.Counted != s.Sent || s.PrefixesExact == nil || *s.PrefixesExact != s.Prefixes || s.Prefixes < 500 ||
 				s.Misattributed != 0 {
-				t.Errorf("%s segment %d: counted %d of %d, %v of %d prefixes exact, %d misattributed (%v)",
-					r.Tool, i, *s.Counted, s.Sent, s.PrefixesExact, s.Prefixes, s.Misattributed, s.Examples)
+				exact := -1
+				if s.PrefixesExact != nil {
+					exact = *s.PrefixesExact
+				}
+				t.Errorf("%s segment %d: counted %d of %d, %d of %d prefixes exact, %d misattributed (%v)",
+					r.Tool, i, *s.Counted, s.Sent, exact, s.Prefixes, s.Misattributed, s.Examples)
 			}
 		}
 	}

@@ -156,9 +156,9 @@ func TestSummarize(t *testing.T) {
 		Runs: []ToolRun{
 			{Tool: "baseline", Round: 1, Segments: []Segment{{Sent: 1_000_000, PPS: 20000, SenderCPU: 10}}},
 			{Tool: "peerwatch-xdp-generic", Mode: "xdp-generic", Round: 1, StartToCount: 5, Segments: []Segment{
-				{Sent: 1_000_000, PPS: 20000, Counted: u(1_000_000), Prefixes: 10, PrefixesExact: n(10), ToolCPU: 0.1, SenderCPU: 10.4}}},
+				{Sent: 1_000_000, AtPort: 1_000_000, PPS: 20000, Counted: u(1_000_000), Prefixes: 10, PrefixesExact: n(10), ToolCPU: 0.1, SenderCPU: 10.4}}},
 			{Tool: "pmacctd", Round: 1, StartToCount: 9, Segments: []Segment{
-				{Sent: 1_000_000, PPS: 20000, Counted: u(990_000), Prefixes: 10, PrefixesExact: n(8), ToolCPU: 2.0, SenderCPU: 10.5}}},
+				{Sent: 1_000_000, AtPort: 1_000_000, PPS: 20000, Counted: u(990_000), Prefixes: 10, PrefixesExact: n(8), ToolCPU: 2.0, SenderCPU: 10.5}}},
 		}}
 	sm := summarize(res)
 	pw, pm := sm.cells["peerwatch-xdp-generic"][0], sm.cells["pmacctd"][0]
@@ -171,10 +171,23 @@ func TestSummarize(t *testing.T) {
 	}
 	var md strings.Builder
 	sm.markdown(&md)
-	for _, want := range []string{"| peerwatch-xdp-generic | max | 20000 | 100.00 | 100.0 | 0.10 | n/a | 0.40 | 0.50 | 0.0 |", "| pmacctd | max | 5.0× |", "| pmacctd | max | 20.0× |"} {
+	for _, want := range []string{"| peerwatch-xdp-generic | max | 20000 | 100.000 | 100.00 | 100.0 | 0.10 | n/a | 0.40 | 0.50 | 0.0 |", "| pmacctd | max | 5.0× |", "| pmacctd | max | 20.0× |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}
+	}
+
+	// Frames lost on the way to the port: accuracy is against what
+	// reached it, and per prefix it is not known.
+	res.Runs[2].Segments[0].AtPort = 990_000
+	md.Reset()
+	sm = summarize(res)
+	if pm := sm.cells["pmacctd"][0]; !near(pm.Accuracy.Med, 100) || pm.HasPrefixes || !near(pm.Port.Med, 99) {
+		t.Errorf("pmacctd, 99 %% at the port: %+v", pm)
+	}
+	sm.markdown(&md)
+	if want := "| pmacctd | max | 20000 | 99.000 | 100.00 | not known: the port did not receive all |"; !strings.Contains(md.String(), want) {
+		t.Errorf("markdown lacks %q:\n%s", want, md.String())
 	}
 }
 

@@ -74,6 +74,8 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		local   = fs.String("local", defaultLocal, "the operator's `PREFIXES`, comma-separated")
 		talkers = fs.Int("talkers", 1000, "remote hosts of the peering mix")
 		ipv6    = fs.Float64("ipv6", 0.25, "share of IPv6 talkers")
+		tg      = fs.String("trafgen", "", "send with this `TRAFGEN` (netsniff-ng's) instead of from Go")
+		cycle   = fs.Int("distinct", 20000, "trafgen: the most different frames of a segment, sent round robin")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -81,6 +83,9 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	loc, err := parseLocal(*local)
 	if err != nil {
 		return err
+	}
+	if *cycle < 1 || *cycle > trafgenLimit {
+		return fmt.Errorf("--distinct: %d is not between 1 and %d", *cycle, trafgenLimit)
 	}
 	peer, err := trafficgen.OpenPort(*lab+"-peer", *site)
 	if err != nil {
@@ -97,6 +102,12 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 	fmt.Fprintln(stdout, "ready")
+	var lastCfg string
+	defer func() {
+		if lastCfg != "" {
+			os.Remove(lastCfg)
+		}
+	}()
 	sc := bufio.NewScanner(stdin)
 	for sc.Scan() {
 		if ctx.Err() != nil {
@@ -113,11 +124,16 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return err
 		}
 		// Every frame is made before the segment starts, so that the
-		// segment's CPU time is the sending alone.
-		frames := make([][]byte, 0, seg.Count)
+		// segment's CPU time is the sending alone. trafgen sends a cycle
+		// of at most --distinct frames round robin.
+		n := seg.Count
+		if *tg != "" {
+			n = min(n, uint64(*cycle))
+		}
+		frames := make([][]byte, 0, n)
 		var tally trafficgen.Tally
 		var sentC traffic.Counters
-		for range seg.Count {
+		for i := range n {
 			p, l := gen.Next()
 			src, dst := trafficgen.PeerMAC, trafficgen.LocalMAC
 			if p.Direction == traffic.Out {
@@ -130,19 +146,55 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 				f = append(f, 0)
 			}
 			frames = append(frames, f)
-			tally.Add(&p, l, len(f)-1)
-			sentC.Packets[p.Direction]++
-			sentC.Bytes[p.Direction] += uint64(len(f) - 1)
-			sentC.Class[p.Class]++
+			times := uint64(1)
+			if *tg != "" {
+				times = cycleShare(int(i), int(n), seg.Count)
+			}
+			for range times {
+				tally.Add(&p, l, len(f)-1)
+			}
+			sentC.Packets[p.Direction] += times
+			sentC.Bytes[p.Direction] += times * uint64(len(f)-1)
+			sentC.Class[p.Class] += times
+		}
+		var tgArgs []string
+		cfg := seg.Report + ".trafgen"
+		if *tg != "" {
+			// The last segment's configuration goes now, outside any
+			// window: tens of megabytes, the frames' bytes written out.
+			if lastCfg != "" {
+				os.Remove(lastCfg)
+			}
+			lastCfg = cfg
+			if err := writeFrames(cfg, frames); err != nil {
+				return err
+			}
+			tgArgs = trafgenArgs(*tg, *lab+"-peer", *site, cfg, seg.Count, seg.Rate)
 		}
 		// No garbage collection inside the window: collect now, and not
 		// again until the segment is sent.
 		runtime.GC()
 		gc := debug.SetGCPercent(-1)
-		fmt.Fprintln(stdout, "go")
-		start := time.Now()
-		sendErr := sendPaced(ctx, frames, seg.Rate, peer, lcl)
-		end := time.Now()
+		var start, end time.Time
+		var sendErr error
+		if tgArgs != nil {
+			var t *trafgenRun
+			t, sendErr = startTrafgen(ctx, tgArgs, *lab+"-"+*site)
+			start = time.Now()
+			fmt.Fprintln(stdout, "go")
+			if sendErr == nil {
+				var out uint64
+				out, sendErr = t.wait()
+				if sendErr == nil && out != seg.Count {
+					sendErr = fmt.Errorf("trafgen sent %d packets of %d", out, seg.Count)
+				}
+			}
+		} else {
+			fmt.Fprintln(stdout, "go")
+			start = time.Now()
+			sendErr = sendPaced(ctx, frames, seg.Rate, peer, lcl)
+		}
+		end = time.Now()
 		debug.SetGCPercent(gc)
 		rep := tally.Report()
 		rep.Site = *site
@@ -161,6 +213,24 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(stdout, "sent %d\n", rep.Sent.Total())
 	}
 	return sc.Err()
+}
+
+// writeFrames writes the frames (without their port byte) as trafgen's
+// packet configuration.
+func writeFrames(path string, frames [][]byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	cut := make([][]byte, len(frames))
+	for i, fr := range frames {
+		cut[i] = fr[:len(fr)-1]
+	}
+	if err := writeTrafgenConfig(f, cut); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // sendPaced sends the frames (their last byte says the port: 0 the peer's,

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/api"
+	"github.com/peerwatch/peerwatch/sensor/config"
 )
 
 // counts is what a counter has counted since it started.
@@ -52,6 +53,7 @@ type counter interface {
 // benchEnv is what the tools share.
 type benchEnv struct {
 	drain    time.Duration // sensord's drain.interval
+	topN     int           // sensord's drain.top_n
 	bpfStats bool          // measure the program's run time
 	tail     time.Duration // how long a window lasts after the last packet
 	iface    string        // the mirror port
@@ -132,9 +134,12 @@ func freePort() (int, error) {
 type peerwatch struct {
 	env  *benchEnv
 	hook string // xdp-generic, xdp, tc
-	p    *proc
-	api  *api.Client
-	pins string
+	// defaults: sensord's own drain.interval and drain.top_n (a sensor in
+	// the field) instead of the run's --drain and --top-n.
+	defaults bool
+	p        *proc
+	api      *api.Client
+	pins     string
 }
 
 func (w *peerwatch) start(ctx context.Context, dir string, cg cgroup) error {
@@ -152,6 +157,10 @@ func (w *peerwatch) start(ctx context.Context, dir string, cg cgroup) error {
 	if err != nil {
 		return err
 	}
+	drain := fmt.Sprintf("drain: {interval: %s, top_n: %d}", w.env.drain, w.env.topN)
+	if w.defaults {
+		drain = "# drain: sensord's defaults"
+	}
 	conf := fmt.Sprintf(`sensor: {id: bench, board: x86-64}
 data_dir: %s
 bpffs_dir: %s
@@ -161,10 +170,10 @@ local_prefixes: [%s]
 tables:
   - {name: country, format: ip-location-country, files: [%s, %s]}
   - {name: asn, format: ip-location-asn, files: [%s, %s]}
-drain: {interval: %s, top_n: 100000}   # every prefix, not the board's top N
+%s
 http: {listen: "127.0.0.1:%d"}
 `, filepath.Join(dir, "data"), w.pins, w.env.iface, w.hook, strings.Join(local, ", "),
-		paths["country"][0], paths["country"][1], paths["asn"][0], paths["asn"][1], w.env.drain, port)
+		paths["country"][0], paths["country"][1], paths["asn"][0], paths["asn"][1], drain, port)
 	cfg := filepath.Join(dir, "sensord.yaml")
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return err
@@ -219,7 +228,15 @@ func (w *peerwatch) counting(ctx context.Context) (bool, time.Duration, error) {
 	if err != nil {
 		return false, 0, nil
 	}
-	return len(st.Interfaces) > 0 && st.Interfaces[0].State == api.Attached, w.env.drain, nil
+	return len(st.Interfaces) > 0 && st.Interfaces[0].State == api.Attached, w.interval(), nil
+}
+
+// interval is sensord's drain interval.
+func (w *peerwatch) interval() time.Duration {
+	if w.defaults {
+		return config.Default().Drain.Interval
+	}
+	return w.env.drain
 }
 
 func (w *peerwatch) stop() error {
@@ -480,6 +497,8 @@ func newCounter(name string, env *benchEnv) (counter, error) {
 		return &peerwatch{env: env, hook: "xdp"}, nil
 	case "peerwatch-tc":
 		return &peerwatch{env: env, hook: "tc"}, nil
+	case "peerwatch-defaults":
+		return &peerwatch{env: env, hook: "xdp-generic", defaults: true}, nil
 	case "pmacctd":
 		return &pmacctd{env: env}, nil
 	case "fastnetmon":
@@ -489,4 +508,6 @@ func newCounter(name string, env *benchEnv) (counter, error) {
 }
 
 // allTools are the tools a run measures by default, after the baseline.
+// peerwatch-defaults (generic XDP at sensord's default drain interval and
+// top_n) is not among them: name it in --tools.
 var allTools = []string{"peerwatch-xdp-generic", "peerwatch-xdp", "peerwatch-tc", "pmacctd", "fastnetmon"}
