@@ -1,7 +1,6 @@
 package drills_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,20 +50,6 @@ func startIn(t *testing.T, ns *testutil.Namespace, dir, name string, args ...str
 		}
 	})
 	return p
-}
-
-// nsHTTP is an HTTP client whose connections are made inside ns.
-func nsHTTP(ns *testutil.Namespace) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var conn net.Conn
-			err := ns.Do(func() (err error) {
-				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return conn, err
-		},
-	}}
 }
 
 func getJSONWith(c *http.Client, url string, v any) error {
@@ -157,57 +142,10 @@ func brokerDrill(t *testing.T, name string, kill, hole bool) {
 	testutil.RequireMosquitto(t)
 	r := newReport(t, name)
 	blackhole := time.Duration(envInt(t, "DRILL_BLACKHOLE_SECONDS", 15)) * time.Second
-	collectord := filepath.Join(bin.dir, "collectord")
-	if _, err := os.Stat(collectord); err != nil {
-		cmd := exec.Command("go", "build", "-o", bin.dir, "github.com/peerwatch/peerwatch/sensor/cmd/collectord")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build collectord: %v\n%s", err, b)
-		}
-	}
+	up := newUplinkLab(t, l)
+	coll, base := up.collector, up.collectURL
 
-	// The uplink's link: pw-up (sensor) — pw-broker (broker namespace).
-	brokerNS := testutil.NewNamespace(t)
-	testutil.Veth(t, l.sensor, "pw-up", brokerNS, "pw-broker")
-	for _, x := range []struct {
-		ns   *testutil.Namespace
-		name string
-		addr string
-	}{{l.sensor, "pw-up", "10.99.0.2/30"}, {brokerNS, "pw-broker", "10.99.0.1/30"}} {
-		lk, err := x.ns.Netlink().LinkByName(x.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, _ := netlink.ParseAddr(x.addr)
-		must(t, x.ns.Netlink().AddrAdd(lk, a))
-	}
-	conf := filepath.Join(l.dir, "mosquitto.conf")
-	must(t, os.WriteFile(conf, []byte("listener 1883 10.99.0.1\nallow_anonymous true\npersistence false\n"), 0o644))
-	startBroker := func() *sensordProc {
-		t.Helper()
-		mq := startIn(t, brokerNS, l.dir, "mosquitto", "/usr/sbin/mosquitto", "-c", conf)
-		poll(t, 10*time.Second, "mosquitto listening", func() (bool, error) {
-			if !mq.running() {
-				t.Fatalf("mosquitto exited: %v", mq.err)
-			}
-			var c net.Conn
-			err := brokerNS.Do(func() (err error) {
-				c, err = net.DialTimeout("tcp", "10.99.0.1:1883", 200*time.Millisecond)
-				return err
-			})
-			if err == nil {
-				c.Close()
-			}
-			return err == nil, err
-		})
-		return mq
-	}
-	mq := startBroker()
-	startIn(t, brokerNS, l.dir, "collectord", collectord, "--broker", "tcp://10.99.0.1:1883", "--listen", "127.0.0.1:19200",
-		"--data-dir", filepath.Join(l.dir, "collectord"))
-	coll, base := nsHTTP(brokerNS), "http://127.0.0.1:19200"
-
-	p := l.start(l.config(filepath.Join(l.dir, "data"), "uplink:\n  broker: tcp://10.99.0.1:1883\n"))
+	p := l.start(l.config(filepath.Join(l.dir, "data"), "uplink:\n  broker: "+up.broker+"\n"))
 	l.waitAttached(p, 60*time.Second)
 	tr := l.traffic(envInt(t, "DRILL_RATE", 2000))
 	connected := func(want bool) func() (bool, error) {
@@ -227,15 +165,15 @@ func brokerDrill(t *testing.T, name string, kill, hole bool) {
 
 	// The broker dies: SIGKILL, a few drains without it, a new one.
 	if kill {
-		_ = mq.cmd.Process.Signal(syscall.SIGKILL)
-		<-mq.exited
+		_ = up.mosquitto.cmd.Process.Signal(syscall.SIGKILL)
+		<-up.mosquitto.exited
 		l.waitDrains(3, 15*time.Second)
 		st, err := l.status()
 		if err != nil {
 			t.Fatal(err)
 		}
 		r.set("outbox_while_broker_dead", st.Uplink.Outbox)
-		startBroker()
+		up.startBroker()
 		at := time.Now()
 		poll(t, 90*time.Second, "uplink connected to the new broker", connected(true))
 		poll(t, 60*time.Second, "outbox empty after the broker's restart", func() (bool, error) {
@@ -323,4 +261,77 @@ func brokerDrill(t *testing.T, name string, kill, hole bool) {
 		t.Errorf("collector: %+v; sent %d", v, sent)
 	}
 	p.stop(t)
+}
+
+// uplinkLab is the uplink's side of a drill: a namespace for the broker,
+// linked to the sensor's namespace (pw-up 10.99.0.2 — pw-broker
+// 10.99.0.1), with mosquitto (no persistence) and collectord subscribed to
+// it, whose API is on that namespace's loopback.
+type uplinkLab struct {
+	t          *testing.T
+	l          *lab
+	ns         *testutil.Namespace
+	conf       string
+	broker     string // tcp://10.99.0.1:1883
+	mosquitto  *sensordProc
+	collector  *http.Client
+	collectURL string
+}
+
+func newUplinkLab(t *testing.T, l *lab) *uplinkLab {
+	t.Helper()
+	testutil.RequireMosquitto(t)
+	collectord := filepath.Join(bin.dir, "collectord")
+	if _, err := os.Stat(collectord); err != nil {
+		testutil.Build(t, bin.dir, "sensor/cmd/collectord")
+	}
+	ns := testutil.NewNamespace(t)
+	testutil.Veth(t, l.sensor, "pw-up", ns, "pw-broker")
+	for _, x := range []struct {
+		ns   *testutil.Namespace
+		name string
+		addr string
+	}{{l.sensor, "pw-up", "10.99.0.2/30"}, {ns, "pw-broker", "10.99.0.1/30"}} {
+		lk, err := x.ns.Netlink().LinkByName(x.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr(x.addr)
+		must(t, x.ns.Netlink().AddrAdd(lk, a))
+	}
+	up := &uplinkLab{t: t, l: l, ns: ns, conf: filepath.Join(l.dir, "mosquitto.conf"), broker: "tcp://10.99.0.1:1883",
+		collector: ns.HTTPClient(), collectURL: "http://127.0.0.1:19200"}
+	must(t, os.WriteFile(up.conf, []byte("listener 1883 10.99.0.1\nallow_anonymous true\npersistence false\n"), 0o644))
+	up.startBroker()
+	startIn(t, ns, l.dir, "collectord", collectord, "--broker", up.broker, "--listen", "127.0.0.1:19200",
+		"--data-dir", filepath.Join(l.dir, "collectord"))
+	return up
+}
+
+// startBroker starts mosquitto (again, after a kill) and waits until it
+// listens.
+func (up *uplinkLab) startBroker() {
+	t := up.t
+	t.Helper()
+	mq := startIn(t, up.ns, up.l.dir, "mosquitto", "/usr/sbin/mosquitto", "-c", up.conf)
+	poll(t, 10*time.Second, "mosquitto listening", func() (bool, error) {
+		if !mq.running() {
+			t.Fatalf("mosquitto exited: %v", mq.err)
+		}
+		c, err := dialIn(up.ns, "10.99.0.1:1883")
+		if err == nil {
+			c.Close()
+		}
+		return err == nil, err
+	})
+	up.mosquitto = mq
+}
+
+func dialIn(ns *testutil.Namespace, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, time.Second)
+		return err
+	})
+	return c, err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,9 +15,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/vishvananda/netlink"
 
-	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/wallclock"
 )
@@ -57,65 +54,6 @@ func drillClockSensord(t *testing.T) string {
 // uplinkLab is a broker namespace joined to the sensor's by a veth link
 // (10.99.0.0/30) with a real mosquitto (no persistence) and collectord in
 // it, as in the blackhole drill.
-type uplinkLab struct {
-	ns         *testutil.Namespace
-	broker     string // tcp://10.99.0.1:1883
-	collector  *http.Client
-	collectURL string
-}
-
-func newUplinkLab(t *testing.T, l *lab) *uplinkLab {
-	t.Helper()
-	testutil.RequireMosquitto(t)
-	collectord := filepath.Join(bin.dir, "collectord")
-	if _, err := os.Stat(collectord); err != nil {
-		cmd := exec.Command("go", "build", "-o", bin.dir, "github.com/peerwatch/peerwatch/sensor/cmd/collectord")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build collectord: %v\n%s", err, b)
-		}
-	}
-	ns := testutil.NewNamespace(t)
-	testutil.Veth(t, l.sensor, "pw-up", ns, "pw-broker")
-	for _, x := range []struct {
-		ns   *testutil.Namespace
-		name string
-		addr string
-	}{{l.sensor, "pw-up", "10.99.0.2/30"}, {ns, "pw-broker", "10.99.0.1/30"}} {
-		lk, err := x.ns.Netlink().LinkByName(x.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, _ := netlink.ParseAddr(x.addr)
-		must(t, x.ns.Netlink().AddrAdd(lk, a))
-	}
-	conf := filepath.Join(l.dir, "mosquitto.conf")
-	must(t, os.WriteFile(conf, []byte("listener 1883 10.99.0.1\nallow_anonymous true\npersistence false\n"), 0o644))
-	mq := startIn(t, ns, l.dir, "mosquitto", "/usr/sbin/mosquitto", "-c", conf)
-	poll(t, 10*time.Second, "mosquitto listening", func() (bool, error) {
-		if !mq.running() {
-			t.Fatalf("mosquitto exited: %v", mq.err)
-		}
-		c, err := dialIn(ns, "10.99.0.1:1883")
-		if err == nil {
-			c.Close()
-		}
-		return err == nil, err
-	})
-	startIn(t, ns, l.dir, "collectord", collectord, "--broker", "tcp://10.99.0.1:1883", "--listen", "127.0.0.1:19200",
-		"--data-dir", filepath.Join(l.dir, "collectord"))
-	return &uplinkLab{ns: ns, broker: "tcp://10.99.0.1:1883", collector: nsHTTP(ns), collectURL: "http://127.0.0.1:19200"}
-}
-
-func dialIn(ns *testutil.Namespace, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := ns.Do(func() (err error) {
-		c, err = net.DialTimeout("tcp", addr, time.Second)
-		return err
-	})
-	return c, err
-}
-
 // heardSummary is a summary as the broker delivered it to the drill's own
 // subscriber, with the real time it arrived.
 type heardSummary struct {
