@@ -368,7 +368,7 @@ set style line 4 lc rgb '#d95f02' lw 2 pt 11
 set style line 5 lc rgb '#e7298a' lw 2 pt 13
 set xlabel 'packets/s sent'
 set ylabel '%s'
-set title 'the tools own CPU'
+set title "the tools' own CPU"
 set yrange [0:*]
 plot %s
 set ylabel 'CPU s per million packets above the no-counter baseline'
