@@ -103,27 +103,8 @@ http:
 	if err != nil {
 		t.Fatal(err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "sensord.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+sensor.Name, sensord, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("sensord log:\n%s", b)
-		}
-	}()
+	sd := startSensord(t, sensor, sensord, cfg, dir)
+	cmd, exited := sd.cmd, sd.exited
 
 	api := sensor.HTTPClient()
 	base := "http://127.0.0.1:19100/api/v1/"
@@ -332,7 +313,7 @@ http:
 	}
 	deadline = time.Now().Add(60 * time.Second)
 	for {
-		log, _ := os.ReadFile(logFile.Name())
+		log, _ := os.ReadFile(sd.log)
 		if strings.Contains(string(log), "reloaded tables and watch lists") {
 			break
 		}
@@ -390,7 +371,7 @@ http:
 	case <-time.After(20 * time.Second):
 		t.Fatal("sensord did not stop within 20 s of SIGINT")
 	}
-	log, _ := os.ReadFile(logFile.Name())
+	log, _ := os.ReadFile(sd.log)
 	if !strings.Contains(string(log), "sensord stopped") {
 		t.Errorf("no final log line")
 	}
@@ -447,4 +428,56 @@ func loadTable(t *testing.T, format, stem string) *prefixes.Table {
 	}
 	tbl, _ := b.Build()
 	return tbl
+}
+
+// sensordProc is sensord started by a test.
+type sensordProc struct {
+	cmd *exec.Cmd
+	// exited gets sensord's exit (Wait's error) once.
+	exited <-chan error
+	// log holds its stdout and stderr.
+	log string
+}
+
+// startSensord runs sensord --config cfg inside ns, with env added to the
+// test's environment and its output in dir/sensord.log. When the test
+// ends it is stopped (SIGINT, then SIGKILL after 10 s) if it still runs,
+// and its log is shown if the test failed.
+func startSensord(t *testing.T, ns *testutil.Namespace, sensord, cfg, dir string, env ...string) *sensordProc {
+	t.Helper()
+	log := filepath.Join(dir, "sensord.log")
+	logFile, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+ns.Name, sensord, "--config", cfg)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited, done := make(chan error, 1), make(chan struct{})
+	go func() {
+		exited <- cmd.Wait()
+		logFile.Close()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			t.Logf("sensord log:\n%s", b)
+		}
+	})
+	return &sensordProc{cmd: cmd, exited: exited, log: log}
 }

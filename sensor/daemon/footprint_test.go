@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,21 +37,8 @@ http: {listen: "127.0.0.1:19101"}
 	if err != nil {
 		t.Fatal(err)
 	}
-	logFile, _ := os.Create(filepath.Join(dir, "sensord.log"))
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+sensor.Name, sensord, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("sensord log:\n%s", b)
-		}
-	}()
+	cmd := startSensord(t, sensor, sensord, cfg, dir).cmd
 
 	api := sensor.HTTPClient()
 	var status struct {

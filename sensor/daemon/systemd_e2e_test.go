@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -60,28 +59,8 @@ http: {listen: "127.0.0.1:19101"}
 		t.Fatal(err)
 	}
 	msgs := testutil.NotifySocket(t, filepath.Join(dir, "notify"))
-	logFile, err := os.Create(filepath.Join(dir, "sensord.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+sensor.Name, sensord, "--config", cfg)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(dir, "notify"), "WATCHDOG_USEC=1000000")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("sensord log:\n%s", b)
-		}
-	}()
+	sd := startSensord(t, sensor, sensord, cfg, dir, "NOTIFY_SOCKET="+filepath.Join(dir, "notify"), "WATCHDOG_USEC=1000000")
+	cmd, exited := sd.cmd, sd.exited
 
 	if got, want := nextMessage(t, msgs, 60*time.Second), "READY=1\nSTATUS=counting: pw-sd attached (xdp-native)"; got != want {
 		t.Fatalf("first notification %q, want %q", got, want)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -121,20 +120,7 @@ uplink: {broker: "tcp://%[4]s"}
 	if err != nil {
 		t.Fatal(err)
 	}
-	logFile, _ := os.Create(filepath.Join(dir, "sensord.log"))
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+sensor.Name, sensord, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("sensord log:\n%s", b)
-		}
-	}()
+	startSensord(t, sensor, sensord, cfg, dir)
 
 	// Wait until sensord is online at the broker.
 	deadline := time.Now().Add(60 * time.Second)
