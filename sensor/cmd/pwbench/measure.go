@@ -258,22 +258,22 @@ func bpfMapMemory(pids []int) uint64 {
 	return total
 }
 
-// parseMapFdinfo reads map_id and memlock of a BPF map's fdinfo.
-func parseMapFdinfo(b []byte) (id string, memlock uint64) {
+// fdinfoFields reads the "key:\tvalue" lines of an fdinfo file.
+func fdinfoFields(b []byte) map[string]string {
+	fields := make(map[string]string)
 	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "map_id":
-			id = v
-		case "memlock":
-			memlock, _ = strconv.ParseUint(v, 10, 64)
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.TrimSpace(v)
 		}
 	}
-	return id, memlock
+	return fields
+}
+
+// parseMapFdinfo reads map_id and memlock of a BPF map's fdinfo.
+func parseMapFdinfo(b []byte) (id string, memlock uint64) {
+	f := fdinfoFields(b)
+	memlock, _ = strconv.ParseUint(f["memlock"], 10, 64)
+	return f["map_id"], memlock
 }
 
 // pss sums the proportional set size (Pss in smaps_rollup) of the
@@ -331,22 +331,10 @@ func progStats(pids []int) (runNS, runs uint64) {
 // parseProgFdinfo reads prog_id, run_time_ns and run_cnt of a BPF
 // program's fdinfo.
 func parseProgFdinfo(b []byte) (id string, runNS, runs uint64) {
-	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "prog_id":
-			id = v
-		case "run_time_ns":
-			runNS, _ = strconv.ParseUint(v, 10, 64)
-		case "run_cnt":
-			runs, _ = strconv.ParseUint(v, 10, 64)
-		}
-	}
-	return id, runNS, runs
+	f := fdinfoFields(b)
+	runNS, _ = strconv.ParseUint(f["run_time_ns"], 10, 64)
+	runs, _ = strconv.ParseUint(f["run_cnt"], 10, 64)
+	return f["prog_id"], runNS, runs
 }
 
 const bpfStatsSysctl = "/proc/sys/kernel/bpf_stats_enabled"
