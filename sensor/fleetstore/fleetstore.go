@@ -1,16 +1,17 @@
-// Package fleetstore keeps collectord's state in one buntdb file, so that
-// a restart or a crash of the collector neither loses a summary nor counts
-// one twice.
+// Package fleetstore keeps collectord's state in one buntdb file and a
+// journal beside it, so that a restart or a crash of the collector neither
+// loses a summary nor counts one twice.
 //
-// Every summary and alert the collector accepts is written to a journal
-// record (Journal) before the MQTT handler returns, that is before the
-// broker or the collector acknowledges it to the publisher. Every few
-// seconds and at shutdown, Flush writes what changed in the collector
+// Every summary and alert the collector accepts is appended to the journal
+// (Journal; journal.go: segment files of checksummed records) before the
+// MQTT handler returns, that is before the broker or the collector
+// acknowledges it to the publisher. Every few seconds and at shutdown,
+// Flush starts a new journal segment, writes what changed in the collector
 // (collector.Checkpoint: windows, sensors with their sequence trackers,
-// alerts, reject counters) in one transaction that also deletes the
-// journal records the checkpoint covers. Open loads the records into the
-// collector (collector.Restore) and replays the journal through the
-// collector's dedupe (collector.Replay).
+// alerts, reject counters) to the buntdb file with the journal mark it
+// covers, and then deletes the segments before the new one. Open loads the
+// records into the collector (collector.Restore) and replays the journal
+// from the mark through the collector's dedupe (collector.Replay).
 //
 // docs/collectord.md describes the key schema, the sync policies and their
 // loss windows.
@@ -38,8 +39,12 @@ import (
 )
 
 // SchemaVersion is the version of the key layout and record format; a file
-// of another version is moved aside at Open.
-const SchemaVersion = 1
+// of another version is moved aside at Open, but for version 1 (the
+// journal in buntdb records), which Open migrates (see migrate).
+const SchemaVersion = 2
+
+// schemaJournalInFile is the version whose journal is buntdb records.
+const schemaJournalInFile = 1
 
 // FileName is the name of the store file in the data directory.
 const FileName = "collectord.db"
@@ -57,10 +62,11 @@ const (
 	MaxRecordBytes = 64 << 20
 	// MaxWindows bounds the window records.
 	MaxWindows = 100_000
-	// MaxJournal bounds the journal records: messages received between
-	// two flushes.
+	// MaxJournal bounds the journal records of a version 1 file: messages
+	// received between two flushes.
 	MaxJournal = 1_000_000
-	// MaxJournalBytes bounds one journal record.
+	// MaxJournalBytes bounds one journal record (the topic and the
+	// payload); a longer message is refused.
 	MaxJournalBytes = 2*summary.DefaultMaxDecompressed + 1024
 )
 
@@ -71,7 +77,7 @@ const (
 	prefixWindow  = "window:"
 	prefixSensor  = "sensor:"
 	prefixAlert   = "alert:"
-	prefixJournal = "journal:"
+	prefixJournal = "journal:" // version 1 only
 )
 
 type schemaRecord struct {
@@ -103,13 +109,20 @@ type Options struct {
 type Stats struct {
 	Path     string `json:"path"`
 	FileSize int64  `json:"file_size"`
-	// JournalDepth is the journal records in the file: messages received
-	// since the last flush (and, after a flush cut by a crash, records it
-	// covers but had not deleted).
-	JournalDepth int    `json:"journal_depth"`
-	Journaled    uint64 `json:"journaled"` // journal records written since Open
-	// JournalBatches counts the transactions that wrote them (one fsync
-	// each with SyncAlways).
+	// JournalDepth is the records in the journal's segments: messages
+	// received since the last flush (and those the last flush covers
+	// that had not reached the disk when it took its mark).
+	JournalDepth int `json:"journal_depth"`
+	// JournalFiles and JournalBytes are the journal's segment files and
+	// their size.
+	JournalFiles int   `json:"journal_files"`
+	JournalBytes int64 `json:"journal_bytes"`
+	// JournalCut is the bytes that Open cut off the ends of segments: the
+	// write a crash left unfinished, or damage (the log says which).
+	JournalCut int64  `json:"journal_cut,omitempty"`
+	Journaled  uint64 `json:"journaled"` // journal records written since Open
+	// JournalBatches counts the writes that wrote them (one fsync each
+	// with SyncAlways).
 	JournalBatches uint64 `json:"journal_batches"`
 	// JournalErrors counts the journal writes that failed since Open.
 	JournalErrors uint64 `json:"journal_errors"`
@@ -138,6 +151,16 @@ type Store struct {
 	file *store.File
 	col  *collector.Collector
 	log  *slog.Logger
+	sync store.SyncPolicy
+	jr   *journal
+	// Of load: the checkpoint's mark, whether the file was new, the
+	// version 1 journal to replay and migrate, and what it restored (log
+	// attributes).
+	loadMark  uint64
+	fresh     bool
+	v1        bool
+	v1Journal []journalEntry
+	restored  []any
 
 	// mu orders the journal: a message's number is taken under it after
 	// the collector handled the message, so a record below a flush's mark
@@ -150,6 +173,8 @@ type Store struct {
 	pending     []pendingRecord
 	wake        chan struct{} // cap 1: pending is not empty
 	committer   chan struct{} // closed when the committer has stopped
+	syncer      chan struct{} // closed when the syncer has stopped
+	stopSync    chan struct{} // closed by Close
 
 	statsMu  sync.Mutex
 	stats    Stats
@@ -168,8 +193,7 @@ type Store struct {
 // past ShrinkMinBytes and to ShrinkFactor times its size after the last
 // rewrite. A rewrite copies the state (the windows, twice: records and
 // checkpoint), so at most a third of what was appended since the last one
-// is copied again; at 1,000 summaries a second the journal alone appends
-// 74 MB a second.
+// is copied again.
 const (
 	ShrinkMinBytes = 32 << 20
 	ShrinkFactor   = 4
@@ -180,13 +204,16 @@ const (
 // journal replayed. A file that cannot be loaded, or whose records are
 // invalid or over the bounds, is moved aside to "<path>.damaged-<unix
 // time>" and reported (Stats, and an error log line); the collector then
-// starts empty.
+// starts empty, and the journal segments, which belong to the file moved
+// aside, are moved aside too. A journal segment that ends in a record cut
+// short, invalid or out of sequence is cut there (JournalCut, and a log
+// line).
 func Open(path string, col *collector.Collector, opts Options, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "fleetstore")
-	s := &Store{path: path, col: col, log: log, stats: Stats{Path: path}}
+	s := &Store{path: path, col: col, log: log, sync: opts.Sync, stats: Stats{Path: path}}
 	// buntdb loads the whole file into memory.
 	if fi, err := os.Stat(path); err == nil && fi.Size() > MaxFileBytes {
 		return nil, fmt.Errorf("open store %s: %w: the file is %d bytes, more than the %d this build loads; move it away to start afresh",
@@ -206,29 +233,123 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 		return nil, err
 	}
 	cfg.SyncPolicy = syncPolicy(opts.Sync)
-	// The journal appends every summary and the next flush deletes it, so
-	// the file is mostly garbage between rewrites. buntdb's own rewrite
-	// (when the file is some times the live data) ran whenever the file
-	// reached its threshold, mostly between flushes, and copied the live
-	// journal records, up to the messages of a whole flush interval: an
-	// eighth of collectord's CPU at 400 summaries/s. Flush rewrites the
-	// file instead, right after it deleted the journal (shrinkLocked).
+	// Every flush rewrites the windows and sensors that changed, so the
+	// file grows by a checkpoint per flush; Flush rewrites it at its
+	// smallest, right after a flush (shrinkLocked), rather than buntdb
+	// whenever it reaches its threshold.
 	cfg.AutoShrinkDisabled = true
 	if err := f.DB.SetConfig(cfg); err != nil {
 		_ = f.Close()
 		return nil, err
 	}
-	if s.stats.JournalDepth > 0 || s.needFull {
+	if err := s.openJournal(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if s.stats.JournalDepth > 0 || s.needFull || s.v1 {
 		// Write the replayed state at once, so that the journal does not
 		// grow over restarts that come quicker than the flushes.
 		if err := s.Flush(); err != nil {
+			_ = s.jr.close()
 			_ = f.Close()
 			return nil, err
 		}
 	}
+	if s.v1 {
+		if err := s.migrate(); err != nil {
+			_ = s.jr.close()
+			_ = f.Close()
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+	}
 	s.wake, s.committer = make(chan struct{}, 1), make(chan struct{})
 	go s.commit()
+	s.stopSync, s.syncer = make(chan struct{}), make(chan struct{})
+	go s.syncEverySecond()
 	return s, nil
+}
+
+// openJournal replays the journal segments from the checkpoint's mark on,
+// cuts a segment's unsound end off, and opens the journal for writing.
+func (s *Store) openJournal() error {
+	segs, err := listSegments(s.path)
+	if err != nil {
+		return fmt.Errorf("list journal segments: %w", err)
+	}
+	if s.fresh && len(segs) > 0 {
+		// A new store file: the segments belong to another one, moved
+		// aside or deleted. Replayed into an empty collector, they would
+		// give it the messages of a few seconds as its whole state.
+		now := time.Now().Unix()
+		for _, seg := range segs {
+			aside := fmt.Sprintf("%s.aside-%d", seg.path, now)
+			if err := os.Rename(seg.path, aside); err != nil {
+				return fmt.Errorf("move journal segment aside: %w", err)
+			}
+			s.log.Error("journal segment without its store file: moved it aside", "segment", seg.path, "aside", aside)
+		}
+		segs = nil
+	}
+	mark := s.loadMark
+	replay := func(e journalEntry) error {
+		s.stats.JournalDepth++
+		if e.n < mark {
+			return nil // covered by the checkpoint; a crash came before the flush deleted it
+		}
+		if err := s.col.Replay(e.topic, e.payload, e.received); err != nil {
+			s.stats.ReplaySkipped++
+			s.log.Debug("journal record skipped", "record", e.n, "reason", err)
+			return nil
+		}
+		s.stats.Replayed++
+		return nil
+	}
+	var next uint64 // the number the next record must have; 0: any
+	for _, e := range s.v1Journal {
+		_ = replay(e)
+		next = e.n + 1
+	}
+	s.v1Journal = nil
+	for i := range segs {
+		before := s.stats.JournalDepth
+		n, end, err := readSegment(segs[i].path, next, replay)
+		if err != nil {
+			return fmt.Errorf("read journal segment %s: %w", segs[i].path, err)
+		}
+		segs[i].records = s.stats.JournalDepth - before
+		next = n
+		if end.good == end.size {
+			continue
+		}
+		next = 0 // the records cut off are lost: the next segment starts where it starts
+		if err := os.Truncate(segs[i].path, end.good); err != nil {
+			return fmt.Errorf("cut journal segment %s: %w", segs[i].path, err)
+		}
+		s.stats.JournalCut += end.size - end.good
+		if i == len(segs)-1 {
+			// The batch being written when the collector stopped (cut
+			// short, or zeros or old bytes where its data did not reach
+			// the disk): not acknowledged yet with SyncAlways.
+			s.log.Warn("journal segment ended in a write cut short: cut it off",
+				"segment", segs[i].path, "offset", end.good, "bytes", end.size-end.good, "reason", end.why)
+		} else {
+			s.log.Error("journal segment damaged: cut it at the first bad record; the records after it are lost",
+				"segment", segs[i].path, "offset", end.good, "bytes", end.size-end.good, "reason", end.why)
+		}
+	}
+	// Journal numbers go on from the last flush's mark: a record below it
+	// would be taken as covered by that flush.
+	s.nextJournal = max(mark, next)
+	s.jr, err = openJournal(s.path, segs, s.nextJournal, s.sync)
+	if err != nil {
+		return err
+	}
+	if !s.fresh {
+		// One line per start; tests and operators read its counts.
+		s.log.Info("store loaded", append([]any{"path", s.path}, append(s.restored, "journal_replayed", s.stats.Replayed,
+			"journal_skipped", s.stats.ReplaySkipped, "journal_segments", len(segs), "journal_cut_bytes", s.stats.JournalCut)...)...)
+	}
+	return nil
 }
 
 func syncPolicy(p store.SyncPolicy) buntdb.SyncPolicy {
@@ -250,6 +371,7 @@ type journalEntry struct {
 
 // loaded is what load read of the records, by key.
 type loaded struct {
+	v1      bool // journal records are allowed: a version 1 file
 	state   *stateRecord
 	windows map[string]collector.WindowState
 	sensors map[string]collector.SensorRecord
@@ -311,7 +433,7 @@ func (l *loaded) record(k, v string) error {
 			return damaged(k, "holds alert %d", a.Index)
 		}
 		l.alerts[k] = a
-	case strings.HasPrefix(k, prefixJournal):
+	case l.v1 && strings.HasPrefix(k, prefixJournal):
 		if len(l.journal) >= MaxJournal {
 			return damaged(k, "more than %d journal records", MaxJournal)
 		}
@@ -326,12 +448,14 @@ func (l *loaded) record(k, v string) error {
 	return nil
 }
 
-// load checks the file's records, restores the collector and replays the
-// journal; it is store.OpenFile's content check, so every error about the
-// content wraps store.ErrDamaged or store.ErrSchema. It writes nothing but
-// the schema record of a new file: the file moved aside when damaged is the
-// file as found.
+// load checks the file's records and restores the collector (Open then
+// replays the journal); it is store.OpenFile's content check, so every
+// error about the content wraps store.ErrDamaged or store.ErrSchema. It
+// writes nothing but the schema record of a new file: the file moved aside
+// when damaged is the file as found.
 func (s *Store) load(db *buntdb.DB) error {
+	// OpenFile runs it again on a new file when it moved one aside.
+	s.loadMark, s.fresh, s.v1, s.v1Journal, s.restored, s.needFull = 0, false, false, nil, nil, false
 	l := loaded{windows: map[string]collector.WindowState{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
 	var (
 		ck    *checkpointRecord
@@ -358,7 +482,8 @@ func (s *Store) load(db *buntdb.DB) error {
 		if err := json.Unmarshal([]byte(v), &sch); err != nil {
 			return damaged(keySchema, "%v", err)
 		}
-		if sch != currentSchema {
+		l.v1 = sch == schemaRecord{Store: schemaJournalInFile, Summary: currentSchema.Summary}
+		if sch != currentSchema && !l.v1 {
 			return fmt.Errorf("%w: the file has store schema %d (summary schema %d), this build keeps %d (summary schema %d)",
 				store.ErrSchema, sch.Store, sch.Summary, currentSchema.Store, currentSchema.Summary)
 		}
@@ -411,6 +536,7 @@ func (s *Store) load(db *buntdb.DB) error {
 			return fmt.Errorf("write schema record: %w", err)
 		}
 		s.log.Info("new store", "path", s.path)
+		s.fresh = true
 		return nil
 	}
 
@@ -440,34 +566,14 @@ func (s *Store) load(db *buntdb.DB) error {
 		}
 		return err
 	}
-	replayed, skipped := 0, 0
-	for _, e := range l.journal {
-		if e.n < mark {
-			continue // covered by the checkpoint; a cut flush left it
-		}
-		if err := s.col.Replay(e.topic, e.payload, e.received); err != nil {
-			skipped++
-			s.log.Debug("journal record skipped", "record", e.n, "reason", err)
-			continue
-		}
-		replayed++
-	}
-	// Journal numbers go on from the last flush's mark: a record below it
-	// would be taken as covered by that flush.
-	s.nextJournal = mark
-	if len(l.journal) > 0 {
-		s.nextJournal = max(mark, l.journal[len(l.journal)-1].n+1)
-	}
+	s.loadMark, s.v1, s.v1Journal = mark, l.v1, l.journal
 	if torn {
 		// The file's records are not those of the last flush: write
 		// everything at the next one.
 		s.needFull = true
 		s.log.Warn("the last flush was cut short by a crash; its checkpoint record completes it", "path", s.path)
 	}
-	s.stats.JournalDepth = len(l.journal) // the next flush deletes them all
-	s.stats.Replayed, s.stats.ReplaySkipped = replayed, skipped
-	s.log.Info("store loaded", "path", s.path, "windows", len(cp.Windows), "sensors", len(cp.Sensors), "alerts", len(cp.Alerts),
-		"journal_replayed", replayed, "journal_skipped", skipped)
+	s.restored = []any{"windows", len(cp.Windows), "sensors", len(cp.Sensors), "alerts", len(cp.Alerts)}
 	return nil
 }
 
@@ -497,19 +603,9 @@ func alertKey(index uint64) string { return fmt.Sprintf("%s%020d", prefixAlert, 
 
 func journalKey(n uint64) string { return fmt.Sprintf("%s%020d", prefixJournal, n) }
 
-// A journal record's value is "<received, Unix ns>\x00<topic>\x00<payload>";
-// MQTT topics hold no NUL.
-func encodeJournal(topic string, payload []byte, received time.Time) string {
-	var b strings.Builder
-	b.Grow(24 + len(topic) + len(payload))
-	b.WriteString(strconv.FormatInt(received.UnixNano(), 10))
-	b.WriteByte(0)
-	b.WriteString(topic)
-	b.WriteByte(0)
-	b.Write(payload)
-	return b.String()
-}
-
+// decodeJournal decodes a journal record of a version 1 file, whose value
+// is "<received, Unix ns>\x00<topic>\x00<payload>" (MQTT topics hold no
+// NUL).
 func decodeJournal(key, v string) (journalEntry, error) {
 	bad := func(why string) (journalEntry, error) {
 		return journalEntry{}, fmt.Errorf("%w: record %s: %s", store.ErrDamaged, truncate(key), why)
@@ -536,11 +632,13 @@ func decodeJournal(key, v string) (journalEntry, error) {
 	return journalEntry{n: n, received: time.Unix(0, ns).UTC(), topic: topic, payload: []byte(payload)}, nil
 }
 
+// pendingRecord is a journal record waiting for the committer: its head
+// (recordHead) and the payload as the handler received it, not copied.
 type pendingRecord struct {
-	n     uint64
-	topic string
-	value string
-	done  func(error)
+	topic   string
+	head    []byte
+	payload []byte
+	done    func(error)
 }
 
 // Journal writes a message that the collector accepted, before its MQTT
@@ -554,19 +652,28 @@ func (s *Store) Journal(topic string, payload []byte, received time.Time) error 
 
 // JournalAsync is Journal without the wait: done is called, from another
 // goroutine, once the record is written (nil) or could not be (the
-// error). Messages journaled together share one transaction and one
-// fsync, so a caller that acknowledges in done, rather than waiting,
-// lets the journal keep up with many messages per fsync.
+// error). Messages journaled together share one write and one fsync, so a
+// caller that acknowledges in done, rather than waiting, lets the journal
+// keep up with many messages per fsync. The journal writes payload itself,
+// not a copy: the caller must not change it before done is called.
 func (s *Store) JournalAsync(topic string, payload []byte, received time.Time, done func(error)) {
-	v := encodeJournal(topic, payload, received)
+	if len(topic) == 0 || len(topic) > maxTopicBytes || bodyFixedSize+len(topic)+len(payload) > maxBodyBytes {
+		done(fmt.Errorf("journal %s: topic of %d bytes and payload of %d, limit %d in all",
+			truncate(topic), len(topic), len(payload), maxBodyBytes-bodyFixedSize))
+		return
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		done(store.ErrClosed)
 		return
 	}
-	s.pending = append(s.pending, pendingRecord{n: s.nextJournal, topic: topic, value: v, done: done})
+	// The number is taken under mu, after the collector handled the
+	// message (see mu), and the records wait in its order. The checksum
+	// (CRC32C, some GB/s) holds mu for microseconds.
+	head := recordHead(s.nextJournal, received, topic, payload)
 	s.nextJournal++
+	s.pending = append(s.pending, pendingRecord{topic: topic, head: head, payload: payload, done: done})
 	select {
 	case s.wake <- struct{}{}:
 	default: // the committer is already woken
@@ -585,14 +692,7 @@ func (s *Store) commit() {
 		if len(batch) == 0 {
 			continue
 		}
-		err := s.file.DB.Update(func(tx *buntdb.Tx) error {
-			for _, r := range batch {
-				if _, _, err := tx.Set(journalKey(r.n), r.value, nil); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		err := s.jr.write(batch)
 		s.statsMu.Lock()
 		if err != nil {
 			s.stats.JournalErrors += uint64(len(batch))
@@ -663,7 +763,11 @@ const MaxCheckpointBytes = 512 << 20
 const keyCheckpoint = "meta:checkpoint"
 
 // Flush writes what changed in the collector since the last flush (all of
-// it after a failed flush) and deletes the journal records it covers.
+// it after a failed flush) and deletes the journal segments it covers: it
+// starts a new segment when it takes its mark, and deletes the segments
+// before it once the checkpoint is on the disk (synced, unless
+// SyncNever). A crash before that replays them from the last durable
+// mark; after, there is nothing below the new mark to replay.
 //
 // buntdb writes the records of a transaction in no particular order, in
 // one write(2); a crash in the middle of that write (a SIGKILL during a
@@ -685,13 +789,25 @@ func (s *Store) Flush() error {
 	// was written after its message was handled, so the checkpoint holds
 	// that message. Records from the mark on are replayed at Open, where
 	// the collector skips what the checkpoint already holds.
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	var mark uint64
+	closed := false
+	keepFrom, err := s.jr.rotate(func() uint64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		closed, mark = s.closed, s.nextJournal
+		return mark
+	})
+	if closed {
 		return store.ErrClosed
 	}
-	mark := s.nextJournal
-	s.mu.Unlock()
+	if err != nil {
+		s.statsMu.Lock()
+		s.needFull = true
+		s.stats.FlushErrors++
+		s.stats.LastError = err.Error()
+		s.statsMu.Unlock()
+		return fmt.Errorf("flush collector state to %s: %w", s.path, err)
+	}
 	s.statsMu.Lock()
 	full := s.needFull
 	s.statsMu.Unlock()
@@ -709,7 +825,7 @@ func (s *Store) Flush() error {
 		ck.Records = append(ck.Records, recordUpdate{key, b})
 		return nil
 	}
-	err := add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects, Accepted: cp.Accepted})
+	err = add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects, Accepted: cp.Accepted})
 	for _, w := range cp.Windows {
 		err = errors.Join(err, add(windowKey(w.Level, w.Start), w))
 	}
@@ -741,12 +857,9 @@ func (s *Store) Flush() error {
 			})
 		}
 	}
-	journaled := 0
 	if err == nil {
 		err = s.file.DB.Update(func(tx *buntdb.Tx) error {
-			var err error
-			journaled, err = applyCheckpoint(tx, &ck)
-			return err
+			return applyCheckpoint(tx, &ck)
 		})
 	}
 	if err == nil {
@@ -757,6 +870,21 @@ func (s *Store) Flush() error {
 		}); err != nil {
 			// The whole checkpoint stays, and is right: only bigger.
 			s.log.Warn("replacing the applied checkpoint record by its mark failed", "path", s.path, "err", err)
+		}
+	}
+	if err == nil && s.sync == store.SyncEverySecond {
+		// buntdb syncs within a second: the segments go once the
+		// checkpoint that covers them is on the disk.
+		if serr := syncPath(s.path); serr != nil {
+			err = fmt.Errorf("sync %s: %w", s.path, serr)
+		}
+	}
+	journaled := 0
+	if err == nil {
+		var perr error
+		if journaled, perr = s.jr.prune(keepFrom); perr != nil {
+			// The next flush deletes them; replay skips their records.
+			s.log.Warn("deleting the journal segments the flush covers failed", "path", s.path, "err", perr)
 		}
 	}
 	took := time.Since(start)
@@ -804,19 +932,19 @@ func (s *Store) shrinkLocked() {
 }
 
 // applyCheckpoint writes the checkpoint's records and deletes what it
-// covers: the journal below its mark, the alerts below its floor, and the
-// windows of levels not configured or past their retention (by the
-// meta:state record it holds). It returns the journal records deleted.
-func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) (int, error) {
+// covers: the alerts below its floor, and the windows of levels not
+// configured or past their retention (by the meta:state record it holds).
+// The journal segments it covers are deleted by Flush.
+func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 	var st stateRecord
 	for _, r := range ck.Records {
 		if r.Key == keyState {
 			if err := json.Unmarshal(r.Value, &st); err != nil {
-				return 0, fmt.Errorf("%w: record %s: %s: %v", store.ErrDamaged, keyCheckpoint, keyState, err)
+				return fmt.Errorf("%w: record %s: %s: %v", store.ErrDamaged, keyCheckpoint, keyState, err)
 			}
 		}
 		if _, _, err := tx.Set(r.Key, string(r.Value), nil); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	var del []string
@@ -824,13 +952,9 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) (int, error) {
 		del = append(del, k)
 		return true
 	}
-	if err := tx.AscendRange("", prefixJournal, journalKey(ck.Mark), collect); err != nil {
-		return 0, err
-	}
-	journaled := len(del)
 	if ck.AlertsFloor > 0 {
 		if err := tx.AscendRange("", prefixAlert, alertKey(ck.AlertsFloor), collect); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if err := tx.AscendGreaterOrEqual("", prefixWindow, func(k, _ string) bool {
@@ -842,14 +966,14 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) (int, error) {
 		}
 		return true
 	}); err != nil {
-		return 0, err
+		return err
 	}
 	for _, k := range del {
 		if _, err := tx.Delete(k); err != nil && !errors.Is(err, buntdb.ErrNotFound) {
-			return 0, err
+			return err
 		}
 	}
-	return journaled, nil
+	return nil
 }
 
 // expired reports whether the window record at key belongs to no level or
@@ -880,6 +1004,7 @@ func (s *Store) Stats() Stats {
 	if fi, err := os.Stat(s.path); err == nil {
 		st.FileSize = fi.Size()
 	}
+	st.JournalFiles, st.JournalBytes = s.jr.files()
 	return st
 }
 
@@ -896,12 +1021,72 @@ func (s *Store) Close() error {
 	// The committer writes what is pending, then stops; nothing is added
 	// to pending once closed is set.
 	close(s.wake)
+	close(s.stopSync)
 	s.mu.Unlock()
 	<-s.committer
+	<-s.syncer
 	s.mu.Lock()
-	if err := s.file.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", s.path, err)
+	err := s.jr.close()
+	if ferr := s.file.Close(); ferr != nil {
+		err = errors.Join(err, fmt.Errorf("close %s: %w", s.path, ferr))
 	}
+	return err
+}
+
+// syncEverySecond syncs the journal once a second when it was written
+// since (SyncEverySecond), until Close.
+func (s *Store) syncEverySecond() {
+	defer close(s.syncer)
+	if s.sync != store.SyncEverySecond {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSync:
+			return
+		case <-t.C:
+			if err := s.jr.syncDirty(); err != nil {
+				s.statsMu.Lock()
+				s.stats.LastError = err.Error()
+				s.statsMu.Unlock()
+				s.log.Warn("journal sync failed", "err", err)
+			}
+		}
+	}
+}
+
+// migrate ends the migration of a version 1 file, once Open's flush wrote
+// a checkpoint whose mark covers its journal records: it deletes them and
+// writes the current schema record, in one transaction. A crash before
+// leaves a version 1 file whose journal the mark covers: migrated again.
+func (s *Store) migrate() error {
+	b, _ := json.Marshal(currentSchema)
+	err := s.file.DB.Update(func(tx *buntdb.Tx) error {
+		var del []string
+		if err := tx.AscendGreaterOrEqual("", prefixJournal, func(k, _ string) bool {
+			if !strings.HasPrefix(k, prefixJournal) {
+				return false
+			}
+			del = append(del, k)
+			return true
+		}); err != nil {
+			return err
+		}
+		for _, k := range del {
+			if _, err := tx.Delete(k); err != nil {
+				return err
+			}
+		}
+		_, _, err := tx.Set(keySchema, string(b), nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("migrate the store from schema %d to %d: %w", schemaJournalInFile, SchemaVersion, err)
+	}
+	s.v1 = false
+	s.log.Info("store migrated: the journal is now in segment files beside it", "path", s.path, "schema", SchemaVersion)
 	return nil
 }
 

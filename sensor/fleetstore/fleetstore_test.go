@@ -1,7 +1,6 @@
 package fleetstore
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -353,9 +352,11 @@ func TestLocked(t *testing.T) {
 	}
 }
 
-func TestJournalCodec(t *testing.T) {
+// TestJournalCodecV1: the journal records of a version 1 file, which Open
+// migrates.
+func TestJournalCodecV1(t *testing.T) {
 	at := time.Unix(1700000000, 123456789).UTC()
-	v := encodeJournal("peerwatch/s1/summary", []byte("\x00\x01{x}"), at)
+	v := encodeJournalV1("peerwatch/s1/summary", []byte("\x00\x01{x}"), at)
 	e, err := decodeJournal(journalKey(7), v)
 	if err != nil {
 		t.Fatal(err)
@@ -393,23 +394,20 @@ func TestTornFlush(t *testing.T) {
 	for seq := uint64(4); seq <= 6; seq++ {
 		deliver(t, col, st, "s1", seq)
 	}
+	seg := saveFiles(t, path+journalSuffix+"*")
 	if err := st.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	want := state(t, col)
 	// The crash cut the second transaction, so the third, which replaces
 	// the checkpoint record by its mark, never ran: the whole checkpoint
-	// is still there.
+	// is still there, and so is the journal segment of seqs 4 to 6, which
+	// the flush deletes after the third.
 	full := wholeCheckpoint(t, st)
 	st.Close()
 	setRecord(t, path, keyCheckpoint, full)
 	setRecord(t, path, prefixSensor+"s1", old)
-	// The journal records of seqs 4 to 6, which the flush deleted.
-	for seq := uint64(4); seq <= 6; seq++ {
-		s := testSummary("s1", seq, 20)
-		v := encodeJournal(topic("s1", "summary"), payload(t, s), s.End)
-		setRecord(t, path, journalKey(seq-1), v)
-	}
+	restoreFiles(t, seg)
 
 	col2, st2 := open(t, path)
 	if got := state(t, col2); got != want {
@@ -585,19 +583,30 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
-// TestShrinkAfterFlush: the flush that deletes a large journal rewrites
-// the file without it, once it is past ShrinkMinBytes, and the store
-// reopens to the same state; a flush after little growth does not.
+// TestShrinkAfterFlush: a flush rewrites the file without its garbage (the
+// records that later flushes replaced) once it is past ShrinkMinBytes,
+// and the store reopens to the same state; a flush after little growth
+// does not.
 func TestShrinkAfterFlush(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
 	col, st := open(t, path)
 	for seq := uint64(1); seq <= 5; seq++ {
 		deliver(t, col, st, "s1", seq)
 	}
-	// Journal records the flush covers, past ShrinkMinBytes in all.
-	blob := bytes.Repeat([]byte("x"), 1<<20)
+	// Garbage past ShrinkMinBytes in all, as the records of many flushes
+	// leave it.
+	blob := strings.Repeat("x", 1<<20)
 	for range ShrinkMinBytes>>20 + 2 {
-		if err := st.Journal(topic("s1", "alert"), blob, t0); err != nil {
+		if err := st.file.DB.Update(func(tx *buntdb.Tx) error {
+			_, _, err := tx.Set(keyState+"-garbage", blob, nil)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.file.DB.Update(func(tx *buntdb.Tx) error {
+			_, err := tx.Delete(keyState + "-garbage")
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
