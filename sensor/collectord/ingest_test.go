@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,6 +142,14 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// minorFaults is the minor page faults of this process so far: pages
+// touched for the first time (or again after the runtime returned them).
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Minflt
+}
+
 // publisherProcess is the test binary run as the publishers.
 type publisherProcess struct {
 	cmd   *exec.Cmd
@@ -220,15 +229,22 @@ func (p *publisherProcess) run(tb testing.TB) (cpu time.Duration) {
 // own CPU time (with the embedded broker, the broker's too; mosquitto is
 // a third process), pub-cpu-us/summary the publishers'. The flush of the
 // collector's state is measured apart: flush-cpu-ms, once per flush
-// interval (10 s by default) whatever the rate. PEERWATCH_INGEST_CONNECTIONS
-// sets the number of publishing connections (default 4): with 64, the
-// journal's group commits take about 10 summaries per fsync instead of 2.
+// interval (10 s by default) whatever the rate. faults/summary is
+// collectord's minor page faults. PEERWATCH_INGEST_CONNECTIONS sets the
+// number of publishing connections (default 4): with 64, the journal's
+// group commits take about 10 summaries per fsync instead of 2.
+// PEERWATCH_INGEST_GC_PERCENT sets collectord's garbage collector target
+// (debug.SetGCPercent) and not the publishers' (GOGC would set both).
 //
 //	go test -run '^$' -bench Ingest -benchtime 3000x ./sensor/collectord/
 func BenchmarkIngest(b *testing.B) {
 	publishers := 4
 	if s := os.Getenv("PEERWATCH_INGEST_CONNECTIONS"); s != "" {
 		publishers, _ = strconv.Atoi(s)
+	}
+	if s := os.Getenv("PEERWATCH_INGEST_GC_PERCENT"); s != "" {
+		p, _ := strconv.Atoi(s)
+		defer debug.SetGCPercent(debug.SetGCPercent(p))
 	}
 	for _, c := range []struct {
 		name      string
@@ -265,12 +281,12 @@ func BenchmarkIngest(b *testing.B) {
 				waitFor(b, "the subscription", time.Minute, d.Subscribed)
 			}
 			pub := startPublisher(b, addr, b.N, c.sensors, c.format, publishers)
-			before := cpuTime()
+			before, faults := cpuTime(), minorFaults()
 			b.ResetTimer()
 			pubCPU := pub.run(b)
 			waitFor(b, "every summary at the collector", 10*time.Minute, func() bool { return accepted(d) == b.N })
 			b.StopTimer()
-			cpu := cpuTime() - before
+			cpu, faults := cpuTime()-before, minorFaults()-faults
 			beforeFlush := cpuTime()
 			if err := d.flush(); err != nil {
 				b.Fatal(err)
@@ -287,6 +303,7 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(st.LastFlushBytes)/1e6, "flush-MB")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "summaries/s")
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/summary")
+			b.ReportMetric(float64(faults)/float64(b.N), "faults/summary")
 			b.ReportMetric(float64(pubCPU.Microseconds())/float64(b.N), "pub-cpu-us/summary")
 			b.ReportMetric(float64(st.Journaled)/float64(max(st.JournalBatches, 1)), "summaries/fsync")
 			b.ReportMetric(float64(pub.bytes)/float64(b.N), "payload-B")
