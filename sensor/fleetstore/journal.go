@@ -278,16 +278,19 @@ func (j *journal) write(batch []pendingRecord) error {
 	}
 	iovs := make([][]byte, 0, min(2*len(batch), iovMax))
 	off := j.size
-	flush := func() error {
+	writeOut := func() error {
 		for len(iovs) > 0 {
 			n, err := unix.Pwritev(int(j.f.Fd()), iovs, off)
-			off += int64(n)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
 			if err != nil {
 				return err
 			}
-			if n == 0 {
+			if n <= 0 {
 				return io.ErrShortWrite
 			}
+			off += int64(n)
 			iovs = consumed(iovs, n)
 		}
 		return nil
@@ -296,13 +299,13 @@ func (j *journal) write(batch []pendingRecord) error {
 	for _, r := range batch {
 		iovs = append(iovs, r.head, r.payload)
 		if len(iovs) >= iovMax-1 {
-			if err = flush(); err != nil {
+			if err = writeOut(); err != nil {
 				break
 			}
 		}
 	}
 	if err == nil {
-		err = flush()
+		err = writeOut()
 	}
 	if err == nil && j.sync == store.SyncAlways {
 		err = j.f.Sync()

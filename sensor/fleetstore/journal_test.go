@@ -402,3 +402,17 @@ func reopen(t *testing.T, path, want, after string) (*collector.Collector, *Stor
 	}
 	return col, st
 }
+
+// TestConsumed: what a partial writev leaves to write.
+func TestConsumed(t *testing.T) {
+	iovs := func() [][]byte { return [][]byte{[]byte("abc"), []byte("de"), {}, []byte("f")} }
+	for n, want := range []string{"abcdef", "bcdef", "cdef", "def", "ef", "f", ""} {
+		var got []byte
+		for _, b := range consumed(iovs(), n) {
+			got = append(got, b...)
+		}
+		if string(got) != want {
+			t.Errorf("consumed %d: %q, want %q", n, got, want)
+		}
+	}
+}
