@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -414,5 +415,47 @@ func TestConsumed(t *testing.T) {
 		if string(got) != want {
 			t.Errorf("consumed %d: %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestJournalWriteFailure: a journal write that fails is reported to the
+// handler (no acknowledgement), the segment takes no more records when
+// the failed write could not be undone, and the next flush, on a new
+// segment, keeps what the collector counted.
+func TestJournalWriteFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := openFlushed(t, path)
+	// The descriptor goes away under the journal: the write fails, and so
+	// does the truncation that would undo it.
+	if err := st.jr.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := testSummary("s1", 2, 20)
+	p := payload(t, s)
+	if err := col.Handle(topic("s1", "summary"), p, s.End); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Journal(topic("s1", "summary"), p, s.End); err == nil {
+		t.Fatal("journal write on a closed segment: no error")
+	}
+	if err := st.Journal(topic("s1", "summary"), p, s.End); err == nil || !strings.Contains(err.Error(), "unusable until the next flush") {
+		t.Fatalf("second write: %v, want the segment unusable", err)
+	}
+	if err := st.Flush(); err == nil {
+		t.Fatal("flush that could not close the broken segment: no error")
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatalf("flush on the new segment: %v", err)
+	}
+	deliver(t, col, st, "s1", 3)
+	want := state(t, col)
+	if s := st.Stats(); s.JournalErrors != 2 {
+		t.Errorf("%d journal errors, want 2", s.JournalErrors)
+	}
+	st.Close()
+	_, st2 := reopen(t, path, want, "a failed journal write and a crash")
+	defer st2.Close()
+	if s := st2.Stats(); s.Replayed != 1 || s.JournalCut != 0 {
+		t.Errorf("replayed %d, cut %d bytes; want 1 (seq 3; seq 2 is in the checkpoint) and 0", s.Replayed, s.JournalCut)
 	}
 }
