@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -150,6 +151,32 @@ func runPublisher(spec string, in io.Reader, out io.Writer) error {
 	return nil
 }
 
+// childCPU is the CPU time (user and system) so far of this process's
+// child named comm (the mosquitto the benchmark started), 0 when there is
+// none. It reads /proc/<pid>/stat, in clock ticks of 10 ms.
+func childCPU(comm string) time.Duration {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid ... utime stime: fields 4, 14 and 15.
+		head, rest, ok := strings.Cut(string(b), ") ")
+		if !ok || !strings.HasSuffix(head, "("+comm) {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 13 || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return 0
+}
+
 // cpuTime is the CPU time (user and system) of this process so far.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -242,7 +269,11 @@ func (p *publisherProcess) run(tb testing.TB) (cpu time.Duration) {
 // publishing connections are another process (this test binary, run by
 // startPublisher), on the same 2 cores: cpu-us/summary is collectord's
 // own CPU time (with the embedded broker, the broker's too; mosquitto is
-// a third process), pub-cpu-us/summary the publishers'. The flush of the
+// a third process, mosquitto-cpu-us/summary), pub-cpu-us/summary the
+// publishers'. mosquitto-backlog publishes while collectord is away (its
+// persistent session queued by mosquitto) and measures the backlog taken
+// when it comes back, restart included: the rate of one collectord with
+// the cores to itself and its broker. The flush of the
 // collector's state is measured apart: flush-cpu-ms, once per flush
 // interval (10 s by default) whatever the rate. faults/summary is
 // collectord's minor page faults. PEERWATCH_INGEST_CONNECTIONS sets the
@@ -266,14 +297,19 @@ func BenchmarkIngest(b *testing.B) {
 		format    summary.Format
 		mosquitto bool
 		sensors   int
+		// backlog: collectord is away while the fleet publishes, and
+		// what is measured is how fast it takes the broker's backlog
+		// when it comes back, without the publishers beside it.
+		backlog bool
 	}{
-		{"embedded/binary", summary.FormatBinary, false, 100},
-		{"embedded/json-gzip", summary.FormatJSON, false, 100},
-		{"mosquitto/binary", summary.FormatBinary, true, 100},
+		{"embedded/binary", summary.FormatBinary, false, 100, false},
+		{"embedded/json-gzip", summary.FormatJSON, false, 100, false},
+		{"mosquitto/binary", summary.FormatBinary, true, 100, false},
+		{"mosquitto-backlog/binary", summary.FormatBinary, true, 100, true},
 		// The fleet of the target, 10,000 sensors: the windows' per-sensor
 		// views of countries and ASes, and so the checkpoints, grow with
 		// it. Run it with -benchtime 10000x or more (every sensor once).
-		{"fleet-10000/embedded/binary", summary.FormatBinary, false, 10_000},
+		{"fleet-10000/embedded/binary", summary.FormatBinary, false, 10_000, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			// No flush while the summaries come in: a flush costs the
@@ -291,17 +327,26 @@ func BenchmarkIngest(b *testing.B) {
 				addr = freeAddr(b)
 				cfg.EmbeddedBroker = addr
 			}
-			d, _, _ := runDaemon(b, cfg)
+			d, _, stop := runDaemon(b, cfg)
 			if c.mosquitto {
 				waitFor(b, "the subscription", time.Minute, d.Subscribed)
 			}
+			if c.backlog {
+				stop() // its persistent session stays, and mosquitto queues for it
+			}
 			pub := startPublisher(b, addr, b.N, c.sensors, c.format, publishers)
-			before, faults := cpuTime(), minorFaults()
+			before, faults, brokerBefore := cpuTime(), minorFaults(), childCPU("mosquitto")
 			b.ResetTimer()
 			pubCPU := pub.run(b)
+			if c.backlog {
+				b.ResetTimer()
+				before, faults, brokerBefore = cpuTime(), minorFaults(), childCPU("mosquitto")
+				d, _, _ = runDaemon(b, cfg)
+			}
 			waitFor(b, "every summary at the collector", 10*time.Minute, func() bool { return accepted(d) == b.N })
 			b.StopTimer()
 			cpu, faults := cpuTime()-before, minorFaults()-faults
+			brokerCPU := childCPU("mosquitto") - brokerBefore
 			beforeFlush := cpuTime()
 			if err := d.flush(); err != nil {
 				b.Fatal(err)
@@ -319,7 +364,12 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "summaries/s")
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/summary")
 			b.ReportMetric(float64(faults)/float64(b.N), "faults/summary")
-			b.ReportMetric(float64(pubCPU.Microseconds())/float64(b.N), "pub-cpu-us/summary")
+			if !c.backlog {
+				b.ReportMetric(float64(pubCPU.Microseconds())/float64(b.N), "pub-cpu-us/summary")
+			}
+			if c.mosquitto {
+				b.ReportMetric(float64(brokerCPU.Microseconds())/float64(b.N), "mosquitto-cpu-us/summary")
+			}
 			b.ReportMetric(float64(st.Journaled)/float64(max(st.JournalBatches, 1)), "summaries/fsync")
 			b.ReportMetric(float64(pub.bytes)/float64(b.N), "payload-B")
 		})
