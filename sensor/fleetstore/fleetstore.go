@@ -18,10 +18,12 @@ package fleetstore
 
 import (
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,8 +40,10 @@ import (
 )
 
 // SchemaVersion is the version of the key layout and record format; a file
-// of another version is moved aside at Open.
-const SchemaVersion = 1
+// of another version is moved aside at Open. Version 2 moved the windows'
+// per-sensor views out of their JSON window records into binary view
+// records, one per shard (docs/collectord.md).
+const SchemaVersion = 2
 
 // FileName is the name of the store file in the data directory.
 const FileName = "collectord.db"
@@ -72,6 +76,7 @@ const (
 	prefixSensor  = "sensor:"
 	prefixAlert   = "alert:"
 	prefixJournal = "journal:"
+	prefixView    = "view:"
 )
 
 type schemaRecord struct {
@@ -252,6 +257,9 @@ type journalEntry struct {
 type loaded struct {
 	state   *stateRecord
 	windows map[string]collector.WindowState
+	// views are the per-sensor views of the view records, by key: a
+	// record read again (from meta:checkpoint) replaces what was read.
+	views   map[string][]*collector.SensorView
 	sensors map[string]collector.SensorRecord
 	alerts  map[string]collector.AlertRecord
 	journal []journalEntry
@@ -285,6 +293,21 @@ func (l *loaded) record(k, v string) error {
 			return damaged(k, "holds the window %s", windowKey(w.Level, w.Start))
 		}
 		l.windows[k] = w
+	case strings.HasPrefix(k, prefixView):
+		_, shard, ok := parseViewKey(k)
+		if !ok {
+			return damaged(k, "not a view key: want view:<level>:<start>:<shard 0-%d>", collector.ViewShards-1)
+		}
+		views, err := collector.DecodeViews([]byte(v), summary.Limits{})
+		if err != nil {
+			return damaged(k, "%v", err)
+		}
+		for _, sv := range views {
+			if collector.ViewShard(sv.Sensor) != shard {
+				return damaged(k, "holds sensor %s of shard %d", sv.Sensor, collector.ViewShard(sv.Sensor))
+			}
+		}
+		l.views[k] = views
 	case strings.HasPrefix(k, prefixSensor):
 		if _, ok := l.sensors[k]; !ok && len(l.sensors) >= collector.MaxRestoreSensors {
 			return damaged(k, "more than %d sensors", collector.MaxRestoreSensors)
@@ -332,7 +355,7 @@ func (l *loaded) record(k, v string) error {
 // the schema record of a new file: the file moved aside when damaged is the
 // file as found.
 func (s *Store) load(db *buntdb.DB) error {
-	l := loaded{windows: map[string]collector.WindowState{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
+	l := loaded{windows: map[string]collector.WindowState{}, views: map[string][]*collector.SensorView{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
 	var (
 		ck    *checkpointRecord
 		fresh bool
@@ -390,10 +413,10 @@ func (s *Store) load(db *buntdb.DB) error {
 			if !validRecordKey(r.Key) {
 				return damaged(keyCheckpoint, "record key %q", truncate(r.Key))
 			}
-			if v, err := tx.Get(r.Key); err != nil || v != string(r.Value) {
+			if v, err := tx.Get(r.Key); err != nil || v != r.value() {
 				torn = true
 			}
-			if err := l.record(r.Key, string(r.Value)); err != nil {
+			if err := l.record(r.Key, r.value()); err != nil {
 				return fmt.Errorf("%s: %w", keyCheckpoint, err)
 			}
 		}
@@ -418,7 +441,18 @@ func (s *Store) load(db *buntdb.DB) error {
 	if l.state != nil {
 		cp.Clock, cp.Levels, cp.AlertsNext, cp.Rejects, cp.Accepted = l.state.Clock, l.state.Levels, l.state.AlertsNext, l.state.Rejects, l.state.Accepted
 	}
-	for _, w := range l.windows {
+	byWindow := map[string][]*collector.SensorView{}
+	for k, views := range l.views {
+		window, _, _ := parseViewKey(k)
+		byWindow[window] = append(byWindow[window], views...)
+	}
+	for k, w := range l.windows {
+		// A flush cut short may leave the view records of a window whose
+		// views are gone, or that has no record: they are left out, and
+		// deleted with their window (applyCheckpoint).
+		if !w.ViewsGone {
+			w.Views = byWindow[k]
+		}
 		cp.Windows = append(cp.Windows, w)
 	}
 	for _, r := range l.sensors {
@@ -473,7 +507,7 @@ func (s *Store) load(db *buntdb.DB) error {
 
 // validRecordKey reports whether a checkpoint may write key.
 func validRecordKey(k string) bool {
-	return k == keyState || strings.HasPrefix(k, prefixWindow) || strings.HasPrefix(k, prefixSensor) || strings.HasPrefix(k, prefixAlert)
+	return k == keyState || strings.HasPrefix(k, prefixWindow) || strings.HasPrefix(k, prefixView) || strings.HasPrefix(k, prefixSensor) || strings.HasPrefix(k, prefixAlert)
 }
 
 // decodeStrict decodes one JSON record, refusing unknown fields.
@@ -491,6 +525,28 @@ func decodeStrict(key, v string, out any) error {
 
 func windowKey(level string, start time.Time) string {
 	return prefixWindow + level + ":" + strconv.FormatInt(start.Unix(), 10)
+}
+
+// viewKey is the key of the views of one shard of a window:
+// "view:<level>:<start, Unix s>:<shard, 3 digits>".
+func viewKey(window string, shard int) string {
+	return fmt.Sprintf("%s%s:%03d", prefixView, strings.TrimPrefix(window, prefixWindow), shard)
+}
+
+// parseViewKey returns the key of the window of a view record and its
+// shard.
+func parseViewKey(k string) (window string, shard int, ok bool) {
+	rest, ok := strings.CutPrefix(k, prefixView)
+	i := strings.LastIndexByte(rest, ':')
+	if !ok || i < 0 {
+		return "", 0, false
+	}
+	shard, err := strconv.Atoi(rest[i+1:])
+	if err != nil || shard < 0 || shard >= collector.ViewShards {
+		return "", 0, false
+	}
+	window = prefixWindow + rest[:i]
+	return window, shard, viewKey(window, shard) == k
 }
 
 func alertKey(index uint64) string { return fmt.Sprintf("%s%020d", prefixAlert, index) }
@@ -622,11 +678,25 @@ type checkpointRecord struct {
 	// AlertsFloor: the alerts below this index are gone.
 	AlertsFloor uint64         `json:"alerts_floor"`
 	Records     []recordUpdate `json:"records"`
+	// ViewsGone are the keys of the windows whose per-sensor views were
+	// dropped: their view records are deleted.
+	ViewsGone []string `json:"views_gone,omitempty"`
 }
 
+// recordUpdate is one record of a checkpoint: a JSON value, or a binary
+// one (view records), base64 in the checkpoint record.
 type recordUpdate struct {
 	Key   string          `json:"k"`
-	Value json.RawMessage `json:"v"`
+	Value json.RawMessage `json:"v,omitempty"`
+	Bin   []byte          `json:"b,omitempty"`
+}
+
+// value is the record's value as stored.
+func (r *recordUpdate) value() string {
+	if r.Bin != nil {
+		return string(r.Bin)
+	}
+	return string(r.Value)
 }
 
 // appendCheckpoint appends the JSON of ck, as json.Marshal writes it, but
@@ -650,11 +720,23 @@ func appendCheckpoint(b []byte, ck *checkpointRecord) []byte {
 		b = append(b, `{"k":`...)
 		key, _ := json.Marshal(r.Key) // a string always encodes
 		b = append(b, key...)
-		b = append(b, `,"v":`...)
-		b = append(b, r.Value...)
+		if r.Bin != nil {
+			b = append(b, `,"b":"`...)
+			b = base64.StdEncoding.AppendEncode(b, r.Bin)
+			b = append(b, '"')
+		} else {
+			b = append(b, `,"v":`...)
+			b = append(b, r.Value...)
+		}
 		b = append(b, '}')
 	}
-	return append(b, "]}"...)
+	b = append(b, ']')
+	if ck.ViewsGone != nil {
+		gone, _ := json.Marshal(ck.ViewsGone) // strings always encode
+		b = append(b, `,"views_gone":`...)
+		b = append(b, gone...)
+	}
+	return append(b, '}')
 }
 
 // MaxCheckpointBytes bounds the meta:checkpoint record: a full flush.
@@ -706,12 +788,16 @@ func (s *Store) Flush() error {
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", key, err)
 		}
-		ck.Records = append(ck.Records, recordUpdate{key, b})
+		ck.Records = append(ck.Records, recordUpdate{Key: key, Value: b})
 		return nil
 	}
 	err := add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects, Accepted: cp.Accepted})
 	for _, w := range cp.Windows {
-		err = errors.Join(err, add(windowKey(w.Level, w.Start), w))
+		key := windowKey(w.Level, w.Start)
+		err = errors.Join(err, add(key, w), addViews(&ck, key, w.Views))
+		if w.ViewsGone {
+			ck.ViewsGone = append(ck.ViewsGone, key)
+		}
 	}
 	for _, r := range cp.Sensors {
 		err = errors.Join(err, add(prefixSensor+r.ID, r))
@@ -803,6 +889,29 @@ func (s *Store) shrinkLocked() {
 	s.statsMu.Unlock()
 }
 
+// addViews adds to ck the view records of the window at key: one per
+// shard of the views (collector.Checkpoint gives only the shards that
+// changed, and every view of each). A record over MaxRecordBytes is an
+// error naming it: the file could not be loaded back.
+func addViews(ck *checkpointRecord, key string, views []*collector.SensorView) error {
+	byShard := map[int][]*collector.SensorView{}
+	for _, v := range views {
+		s := collector.ViewShard(v.Sensor)
+		byShard[s] = append(byShard[s], v) // sorted by sensor, as given
+	}
+	var err error
+	for _, shard := range slices.Sorted(maps.Keys(byShard)) {
+		k := viewKey(key, shard)
+		b := collector.AppendViews(nil, byShard[shard])
+		if len(b) > MaxRecordBytes {
+			err = errors.Join(err, fmt.Errorf("encode %s: %d bytes, limit %d", k, len(b), MaxRecordBytes))
+			continue
+		}
+		ck.Records = append(ck.Records, recordUpdate{Key: k, Bin: b})
+	}
+	return err
+}
+
 // applyCheckpoint writes the checkpoint's records and deletes what it
 // covers: the journal below its mark, the alerts below its floor, and the
 // windows of levels not configured or past their retention (by the
@@ -815,10 +924,11 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) (int, error) {
 				return 0, fmt.Errorf("%w: record %s: %s: %v", store.ErrDamaged, keyCheckpoint, keyState, err)
 			}
 		}
-		if _, _, err := tx.Set(r.Key, string(r.Value), nil); err != nil {
+		if _, _, err := tx.Set(r.Key, r.value(), nil); err != nil {
 			return 0, err
 		}
 	}
+
 	var del []string
 	collect := func(k, _ string) bool {
 		del = append(del, k)
@@ -828,6 +938,12 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) (int, error) {
 		return 0, err
 	}
 	journaled := len(del)
+	for _, w := range ck.ViewsGone {
+		prefix := strings.TrimSuffix(viewKey(w, 0), "000")
+		if err := tx.AscendRange("", prefix, prefix+"999", collect); err != nil {
+			return 0, err
+		}
+	}
 	if ck.AlertsFloor > 0 {
 		if err := tx.AscendRange("", prefixAlert, alertKey(ck.AlertsFloor), collect); err != nil {
 			return 0, err
@@ -838,6 +954,17 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) (int, error) {
 			return false
 		}
 		if expired(k, st.Levels) {
+			del = append(del, k)
+		}
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	if err := tx.AscendGreaterOrEqual("", prefixView, func(k, _ string) bool {
+		if !strings.HasPrefix(k, prefixView) {
+			return false
+		}
+		if window, _, ok := parseViewKey(k); !ok || expired(window, st.Levels) {
 			del = append(del, k)
 		}
 		return true

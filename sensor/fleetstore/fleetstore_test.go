@@ -412,6 +412,9 @@ func TestTornFlush(t *testing.T) {
 	}
 
 	col2, st2 := open(t, path)
+	if r := st2.Stats().Recovered; r != "" {
+		t.Fatalf("the file was moved aside: %s", r)
+	}
 	if got := state(t, col2); got != want {
 		t.Errorf("state after the torn flush:\n%s\nwant\n%s", got, want)
 	}
@@ -645,8 +648,11 @@ func wholeCheckpoint(t *testing.T, st *Store) string {
 			return err
 		}
 		return tx.Ascend("", func(k, v string) bool {
-			if validRecordKey(k) {
-				ck.Records = append(ck.Records, recordUpdate{k, json.RawMessage(v)})
+			switch {
+			case strings.HasPrefix(k, prefixView):
+				ck.Records = append(ck.Records, recordUpdate{Key: k, Bin: []byte(v)})
+			case validRecordKey(k):
+				ck.Records = append(ck.Records, recordUpdate{Key: k, Value: json.RawMessage(v)})
 			}
 			return true
 		})
