@@ -116,9 +116,10 @@ type Options struct {
 	// level, the current one included, keep their per-sensor views
 	// (WhoSees, per-sensor series): these take memory by sensors ×
 	// (countries + ASes) per window, about 80 bytes a counter
-	// (docs/collectord.md). A missing or non-positive entry keeps 10
-	// windows under an hour wide, 6 under a day, else 2; no level keeps
-	// views for more windows than it keeps.
+	// (docs/collectord.md): a fleet of thousands of sensors keeps them
+	// for fewer windows than the totals. A missing or non-positive entry
+	// keeps them in every window the level keeps; no level keeps views
+	// for more windows than it keeps.
 	ViewRetention []int
 	// TopN is how many remote prefixes a query returns; each window keeps
 	// between TopN and 2×TopN (summary.Rollup) and adds the others to
@@ -130,20 +131,14 @@ type Options struct {
 	MaxSkew time.Duration
 }
 
-func defaultRetention(width time.Duration) int { return byWidth(width, 60, 48, 30) }
-
-func defaultViewRetention(width time.Duration) int { return byWidth(width, 10, 6, 2) }
-
-// byWidth picks, by a level's width, the value for levels under an hour
-// wide, under a day, or wider.
-func byWidth(width time.Duration, underHour, underDay, longer int) int {
+func defaultRetention(width time.Duration) int {
 	switch {
 	case width < time.Hour:
-		return underHour
+		return 60
 	case width < 24*time.Hour:
-		return underDay
+		return 48
 	}
-	return longer
+	return 30
 }
 
 // newLevel is a level of windows of width, keep of them, viewKeep of
@@ -153,7 +148,7 @@ func newLevel(width time.Duration, keep, viewKeep int) *level {
 		keep = defaultRetention(width)
 	}
 	if viewKeep <= 0 {
-		viewKeep = defaultViewRetention(width)
+		viewKeep = keep
 	}
 	return &level{name: LevelName(width), width: width, keep: keep, viewKeep: min(viewKeep, keep), buckets: make(map[time.Time]*bucket)}
 }

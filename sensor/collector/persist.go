@@ -187,6 +187,10 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 		}
 	}
 	shards := c.shards
+	// At its final size: growing it by copies, in fresh memory, held the
+	// lock for 100 ms at 10,000 sensors (all of them change between two
+	// flushes at that fleet's rate).
+	raw = make([]rawSensor, 0, len(c.sensors))
 	for _, s := range c.sensors {
 		if !full && !s.dirty {
 			continue

@@ -152,13 +152,14 @@ func (c *Collector) WhoSeesAt(levelName string, key SeriesKey, from, to time.Tim
 
 // ViewsFrom is the start of the oldest window of the named level that
 // keeps its per-sensor views (Options.ViewRetention): WhoSees and
-// per-sensor series count nothing before it. It is zero before the first
-// message, or when the level is unknown.
+// per-sensor series count nothing before it. It is zero when every window
+// the level keeps has them, before the first message, or when the level
+// is unknown.
 func (c *Collector) ViewsFrom(levelName string) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l := c.levelLocked(levelName)
-	if l == nil || c.clock.IsZero() {
+	if l == nil || c.clock.IsZero() || l.viewKeep >= l.keep {
 		return time.Time{}
 	}
 	return l.viewHorizon(c.clock)

@@ -41,9 +41,6 @@ type SensorView struct {
 	ASes      []Seen[uint32]
 }
 
-// entries is the number of counters v holds.
-func (v *SensorView) entries() int { return len(v.Countries) + len(v.ASes) }
-
 // ViewShards is the number of shards of a window's per-sensor views.
 const ViewShards = 256
 
@@ -137,27 +134,16 @@ type views struct {
 	bySensor []*SensorView
 	// dirty: the shards changed since the last Checkpoint.
 	dirty [ViewShards]bool
-	// entries counts the counters of all the views, for Stats.
-	entries int
 }
 
 // get returns the view of sensor n, nil when none.
-func (v *views) get(n int) *SensorView {
-	if n < len(v.bySensor) {
-		return v.bySensor[n]
-	}
-	return nil
-}
+func (v *views) get(n int) *SensorView { return viewAt(v.bySensor, n) }
 
 // set replaces the view of sensor n (in shard).
 func (v *views) set(n, shard int, sv *SensorView) {
 	if n >= len(v.bySensor) {
 		v.bySensor = append(v.bySensor, make([]*SensorView, n+1-len(v.bySensor))...)
 	}
-	if old := v.bySensor[n]; old != nil {
-		v.entries -= old.entries()
-	}
-	v.entries += sv.entries()
 	v.bySensor[n] = sv
 	v.dirty[shard] = true
 }

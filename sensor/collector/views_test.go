@@ -218,3 +218,39 @@ func FuzzDecodeViews(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckpointChangedShards: an incremental checkpoint holds the views
+// of the shards that changed, whole, and no other.
+func TestCheckpointChangedShards(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	c := New(Options{}, nil)
+	ids := []string{"a1", "b2", "c3", "d4", "e5", "f6"}
+	for _, id := range ids {
+		s := makeSummary(rng, id, 1)
+		if err := c.Handle(topic(id, "summary"), encode(t, s), s.End); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Checkpoint(true)
+	s := makeSummary(rng, "c3", 2)
+	if err := c.Handle(topic("c3", "summary"), encode(t, s), s.End); err != nil {
+		t.Fatal(err)
+	}
+	cp := c.Checkpoint(false)
+	if len(cp.Windows) != 1 {
+		t.Fatalf("%d windows changed, want 1", len(cp.Windows))
+	}
+	var want []string
+	for _, id := range ids {
+		if ViewShard(id) == ViewShard("c3") {
+			want = append(want, id)
+		}
+	}
+	var got []string
+	for _, v := range cp.Windows[0].Views {
+		got = append(got, v.Sensor)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("views of %v, want those of c3's shard: %v", got, want)
+	}
+}

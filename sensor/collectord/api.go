@@ -317,6 +317,10 @@ type WhoSeesResponse struct {
 	From    time.Time               `json:"from"`
 	To      time.Time               `json:"to"`
 	Sensors []collector.SensorCount `json:"sensors"`
+	// PerSensorFrom, when set, is later than From: the windows before it
+	// no longer keep per-sensor counters (--keep-per-sensor), and Sensors
+	// count only the windows from it on.
+	PerSensorFrom *time.Time `json:"per_sensor_from,omitempty"`
 }
 
 func (d *Daemon) whoSees(r *http.Request) (any, error) {
@@ -350,6 +354,9 @@ func (d *Daemon) whoSees(r *http.Request) (any, error) {
 	}
 	resp.Sensors, _ = d.col.WhoSeesAt(resp.Level, key, from, to)
 	resp.Sensors = nonNil(resp.Sensors)
+	if vf := d.col.ViewsFrom(resp.Level); vf.After(from) {
+		resp.PerSensorFrom = &vf
+	}
 	return resp, nil
 }
 

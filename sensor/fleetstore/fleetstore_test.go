@@ -709,3 +709,76 @@ func TestAppendCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestViewRecords: the per-sensor views come back from their binary
+// records as they were (WhoSees and per-sensor series answer alike), and
+// a view record that is damaged or over a bound moves the file aside with
+// an error naming its key.
+func TestViewRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 12; seq++ {
+		for _, id := range []string{"s1", "s2", "s3"} {
+			deliver(t, col, st, id, seq)
+		}
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, col, st, "s2", 13) // a second flush, of s2's shard alone
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	col2, st2 := open(t, path)
+	if r := st2.Stats().Recovered; r != "" {
+		t.Fatalf("the file was moved aside: %s", r)
+	}
+	st2.Close()
+	end := t0.Add(time.Hour)
+	for _, cc := range testSummary("s1", 1, 20).Countries {
+		for _, level := range []string{"1m", "1h"} {
+			key := collector.SeriesKey{By: collector.ByCountry, Country: cc.Country}
+			a, _ := col.WhoSeesAt(level, key, t0, end)
+			b, _ := col2.WhoSeesAt(level, key, t0, end)
+			if len(a) != 3 || !reflect.DeepEqual(a, b) {
+				t.Errorf("%s %q: WhoSeesAt after the restart %+v, before %+v", level, cc.Country, b, a)
+			}
+			key.Sensor = "s2"
+			x, _ := col.Series(level, t0, end, key)
+			y, _ := col2.Series(level, t0, end, key)
+			if !reflect.DeepEqual(x, y) {
+				t.Errorf("%s %q: s2's series after the restart %+v, before %+v", level, cc.Country, y, x)
+			}
+		}
+	}
+
+	start := testSummary("s1", 1, 20).End.Truncate(time.Minute)
+	key := viewKey(windowKey("1m", start), collector.ViewShard("s1"))
+	good := collector.AppendViews(nil, []*collector.SensorView{{Sensor: "s1"}})
+	for _, tc := range []struct {
+		name, key, value, want string
+	}{
+		{"garbage", key, "PWV1\xff", "truncated"},
+		{"another shard", viewKey(windowKey("1m", start), (collector.ViewShard("s1")+1)%collector.ViewShards), string(good), "holds sensor s1 of shard"},
+		{"bad key", prefixView + "1m:x", string(good), "not a view key"},
+		{"oversized", key, strings.Repeat("x", MaxRecordBytes+1), fmt.Sprintf("%d bytes, limit %d", MaxRecordBytes+1, MaxRecordBytes)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), FileName)
+			col, st := open(t, path)
+			deliver(t, col, st, "s1", 1)
+			if err := st.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			setRecord(t, path, tc.key, tc.value)
+			_, st2 := open(t, path)
+			defer st2.Close()
+			r := st2.Stats().Recovered
+			if !strings.Contains(r, "record "+tc.key) || !strings.Contains(r, tc.want) {
+				t.Errorf("recovered %q, want the key %s and %q", r, tc.key, tc.want)
+			}
+		})
+	}
+}
