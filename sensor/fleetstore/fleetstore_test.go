@@ -264,19 +264,30 @@ func TestDamagedFileMovedAside(t *testing.T) {
 		name   string
 		damage func(t *testing.T, path string)
 		want   error
-		fresh  bool // the state is gone (the whole file moved aside)
+		fresh  bool   // the state is gone (the whole file moved aside)
+		says   string // and the reason says this, when set
 	}{
-		{"garbage", func(t *testing.T, path string) { writeFile(t, path, "*3\r\n$3\r\nset\r\nxx garbage\r\n") }, store.ErrDamaged, true},
+		{"garbage", func(t *testing.T, path string) { writeFile(t, path, "*3\r\n$3\r\nset\r\nxx garbage\r\n") }, store.ErrDamaged, true, ""},
 		{"bad record", func(t *testing.T, path string) {
 			setRecord(t, path, prefixSensor+"s1", `{"id":"s1","seqs":{"high":"x"}}`)
-		}, store.ErrDamaged, true},
-		{"unknown key", func(t *testing.T, path string) { setRecord(t, path, "other:1", `{}`) }, store.ErrDamaged, true},
+		}, store.ErrDamaged, true, ""},
+		{"unknown key", func(t *testing.T, path string) { setRecord(t, path, "other:1", `{}`) }, store.ErrDamaged, true, ""},
 		{"invalid state", func(t *testing.T, path string) {
 			setRecord(t, path, prefixSensor+"s9", `{"id":"s9","last_seen":"2026-01-01T00:00:00Z","seqs":{"high":3,"gaps":[{"first":5,"last":6}]}}`)
-		}, store.ErrDamaged, true},
-		{"bad journal", func(t *testing.T, path string) { setRecord(t, path, journalKey(99), "no-nul") }, store.ErrDamaged, true},
-		{"schema", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":99,"summary":1}`) }, store.ErrSchema, true},
-		{"unfinished write", func(t *testing.T, path string) { appendFile(t, path, "*3\r\n$3\r\nset\r\n$5\r\nab") }, store.ErrUnfinishedWrite, false},
+		}, store.ErrDamaged, true, ""},
+		{"bad journal", func(t *testing.T, path string) { setRecord(t, path, journalKey(99), "no-nul") }, store.ErrDamaged, true, ""},
+		{"schema", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":99,"summary":1}`) }, store.ErrSchema, true, ""},
+		{"unfinished write", func(t *testing.T, path string) { appendFile(t, path, "*3\r\n$3\r\nset\r\n$5\r\nab") }, store.ErrUnfinishedWrite, false, ""},
+		// A file of before the view records: moved aside, saying why.
+		{"schema 1", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":1,"summary":1}`) }, store.ErrSchema, true, "the file has store schema 1 (summary schema 1), this build keeps 2"},
+		// View records: the reason names the key.
+		{"damaged view", func(t *testing.T, path string) { setRecord(t, path, s1View(0), "PWV1\xff") }, store.ErrDamaged, true, "record " + s1View(0) + ": " + collector.ErrViews.Error()},
+		{"view of another shard", func(t *testing.T, path string) {
+			setRecord(t, path, s1View(1), string(collector.AppendViews(nil, []*collector.SensorView{{Sensor: "s1"}})))
+		}, store.ErrDamaged, true, "record " + s1View(1) + ": holds sensor s1 of shard"},
+		{"bad view key", func(t *testing.T, path string) { setRecord(t, path, prefixView+"1m:x", "PWV1\x00") }, store.ErrDamaged, true, "record view:1m:x: not a view key"},
+		{"oversized view", func(t *testing.T, path string) { setRecord(t, path, s1View(0), strings.Repeat("x", MaxRecordBytes+1)) }, store.ErrDamaged, true,
+			fmt.Sprintf("record %s: %d bytes, limit %d", s1View(0), MaxRecordBytes+1, MaxRecordBytes)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), FileName)
@@ -295,8 +306,8 @@ func TestDamagedFileMovedAside(t *testing.T) {
 			col2, st2 := open(t, path)
 			defer st2.Close()
 			stats := st2.Stats()
-			if stats.Aside == "" || !strings.Contains(stats.Recovered, strings.TrimPrefix(tc.want.Error(), "store ")) {
-				t.Fatalf("stats %+v, want a file aside and a reason like %v", stats, tc.want)
+			if stats.Aside == "" || !strings.Contains(stats.Recovered, strings.TrimPrefix(tc.want.Error(), "store ")) || !strings.Contains(stats.Recovered, tc.says) {
+				t.Fatalf("stats %+v, want a file aside and a reason like %v %s", stats, tc.want, tc.says)
 			}
 			aside, err := os.ReadFile(stats.Aside)
 			if err != nil {
@@ -315,6 +326,13 @@ func TestDamagedFileMovedAside(t *testing.T) {
 			}
 		})
 	}
+}
+
+// s1View is the key of the view record of sensor s1's first summary's
+// minute, in s1's shard plus off.
+func s1View(off int) string {
+	start := testSummary("s1", 1, 20).End.Truncate(time.Minute)
+	return viewKey(windowKey("1m", start), (collector.ViewShard("s1")+off)%collector.ViewShards)
 }
 
 func writeFile(t *testing.T, path, s string) {
@@ -711,9 +729,8 @@ func TestAppendCheckpoint(t *testing.T) {
 }
 
 // TestViewRecords: the per-sensor views come back from their binary
-// records as they were (WhoSees and per-sensor series answer alike), and
-// a view record that is damaged or over a bound moves the file aside with
-// an error naming its key.
+// records as they were (WhoSees and per-sensor series answer alike).
+// TestDamagedFileMovedAside has the damaged ones.
 func TestViewRecords(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
 	col, st := open(t, path)
@@ -753,32 +770,4 @@ func TestViewRecords(t *testing.T) {
 		}
 	}
 
-	start := testSummary("s1", 1, 20).End.Truncate(time.Minute)
-	key := viewKey(windowKey("1m", start), collector.ViewShard("s1"))
-	good := collector.AppendViews(nil, []*collector.SensorView{{Sensor: "s1"}})
-	for _, tc := range []struct {
-		name, key, value, want string
-	}{
-		{"garbage", key, "PWV1\xff", "truncated"},
-		{"another shard", viewKey(windowKey("1m", start), (collector.ViewShard("s1")+1)%collector.ViewShards), string(good), "holds sensor s1 of shard"},
-		{"bad key", prefixView + "1m:x", string(good), "not a view key"},
-		{"oversized", key, strings.Repeat("x", MaxRecordBytes+1), fmt.Sprintf("%d bytes, limit %d", MaxRecordBytes+1, MaxRecordBytes)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), FileName)
-			col, st := open(t, path)
-			deliver(t, col, st, "s1", 1)
-			if err := st.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			st.Close()
-			setRecord(t, path, tc.key, tc.value)
-			_, st2 := open(t, path)
-			defer st2.Close()
-			r := st2.Stats().Recovered
-			if !strings.Contains(r, "record "+tc.key) || !strings.Contains(r, tc.want) {
-				t.Errorf("recovered %q, want the key %s and %q", r, tc.key, tc.want)
-			}
-		})
-	}
 }
