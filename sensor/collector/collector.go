@@ -115,7 +115,7 @@ type Options struct {
 	// ViewRetention is, per entry of Windows, how many windows of that
 	// level, the current one included, keep their per-sensor views
 	// (WhoSees, per-sensor series): these take memory by sensors ×
-	// (countries + ASes) per window, about 80 bytes a counter
+	// (countries + ASes) per window, about 100 bytes a counter
 	// (docs/collectord.md): a fleet of thousands of sensors keeps them
 	// for fewer windows than the totals. A missing or non-positive entry
 	// keeps them in every window the level keeps; no level keeps views

@@ -56,8 +56,9 @@ const (
 	// MaxFileBytes bounds the file Open loads (buntdb holds it all in
 	// memory). The state of a large fleet is a few hundred MB.
 	MaxFileBytes = 8 << 30
-	// MaxRecordBytes bounds one record (a window with its per-sensor
-	// country counters is the largest).
+	// MaxRecordBytes bounds one record (a window's view record, one
+	// shard of its per-sensor views, is the largest: about 0.5 MB per
+	// shard at 10,000 sensors of 200 countries).
 	MaxRecordBytes = 64 << 20
 	// MaxWindows bounds the window records.
 	MaxWindows = 100_000
