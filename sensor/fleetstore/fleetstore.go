@@ -916,9 +916,11 @@ func addViews(ck *checkpointRecord, key string, views []*collector.SensorView) e
 }
 
 // applyCheckpoint writes the checkpoint's records and deletes what it
-// covers: the journal below its mark, the alerts below its floor, and the
+// covers: the journal below its mark, the alerts below its floor, the
 // windows of levels not configured or past their retention (by the
-// meta:state record it holds). It returns the journal records deleted.
+// meta:state record it holds) with their view records, and the view
+// records of the windows whose views are gone. It returns the journal
+// records deleted.
 func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) (int, error) {
 	var st stateRecord
 	for _, r := range ck.Records {
