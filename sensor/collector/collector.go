@@ -112,6 +112,15 @@ type Options struct {
 	// are kept, the current one included. A missing or non-positive
 	// entry keeps 60 windows under an hour wide, 48 under a day, else 30.
 	Retention []int
+	// ViewRetention is, per entry of Windows, how many windows of that
+	// level, the current one included, keep their per-sensor views
+	// (WhoSees, per-sensor series): these take memory by sensors ×
+	// (countries + ASes) per window, about 100 bytes a counter
+	// (docs/collectord.md): a fleet of thousands of sensors keeps them
+	// for fewer windows than the totals. A missing or non-positive entry
+	// keeps them in every window the level keeps; no level keeps views
+	// for more windows than it keeps.
+	ViewRetention []int
 	// TopN is how many remote prefixes a query returns; each window keeps
 	// between TopN and 2×TopN (summary.Rollup) and adds the others to
 	// Other, so totals stay exact but a prefix cut early in a window does
@@ -130,6 +139,18 @@ func defaultRetention(width time.Duration) int {
 		return 48
 	}
 	return 30
+}
+
+// newLevel is a level of windows of width, keep of them, viewKeep of
+// them with their per-sensor views (defaults for non-positive counts).
+func newLevel(width time.Duration, keep, viewKeep int) *level {
+	if keep <= 0 {
+		keep = defaultRetention(width)
+	}
+	if viewKeep <= 0 {
+		viewKeep = keep
+	}
+	return &level{name: LevelName(width), width: width, keep: keep, viewKeep: min(viewKeep, keep), buckets: make(map[time.Time]*bucket)}
 }
 
 // LevelName is the name of the level of windows of the given width, as
@@ -216,10 +237,14 @@ type sensor struct {
 
 // bucket is one window of one level.
 type bucket struct {
-	sum     summary.Rollup
-	bySeen  map[string]map[string]*traffic.Counters // country -> sensor -> counters
-	byAS    map[uint32]map[string]*traffic.Counters // ASN -> sensor -> counters
-	slab    counterSlab                             // the counters of bySeen and byAS
+	sum summary.Rollup
+	// seen are the per-sensor views; nil once dropped, for a window past
+	// its level's ViewRetention.
+	seen *views
+	// pending, of a window of the finest level, are its views as sealed,
+	// while a seal job merges them into the coarser levels (seal.go):
+	// queries of those levels count them meanwhile.
+	pending []*SensorView
 	started time.Time
 	// sealed: a window of the finest level that was added to the coarser
 	// levels; later summaries of its window go to every level directly.
@@ -228,20 +253,17 @@ type bucket struct {
 }
 
 func newBucket(start time.Time, topN int) *bucket {
-	return &bucket{started: start, sum: summary.Rollup{MaxPrefixes: topN},
-		bySeen: make(map[string]map[string]*traffic.Counters), byAS: make(map[uint32]map[string]*traffic.Counters)}
+	return &bucket{started: start, sum: summary.Rollup{MaxPrefixes: topN}, seen: &views{}}
 }
 
-// add adds a summary of sensor id; scratch is memory to reuse.
-func (b *bucket) add(id string, sum *summary.Summary, scratch *[]uint64) {
+// add adds the summary of sensor id, numbered n; scratch is memory to
+// reuse.
+func (b *bucket) add(n, shard int, id string, sum *summary.Summary, scratch *viewScratch) {
 	b.dirty = true
 	b.sum.Add(sum)
-	for i := range sum.Countries {
-		addSeen(b.bySeen, sum.Countries[i].Country, id, sum.Countries[i].Counters, &b.slab)
+	if b.seen != nil {
+		b.seen.set(n, shard, summaryView(b.seen.get(n), id, sum, scratch))
 	}
-	eachTopAS(sum.ASes, MaxSeenASes, scratch, func(a *summary.ASCount) {
-		addSeen(b.byAS, a.ASN, id, a.Counters, &b.slab)
-	})
 }
 
 // MaxSeenASes is how many ASes of each summary, the most packets first,
@@ -291,41 +313,17 @@ func eachTopAS(ases []summary.ASCount, n int, scratch *[]uint64, fn func(*summar
 	}
 }
 
-// addBucket adds all of o.
-func (b *bucket) addBucket(o *bucket) {
-	b.dirty = true
-	b.sum.Add(o.sum.Summary(0))
-	mergeSeen(b.bySeen, o.bySeen, &b.slab)
-	mergeSeen(b.byAS, o.byAS, &b.slab)
-}
-
-// mergeSeen adds the per-sensor view from into into, key by key: a map
-// that into lacks is made at its final size, so that sealing a minute of a
-// large fleet does not grow thousands of maps step by step.
-func mergeSeen[K comparable](into, from map[K]map[string]*traffic.Counters, slab *counterSlab) {
-	for k, m := range from {
-		dst := into[k]
-		if dst == nil {
-			dst = make(map[string]*traffic.Counters, len(m))
-			into[k] = dst
-		}
-		for id, c := range m {
-			e := dst[id]
-			if e == nil {
-				e = slab.new()
-				dst[id] = e
-			}
-			e.Add(*c)
-		}
-	}
-}
-
 type level struct {
 	name    string
 	width   time.Duration
 	keep    int
 	buckets map[time.Time]*bucket // by window start, UTC
 	pruned  time.Time             // the horizon of the last prune
+	// viewKeep is how many windows, the current one included, keep
+	// their per-sensor views (at most keep); viewsPruned is the view
+	// horizon of the last prune of views.
+	viewKeep    int
+	viewsPruned time.Time
 }
 
 // bucketLocked returns the window of l that holds t, made when missing, or
@@ -337,10 +335,19 @@ func (l *level) bucketLocked(t, now time.Time, topN int) *bucket {
 	}
 	b := l.buckets[start]
 	if b == nil {
+		// A window past the view retention gets views all the same: of the
+		// finest level, the coarser ones need them when it is sealed; the
+		// next prune of views drops them (dropViewsLocked).
 		b = newBucket(start, topN)
 		l.buckets[start] = b
 	}
 	return b
+}
+
+// viewHorizon is the start of the oldest window of the level that keeps
+// its per-sensor views at now.
+func (l *level) viewHorizon(now time.Time) time.Time {
+	return now.UTC().Truncate(l.width).Add(-time.Duration(l.viewKeep-1) * l.width)
 }
 
 // horizon is the start of the oldest window the level keeps at now.
@@ -371,8 +378,21 @@ type Collector struct {
 	// concurrently outside the lock; each reuses the memory of the
 	// summary it decoded before.
 	decoders sync.Pool
-	// seenTotals is bucket.add's scratch (under mu).
-	seenTotals []uint64
+	// scratch is bucket.add's (under mu).
+	scratch viewScratch
+
+	// The sensors of the per-sensor views, numbered in order of arrival
+	// (views.go): ids and shards by number, numbers by id. ids and
+	// shards only grow, so a copy of their slice headers taken under mu
+	// may be read outside it.
+	ids     []string
+	shards  []uint8
+	numbers map[string]int
+
+	// seals are the seal jobs that tick queued, for the next unlock to
+	// run outside mu (seal.go); sealMu orders their runs and Checkpoint.
+	seals  []*sealJob
+	sealMu sync.Mutex
 }
 
 // New returns a collector. log may be nil.
@@ -401,25 +421,26 @@ func New(opts Options, log *slog.Logger) *Collector {
 		rejects: make(map[string]uint64),
 		// accepted: by kind
 		accepted: make(map[string]uint64),
+		numbers:  make(map[string]int),
 	}
 	for i, w := range windows {
 		if w <= 0 || slices.ContainsFunc(c.levels, func(l *level) bool { return l.width == w }) {
 			c.log.Warn("ignoring window width", "width", w)
 			continue
 		}
-		keep := 0
+		keep, viewKeep := 0, 0
 		if i < len(opts.Retention) {
 			keep = opts.Retention[i]
 		}
-		if keep <= 0 {
-			keep = defaultRetention(w)
+		if i < len(opts.ViewRetention) {
+			viewKeep = opts.ViewRetention[i]
 		}
-		c.levels = append(c.levels, &level{name: LevelName(w), width: w, keep: keep, buckets: make(map[time.Time]*bucket)})
+		c.levels = append(c.levels, newLevel(w, keep, viewKeep))
 	}
 	if len(c.levels) == 0 {
 		c.log.Warn("no valid window width; using the defaults", "defaults", DefaultWindows)
 		for _, w := range DefaultWindows {
-			c.levels = append(c.levels, &level{name: LevelName(w), width: w, keep: defaultRetention(w), buckets: make(map[time.Time]*bucket)})
+			c.levels = append(c.levels, newLevel(w, 0, 0))
 		}
 	}
 	slices.SortFunc(c.levels, func(a, b *level) int { return cmp.Compare(a.width, b.width) })
@@ -499,7 +520,7 @@ func (c *Collector) parseTopic(topic string) (id, kind string, ok bool) {
 func (c *Collector) reject(id *string, now time.Time, err error) error {
 	r := Reason(err)
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	c.tick(now)
 	c.rejects[r]++
 	if id != nil {
@@ -534,12 +555,7 @@ func (c *Collector) tick(now time.Time) {
 			if b.sealed || (start.Add(finest.width+c.opts.MaxSkew).After(now) && !start.Before(h)) {
 				continue
 			}
-			b.sealed, b.dirty = true, true
-			for _, l := range c.levels[1:] {
-				if cb := l.bucketLocked(start, now, c.opts.TopN); cb != nil {
-					cb.addBucket(b)
-				}
-			}
+			c.sealLocked(b, now)
 		}
 	}
 	for _, l := range c.levels {
@@ -554,6 +570,7 @@ func (c *Collector) tick(now time.Time) {
 			}
 		}
 	}
+	c.dropViewsLocked(now)
 }
 
 func (c *Collector) sensorLocked(id string) *sensor {
@@ -587,7 +604,7 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 	}
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	c.tick(now)
 	s := c.sensorLocked(id)
 	late := sum.Seq <= s.seqs.high
@@ -608,14 +625,16 @@ func (c *Collector) handleSummary(id string, payload []byte, now time.Time) erro
 	// to the coarser levels once sealed; that costs one merge per summary
 	// instead of one per level. A summary too late for that goes to every
 	// level itself.
+	n := c.sensorNumberLocked(id)
+	shard := int(c.shards[n])
 	b := c.levels[0].bucketLocked(sum.End, c.clock, c.opts.TopN)
 	if b != nil {
-		b.add(id, sum, &c.seenTotals)
+		b.add(n, shard, id, sum, &c.scratch)
 	}
 	if b == nil || b.sealed {
 		for _, l := range c.levels[1:] {
 			if b := l.bucketLocked(sum.End, c.clock, c.opts.TopN); b != nil {
-				b.add(id, sum, &c.seenTotals)
+				b.add(n, shard, id, sum, &c.scratch)
 			}
 		}
 	}
@@ -637,7 +656,7 @@ func (c *Collector) handleStatus(id string, payload []byte, now time.Time) error
 		return fmt.Errorf("%w: state %q is neither online nor offline", summary.ErrMalformed, truncate(st.State))
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	c.tick(now)
 	s := c.sensorLocked(id)
 	s.lastSeen = now
@@ -674,7 +693,7 @@ func (c *Collector) handleAlert(id string, payload []byte, now time.Time, replay
 	aid := alertID(m.Alert)
 	a := Alert{Sensor: id, Event: m.Event, Received: now, Alert: m.Alert}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	c.tick(now)
 	if replay && c.hasAlertLocked(a) {
 		return ErrReplayed
@@ -827,7 +846,7 @@ func (c *Collector) Window(levelName string, from, to time.Time) *summary.Summar
 func (c *Collector) WhoSees(country string, from, to time.Time) []SensorCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.whoSeesLocked(from, to, func(b *bucket) map[string]*traffic.Counters { return b.bySeen[country] })
+	return c.whoSeesLocked(from, to, SeriesKey{By: ByCountry, Country: country})
 }
 
 // Alerts returns up to n of the latest alerts, newest first.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
-	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
 // Persistence, without I/O: Checkpoint hands the caller what changed since
@@ -67,6 +66,10 @@ type LevelState struct {
 	// Horizon is the start of the oldest window the level keeps (zero
 	// before the first message).
 	Horizon time.Time `json:"horizon,omitzero"`
+	// ViewKeep and ViewHorizon are the same for the windows that keep
+	// their per-sensor views (Options.ViewRetention).
+	ViewKeep    int       `json:"view_keep,omitempty"`
+	ViewHorizon time.Time `json:"view_horizon,omitzero"`
 }
 
 // WindowState is one window of one level.
@@ -74,10 +77,14 @@ type WindowState struct {
 	Level   string          `json:"level"`
 	Start   time.Time       `json:"start"`
 	Summary summary.Summary `json:"summary"`
-	// BySeen is each country's traffic per sensor (country -> sensor).
-	BySeen map[string]map[string]traffic.Counters `json:"by_seen,omitempty"`
-	// ByAS is each origin AS's traffic per sensor (ASN -> sensor).
-	ByAS map[uint32]map[string]traffic.Counters `json:"by_as,omitempty"`
+	// Views are the per-sensor views of the window's shards that changed
+	// (of every shard when Full), sorted by sensor; the store writes them
+	// apart, one record per shard (EncodeViews). A Restore takes all of
+	// the window's views.
+	Views []*SensorView `json:"-"`
+	// ViewsGone: the window's per-sensor views were dropped (past its
+	// level's ViewRetention); Views is empty.
+	ViewsGone bool `json:"views_gone,omitempty"`
 	// Sealed: a window of the finest level already added to the coarser
 	// levels (adding it again would count it twice).
 	Sealed bool `json:"sealed,omitempty"`
@@ -129,15 +136,34 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 	}
 	var raw []rawSensor
 	cp := &Checkpoint{Full: full, Rejects: make(map[string]uint64, len(reasons))}
+	// The views of each window written, as pointers taken under the
+	// lock and filtered outside it (views.go: they do not change).
+	type rawViews struct {
+		window   int // in cp.Windows
+		bySensor []*SensorView
+		dirty    [ViewShards]bool
+	}
+	var views []rawViews
 
+	// A seal job in flight would leave the coarser windows without the
+	// views it merges: run them first, and then take mu without letting
+	// another seal start (sealMu).
+	c.sealMu.Lock()
+	defer c.sealMu.Unlock()
+	c.runSeals()
 	c.mu.Lock()
+	for len(c.seals) > 0 {
+		c.mu.Unlock()
+		c.runSeals()
+		c.mu.Lock()
+	}
 	cp.Clock = c.clock
 	maps.Copy(cp.Rejects, c.rejects)
 	cp.Accepted = maps.Clone(c.accepted)
 	for _, l := range c.levels {
-		ls := LevelState{Name: l.name, Width: l.width, Keep: l.keep}
+		ls := LevelState{Name: l.name, Width: l.width, Keep: l.keep, ViewKeep: l.viewKeep}
 		if !c.clock.IsZero() {
-			ls.Horizon = l.horizon(c.clock)
+			ls.Horizon, ls.ViewHorizon = l.horizon(c.clock), l.viewHorizon(c.clock)
 		}
 		cp.Levels = append(cp.Levels, ls)
 		for start, b := range l.buckets {
@@ -145,9 +171,26 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 				continue
 			}
 			b.dirty = false
-			cp.Windows = append(cp.Windows, WindowState{Level: l.name, Start: start, Summary: *b.sum.Summary(0), BySeen: cloneSeen(b.bySeen), ByAS: cloneSeen(b.byAS), Sealed: b.sealed})
+			cp.Windows = append(cp.Windows, WindowState{Level: l.name, Start: start, Summary: *b.sum.Summary(0), ViewsGone: b.seen == nil, Sealed: b.sealed})
+			if b.seen == nil {
+				continue
+			}
+			rv := rawViews{window: len(cp.Windows) - 1, bySensor: slices.Clone(b.seen.bySensor), dirty: b.seen.dirty}
+			if full {
+				rv.dirty = [ViewShards]bool{}
+				for i := range rv.dirty {
+					rv.dirty[i] = true
+				}
+			}
+			views = append(views, rv)
+			b.seen.dirty = [ViewShards]bool{}
 		}
 	}
+	shards := c.shards
+	// At its final size: growing it by copies, in fresh memory, held the
+	// lock for 100 ms at 10,000 sensors (all of them change between two
+	// flushes at that fleet's rate).
+	raw = make([]rawSensor, 0, len(c.sensors))
 	for _, s := range c.sensors {
 		if !full && !s.dirty {
 			continue
@@ -156,8 +199,10 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 		raw = append(raw, rawSensor{
 			rec: SensorRecord{ID: s.id, Online: s.online, HasStatus: s.hasStatus, Version: s.version, Board: s.board, LastSeen: s.lastSeen, LastEnd: s.lastEnd,
 				Summaries: s.summaries, Duplicates: s.dupes, OutboxDropped: s.outboxDropped, Repaired: s.repaired, Rejects: maps.Clone(s.rejects)},
-			seqs: seqTracker{high: s.seqs.high, bits: slices.Clone(s.seqs.bits), gaps: slices.Clone(s.seqs.gaps), lost: slices.Clone(s.seqs.lost)},
+			// bits is copied on its next change instead (seqTracker.shared).
+			seqs: seqTracker{high: s.seqs.high, bits: s.seqs.bits, gaps: slices.Clone(s.seqs.gaps), lost: slices.Clone(s.seqs.lost)},
 		})
+		s.seqs.shared = true
 	}
 	cp.AlertsNext = c.alertsNext
 	first := c.alertsNext - uint64(len(c.alerts)) // the oldest index kept
@@ -172,6 +217,17 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 	c.alertsSaved = c.alertsNext
 	c.mu.Unlock()
 
+	// The views of the shards that changed: outside the lock, which a
+	// window of 10,000 sensors would hold for long.
+	for _, rv := range views {
+		w := &cp.Windows[rv.window]
+		for n, v := range rv.bySensor {
+			if v != nil && rv.dirty[shards[n]] {
+				w.Views = append(w.Views, v)
+			}
+		}
+		slices.SortFunc(w.Views, func(a, b *SensorView) int { return cmp.Compare(a.Sensor, b.Sensor) })
+	}
 	// Encoding the trackers takes a scan of each bitmap: outside the lock.
 	for _, r := range raw {
 		r.rec.Seqs = r.seqs.state()
@@ -185,37 +241,6 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 		return a.Start.Compare(b.Start)
 	})
 	return cp
-}
-
-func cloneSeen[K comparable](m map[K]map[string]*traffic.Counters) map[K]map[string]traffic.Counters {
-	out := make(map[K]map[string]traffic.Counters, len(m))
-	for k, bySensor := range m {
-		o := make(map[string]traffic.Counters, len(bySensor))
-		for id, n := range bySensor {
-			o[id] = *n
-		}
-		out[k] = o
-	}
-	return out
-}
-
-// restoreSeen checks and converts a window's per-sensor counters; what
-// names the keys in errors ("country", "AS").
-func restoreSeen[K comparable](name, what string, in map[K]map[string]traffic.Counters, into map[K]map[string]*traffic.Counters) error {
-	for k, bySensor := range in {
-		if len(bySensor) > MaxRestoreSensors {
-			return fmt.Errorf("%w: %s: %s %v seen by %d sensors, limit %d", ErrRestore, name, what, k, len(bySensor), MaxRestoreSensors)
-		}
-		m := make(map[string]*traffic.Counters, len(bySensor))
-		for id, n := range bySensor {
-			if !summary.ValidSensorID(id) {
-				return fmt.Errorf("%w: %s: %s %v: invalid sensor id %q", ErrRestore, name, what, k, truncate(id))
-			}
-			m[id] = &n
-		}
-		into[k] = m
-	}
-	return nil
 }
 
 // Restore loads a full checkpoint into a collector that has not handled a
@@ -236,6 +261,12 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 	}
 	buckets := map[key]*bucket{}
 	ignored := 0
+	// The views are numbered once the checkpoint is known to be valid.
+	type restoredViews struct {
+		b     *bucket
+		views []*SensorView
+	}
+	var restored []restoredViews
 	for _, w := range cp.Windows {
 		name := fmt.Sprintf("window %s %s", w.Level, w.Start.UTC().Format(time.RFC3339))
 		l := byLevel[w.Level]
@@ -259,10 +290,14 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		switch {
 		case len(s.Prefixes) > limits.MaxPrefixes:
 			return fmt.Errorf("%w: %s: %d prefixes, limit %d", ErrRestore, name, len(s.Prefixes), limits.MaxPrefixes)
-		case len(s.Countries) > limits.MaxCountries || len(w.BySeen) > limits.MaxCountries:
-			return fmt.Errorf("%w: %s: %d countries, limit %d", ErrRestore, name, max(len(s.Countries), len(w.BySeen)), limits.MaxCountries)
-		case len(s.ASes) > limits.MaxASes || len(w.ByAS) > limits.MaxASes:
-			return fmt.Errorf("%w: %s: %d ASes, limit %d", ErrRestore, name, max(len(s.ASes), len(w.ByAS)), limits.MaxASes)
+		case len(s.Countries) > limits.MaxCountries:
+			return fmt.Errorf("%w: %s: %d countries, limit %d", ErrRestore, name, len(s.Countries), limits.MaxCountries)
+		case len(s.ASes) > limits.MaxASes:
+			return fmt.Errorf("%w: %s: %d ASes, limit %d", ErrRestore, name, len(s.ASes), limits.MaxASes)
+		case len(w.Views) > MaxRestoreSensors:
+			return fmt.Errorf("%w: %s: views of %d sensors, limit %d", ErrRestore, name, len(w.Views), MaxRestoreSensors)
+		case w.ViewsGone && len(w.Views) > 0:
+			return fmt.Errorf("%w: %s: views of a window whose views are gone", ErrRestore, name)
 		case len(s.Watch) > limits.MaxWatch:
 			return fmt.Errorf("%w: %s: %d watch lists, limit %d", ErrRestore, name, len(s.Watch), limits.MaxWatch)
 		}
@@ -272,13 +307,23 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		b := newBucket(start, c.opts.TopN)
 		b.sum.Add(&s)
 		b.sealed = w.Sealed && l == c.levels[0]
-		if err := restoreSeen(name, "country", w.BySeen, b.bySeen); err != nil {
-			return err
+		if w.ViewsGone {
+			b.seen = nil
 		}
-		if err := restoreSeen(name, "AS", w.ByAS, b.byAS); err != nil {
-			return err
+		ids := make(map[string]bool, len(w.Views))
+		for _, v := range w.Views {
+			if err := checkView(v, limits); err != nil {
+				return fmt.Errorf("%w: %s: %w", ErrRestore, name, err)
+			}
+			if ids[v.Sensor] {
+				return fmt.Errorf("%w: %s: views of sensor %s twice", ErrRestore, name, v.Sensor)
+			}
+			ids[v.Sensor] = true
 		}
 		buckets[k] = b
+		if b.seen != nil {
+			restored = append(restored, restoredViews{b, w.Views})
+		}
 	}
 
 	if len(cp.Sensors) > MaxRestoreSensors {
@@ -346,6 +391,13 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		return fmt.Errorf("%w: the collector already has state", ErrRestore)
 	}
 	c.clock = cp.Clock
+	for _, r := range restored {
+		for _, v := range r.views {
+			n := c.sensorNumberLocked(v.Sensor)
+			r.b.seen.set(n, int(c.shards[n]), v)
+		}
+		r.b.seen.dirty = [ViewShards]bool{} // as written
+	}
 	for _, l := range c.levels {
 		for k, b := range buckets {
 			if k.level == l.name {

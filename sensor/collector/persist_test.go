@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
-	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
-// roundTrip passes a checkpoint through JSON, as the store does.
+// roundTrip passes a checkpoint through JSON and its views through their
+// binary records, as the store does.
 func roundTrip(t *testing.T, cp *Checkpoint) *Checkpoint {
 	t.Helper()
 	b, err := json.Marshal(cp)
@@ -25,6 +25,13 @@ func roundTrip(t *testing.T, cp *Checkpoint) *Checkpoint {
 	var out Checkpoint
 	if err := json.Unmarshal(b, &out); err != nil {
 		t.Fatal(err)
+	}
+	for i, w := range cp.Windows {
+		views, err := DecodeViews(AppendViews(nil, w.Views), summary.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Windows[i].Views = views
 	}
 	return &out
 }
@@ -83,6 +90,19 @@ func apply(full, inc *Checkpoint) {
 	for _, w := range inc.Windows {
 		i := slices.IndexFunc(full.Windows, func(x WindowState) bool { return x.Level == w.Level && x.Start.Equal(w.Start) })
 		if i >= 0 {
+			// The views of the shards that inc holds replace those of
+			// full, as the store's records do.
+			written := map[int]bool{}
+			for _, v := range w.Views {
+				written[ViewShard(v.Sensor)] = true
+			}
+			views := w.Views
+			for _, v := range full.Windows[i].Views {
+				if !written[ViewShard(v.Sensor)] && !w.ViewsGone {
+					views = append(views, v)
+				}
+			}
+			w.Views = views
 			full.Windows[i] = w
 		} else {
 			full.Windows = append(full.Windows, w)
@@ -279,7 +299,11 @@ func TestRestoreRefuses(t *testing.T) {
 		{"short bitmap", func(cp *Checkpoint) { cp.Sensors[0].Seqs.Received, cp.Sensors[0].Seqs.Bitmap = nil, []byte{1} }, "bitmap of 1 bytes"},
 		{"unknown reason", func(cp *Checkpoint) { cp.Rejects["x"] = 1 }, `reason "x"`},
 		{"unknown kind", func(cp *Checkpoint) { cp.Accepted["x"] = 1 }, `kind "x"`},
-		{"AS seen by a bad id", func(cp *Checkpoint) { cp.Windows[0].ByAS[64500] = map[string]traffic.Counters{"a b": {}} }, `AS 64500: invalid sensor id`},
+		{"view of a bad id", func(cp *Checkpoint) { cp.Windows[0].Views = []*SensorView{{Sensor: "a b"}} }, `invalid sensor id "a b"`},
+		{"view twice", func(cp *Checkpoint) { cp.Windows[0].Views = []*SensorView{{Sensor: "s1"}, {Sensor: "s1"}} }, `views of sensor s1 twice`},
+		{"views unsorted", func(cp *Checkpoint) {
+			cp.Windows[0].Views = []*SensorView{{Sensor: "s1", ASes: []Seen[uint32]{{Key: 2}, {Key: 1}}}}
+		}, `AS 1 after 2`},
 		{"alert index", func(cp *Checkpoint) { cp.Alerts[0].Index = 99 }, "alert 99"},
 		{"alert missing", func(cp *Checkpoint) { cp.Alerts = cp.Alerts[1:] }, "2 alerts kept of the last 3"},
 		{"alert hole", func(cp *Checkpoint) { cp.Alerts = append(cp.Alerts[:1], cp.Alerts[2:]...) }, "alert 1 missing"},

@@ -71,7 +71,7 @@ func (c *Collector) handleLost(id string, payload []byte, now time.Time) error {
 		return fmt.Errorf("%w: payload says %q", ErrSensorMismatch, truncate(r.Sensor))
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	c.tick(now)
 	s := c.sensorLocked(id)
 	s.lastSeen = now

@@ -54,6 +54,9 @@ func (c *Collector) Series(levelName string, from, to time.Time, key SeriesKey) 
 	if l == nil || (key.Sensor != "" && key.By != ByCountry && key.By != ByAS) {
 		return nil, false
 	}
+	if key.Sensor != "" {
+		return c.sensorSeriesLocked(l, from, to, key), true
+	}
 	// On a coarser level, the finest level's windows that are not sealed
 	// yet (not added to the coarser levels) come as well: add them to
 	// their window of the level. The buckets come oldest first.
@@ -89,19 +92,6 @@ func (c *Collector) Retention(levelName string) (width time.Duration, keep int) 
 }
 
 func (k SeriesKey) counters(b *bucket) traffic.Counters {
-	if k.Sensor != "" {
-		var c *traffic.Counters
-		switch k.By {
-		case ByCountry:
-			c = b.bySeen[k.Country][k.Sensor]
-		case ByAS:
-			c = b.byAS[k.ASN][k.Sensor]
-		}
-		if c == nil {
-			return traffic.Counters{}
-		}
-		return *c
-	}
 	switch k.By {
 	case ByCountry:
 		return b.sum.Country(k.Country)
@@ -113,94 +103,143 @@ func (k SeriesKey) counters(b *bucket) traffic.Counters {
 	return b.sum.Remote()
 }
 
+// sensorSeriesLocked is Series of one sensor's traffic of a country or an
+// AS: a point for each window that keeps its per-sensor views (a window
+// past the level's ViewRetention has no point).
+func (c *Collector) sensorSeriesLocked(l *level, from, to time.Time, key SeriesKey) []SeriesPoint {
+	points := []SeriesPoint{}
+	n, known := c.numbers[key.Sensor]
+	for _, set := range c.viewSetsLocked(l, from, to) {
+		start := set.start.Truncate(l.width)
+		last := len(points) - 1
+		if last < 0 || !points[last].Start.Equal(start) {
+			points = append(points, SeriesPoint{Start: start})
+			last++
+		}
+		if !known {
+			continue
+		}
+		if v := viewAt(set.bySensor, n); v != nil {
+			cnt, _ := key.seen(v)
+			points[last].Add(cnt)
+		}
+	}
+	return points
+}
+
+// seen returns the counters of the key (a country or an AS) in a view.
+func (k SeriesKey) seen(v *SensorView) (traffic.Counters, bool) {
+	if k.By == ByAS {
+		return find(v.ASes, k.ASN)
+	}
+	return find(v.Countries, k.Country)
+}
+
 // WhoSeesAt returns how much traffic of a country (key.By ByCountry) or an
 // origin AS (ByAS) each sensor saw in the windows of the named level that
 // start in [from, to), most packets first: the same windows as Window
-// reads. ok is false when the level is unknown or the key is neither.
+// reads, but only those that keep their per-sensor views (ViewsFrom).
+// ok is false when the level is unknown or the key is neither.
 func (c *Collector) WhoSeesAt(levelName string, key SeriesKey, from, to time.Time) (seen []SensorCount, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l := c.levelLocked(levelName)
-	if l == nil {
+	if l == nil || (key.By != ByCountry && key.By != ByAS) {
 		return nil, false
 	}
-	switch key.By {
-	case ByCountry:
-		return c.seenLocked(l, from, to, func(b *bucket) map[string]*traffic.Counters { return b.bySeen[key.Country] }), true
-	case ByAS:
-		return c.seenLocked(l, from, to, func(b *bucket) map[string]*traffic.Counters { return b.byAS[key.ASN] }), true
+	return c.seenLocked(l, from, to, key), true
+}
+
+// ViewsFrom is the start of the oldest window of the named level that
+// keeps its per-sensor views (Options.ViewRetention): WhoSees and
+// per-sensor series count nothing before it. It is zero when every window
+// the level keeps has them, before the first message, or when the level
+// is unknown.
+func (c *Collector) ViewsFrom(levelName string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.levelLocked(levelName)
+	if l == nil || c.clock.IsZero() || l.viewKeep >= l.keep {
+		return time.Time{}
 	}
-	return nil, false
+	return l.viewHorizon(c.clock)
 }
 
 // whoSeesLocked is seenLocked on the finest level that still keeps the
-// window of from, or the coarsest level.
-func (c *Collector) whoSeesLocked(from, to time.Time, pick func(*bucket) map[string]*traffic.Counters) []SensorCount {
+// views of the window of from, or the coarsest level.
+func (c *Collector) whoSeesLocked(from, to time.Time, key SeriesKey) []SensorCount {
 	if len(c.levels) == 0 {
 		return nil
 	}
 	l := c.levels[len(c.levels)-1]
 	for _, cand := range c.levels {
-		if !from.UTC().Truncate(cand.width).Before(cand.horizon(c.clock)) {
+		if !from.UTC().Truncate(cand.width).Before(cand.viewHorizon(c.clock)) {
 			l = cand
 			break
 		}
 	}
-	return c.seenLocked(l, from.UTC().Truncate(l.width), to, pick)
+	return c.seenLocked(l, from.UTC().Truncate(l.width), to, key)
 }
 
-// seenLocked sums, per sensor, what pick returns of each window of l that
-// starts in [from, to) (with the finest level's unsealed windows, as
-// windowsLocked gives them), most packets first.
-func (c *Collector) seenLocked(l *level, from, to time.Time, pick func(*bucket) map[string]*traffic.Counters) []SensorCount {
-	sums := make(map[string]*traffic.Counters)
+// viewSet is the per-sensor views of one window, by sensor number.
+type viewSet struct {
+	start    time.Time
+	bySensor []*SensorView
+}
+
+// viewSetsLocked returns the per-sensor views of the windows that
+// windowsLocked returns, oldest first, without the windows whose views
+// are gone, and with, for a coarser level, the views of the finest
+// windows that a seal job is merging into it (bucket.pending).
+func (c *Collector) viewSetsLocked(l *level, from, to time.Time) []viewSet {
+	var out []viewSet
 	for _, b := range c.windowsLocked(l, from, to) {
-		for id, n := range pick(b) {
-			if sums[id] == nil {
-				sums[id] = new(traffic.Counters)
-			}
-			sums[id].Add(*n)
+		if b.seen != nil {
+			out = append(out, viewSet{b.started, b.seen.bySensor})
 		}
 	}
-	out := make([]SensorCount, 0, len(sums))
-	for id, n := range sums {
-		out = append(out, SensorCount{Sensor: id, Counters: *n})
+	if l != c.levels[0] {
+		for start, b := range c.levels[0].buckets {
+			if b.pending != nil && !start.Truncate(l.width).Before(from) && start.Truncate(l.width).Before(to) {
+				out = append(out, viewSet{start, b.pending})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b viewSet) int { return a.start.Compare(b.start) })
+	return out
+}
+
+// seenLocked sums, per sensor, the traffic of key in each window of l that
+// starts in [from, to) (viewSetsLocked), most packets first.
+func (c *Collector) seenLocked(l *level, from, to time.Time, key SeriesKey) []SensorCount {
+	var sums []traffic.Counters // by sensor number
+	var saw []bool
+	for _, set := range c.viewSetsLocked(l, from, to) {
+		for n, v := range set.bySensor {
+			if v == nil {
+				continue
+			}
+			cnt, ok := key.seen(v)
+			if !ok {
+				continue
+			}
+			if sums == nil {
+				sums, saw = make([]traffic.Counters, len(c.ids)), make([]bool, len(c.ids))
+			}
+			sums[n].Add(cnt)
+			saw[n] = true
+		}
+	}
+	out := []SensorCount{}
+	for n, ok := range saw {
+		if ok {
+			out = append(out, SensorCount{Sensor: c.ids[n], Counters: sums[n]})
+		}
 	}
 	slices.SortFunc(out, func(a, b SensorCount) int {
 		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.Sensor, b.Sensor))
 	})
 	return out
-}
-
-// addSeen adds one sensor's counters of a key to a bucket's per-key,
-// per-sensor map; new entries come from slab.
-func addSeen[K comparable](m map[K]map[string]*traffic.Counters, key K, sensor string, c traffic.Counters, slab *counterSlab) {
-	bySensor := m[key]
-	if bySensor == nil {
-		bySensor = make(map[string]*traffic.Counters)
-		m[key] = bySensor
-	}
-	e := bySensor[sensor]
-	if e == nil {
-		e = slab.new()
-		bySensor[sensor] = e
-	}
-	e.Add(c)
-}
-
-// counterSlab hands out Counters from chunks: a window's per-sensor views
-// take hundreds of new entries per summary, and they all live as long as
-// the window.
-type counterSlab []traffic.Counters
-
-const slabChunk = 256
-
-func (s *counterSlab) new() *traffic.Counters {
-	if len(*s) == cap(*s) {
-		*s = make([]traffic.Counters, 0, slabChunk)
-	}
-	*s = (*s)[:len(*s)+1]
-	return &(*s)[len(*s)-1]
 }
 
 // Accepted counts the messages accepted since start, by kind ("summary",

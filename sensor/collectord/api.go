@@ -317,6 +317,10 @@ type WhoSeesResponse struct {
 	From    time.Time               `json:"from"`
 	To      time.Time               `json:"to"`
 	Sensors []collector.SensorCount `json:"sensors"`
+	// PerSensorFrom, when set, is later than From: the windows before it
+	// no longer keep per-sensor counters (--keep-per-sensor), and Sensors
+	// count only the windows from it on.
+	PerSensorFrom *time.Time `json:"per_sensor_from,omitempty"`
 }
 
 func (d *Daemon) whoSees(r *http.Request) (any, error) {
@@ -350,6 +354,9 @@ func (d *Daemon) whoSees(r *http.Request) (any, error) {
 	}
 	resp.Sensors, _ = d.col.WhoSeesAt(resp.Level, key, from, to)
 	resp.Sensors = nonNil(resp.Sensors)
+	if vf := d.col.ViewsFrom(resp.Level); vf.After(from) {
+		resp.PerSensorFrom = &vf
+	}
 	return resp, nil
 }
 
@@ -360,6 +367,10 @@ type SeriesResponse struct {
 	Sensor string `json:"sensor,omitempty"`
 	Window string `json:"window"`
 	api.Series
+	// PerSensorFrom, with Sensor, when set: the windows before it no
+	// longer keep per-sensor counters (--keep-per-sensor) and have no
+	// point.
+	PerSensorFrom *time.Time `json:"per_sensor_from,omitempty"`
 }
 
 // parseSeriesKey reads by and key: by=total (the default, no key),
@@ -431,6 +442,9 @@ func (d *Daemon) series(r *http.Request) (any, error) {
 		Key: keyName, Level: collector.LevelName(width), From: from, To: to, StepSeconds: width.Seconds(),
 		Points: make([]api.Point, 0, len(pts)),
 	}}
+	if vf := d.col.ViewsFrom(resp.Level); key.Sensor != "" && vf.After(from) {
+		resp.PerSensorFrom = &vf
+	}
 	for _, p := range pts {
 		resp.Points = append(resp.Points, api.Point{
 			T: p.Start, Seconds: width.Seconds(),

@@ -100,7 +100,7 @@ func testFleetAPI(t *testing.T, f *fleet) {
 	t.Run("whosees", func(t *testing.T) {
 		var who WhoSeesResponse
 		getJSON(t, f.api+"/whosees?as=131279&window=1h", &who)
-		if who.ASN == nil || *who.ASN != 131279 || who.Country != nil || who.Level != "1m" {
+		if who.ASN == nil || *who.ASN != 131279 || who.Country != nil || who.Level != "1m" || who.PerSensorFrom != nil {
 			t.Errorf("whosees as: %+v", who)
 		}
 		var ids []string

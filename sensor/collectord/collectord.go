@@ -92,6 +92,10 @@ type Config struct {
 	// Keep is how many windows each level keeps, by level name (1m, 1h,
 	// 1d); missing levels keep their default (60, 48, 30).
 	Keep map[string]int
+	// KeepPerSensor is how many of those windows keep their per-sensor
+	// views (whosees, per-sensor series), by level name; missing levels
+	// keep it in every window they keep, and none more than it keeps.
+	KeepPerSensor map[string]int
 	// NoGapRepair turns gap repair off (repair.go): the sensors are not
 	// asked for the summaries missing in their gaps. It is always off with
 	// ShareGroup, where each collector sees only part of every sensor's
@@ -137,13 +141,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: sync %q: want always, everysecond or never", ErrConfig, c.Sync)
 		}
 	}
-	for name, n := range c.Keep {
-		if !slices.Contains(levelNames(), name) {
-			return fmt.Errorf("%w: keep %s: unknown level, want one of %s", ErrConfig, name, strings.Join(levelNames(), ", "))
-		}
-		if n < 1 || n > MaxKeep {
-			return fmt.Errorf("%w: keep %s=%d: want 1 to %d windows", ErrConfig, name, n, MaxKeep)
-		}
+	if err := validateKeep("keep", c.Keep); err != nil {
+		return err
+	}
+	if err := validateKeep("keep per sensor", c.KeepPerSensor); err != nil {
+		return err
 	}
 	if c.Broker != "" {
 		u, err := url.Parse(c.Broker)
@@ -189,8 +191,23 @@ func levelNames() []string {
 	return out
 }
 
+// validateKeep checks counts of windows by level name (Keep,
+// KeepPerSensor); what names them in errors.
+func validateKeep(what string, counts map[string]int) error {
+	for name, n := range counts {
+		if !slices.Contains(levelNames(), name) {
+			return fmt.Errorf("%w: %s %s: unknown level, want one of %s", ErrConfig, what, name, strings.Join(levelNames(), ", "))
+		}
+		if n < 1 || n > MaxKeep {
+			return fmt.Errorf("%w: %s %s=%d: want 1 to %d windows", ErrConfig, what, name, n, MaxKeep)
+		}
+	}
+	return nil
+}
+
 // Levels are the aggregation levels, finest first, with the windows each
-// keeps (Config.Keep or the default).
+// keeps (Config.Keep or the default) and of those the windows that keep
+// per-sensor views (Config.KeepPerSensor, else all of them).
 func (c Config) Levels() []collector.LevelState {
 	var out []collector.LevelState
 	keep := windowKeep()
@@ -200,7 +217,11 @@ func (c Config) Levels() []collector.LevelState {
 		if k, ok := c.Keep[name]; ok {
 			n = k
 		}
-		out = append(out, collector.LevelState{Name: name, Width: w, Keep: n})
+		v := n
+		if k, ok := c.KeepPerSensor[name]; ok {
+			v = k
+		}
+		out = append(out, collector.LevelState{Name: name, Width: w, Keep: n, ViewKeep: min(v, n)})
 	}
 	return out
 }
@@ -208,14 +229,24 @@ func (c Config) Levels() []collector.LevelState {
 // FormatKeep writes the windows each level keeps as ParseKeep reads them:
 // "1m=60,1h=48,1d=30".
 func FormatKeep(levels []collector.LevelState) string {
+	return formatCounts(levels, func(l collector.LevelState) int { return l.Keep })
+}
+
+// FormatKeepPerSensor writes the windows of each level that keep their
+// per-sensor views, as ParseKeep reads them: "1m=60,1h=48,1d=30".
+func FormatKeepPerSensor(levels []collector.LevelState) string {
+	return formatCounts(levels, func(l collector.LevelState) int { return l.ViewKeep })
+}
+
+func formatCounts(levels []collector.LevelState, count func(collector.LevelState) int) string {
 	parts := make([]string, len(levels))
 	for i, l := range levels {
-		parts[i] = fmt.Sprintf("%s=%d", l.Name, l.Keep)
+		parts[i] = fmt.Sprintf("%s=%d", l.Name, count(l))
 	}
 	return strings.Join(parts, ",")
 }
 
-// ParseKeep reads "1m=120,1d=60" into Config.Keep.
+// ParseKeep reads "1m=120,1d=60" into Config.Keep or Config.KeepPerSensor.
 func ParseKeep(s string) (map[string]int, error) {
 	out := map[string]int{}
 	if s == "" {
@@ -291,6 +322,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	for _, l := range cfg.Levels() {
 		opts.Windows = append(opts.Windows, l.Width)
 		opts.Retention = append(opts.Retention, l.Keep)
+		opts.ViewRetention = append(opts.ViewRetention, l.ViewKeep)
 	}
 	d := &Daemon{
 		cfg:       cfg,

@@ -322,6 +322,13 @@ func TestPersistConfig(t *testing.T) {
 	if got := FormatKeep(Config{}.Levels()); got != "1m=60,1h=48,1d=30" {
 		t.Errorf("default levels %s", got)
 	}
+	// Per-sensor views: the defaults, and never more windows than kept.
+	if got := FormatKeepPerSensor(Config{}.Levels()); got != "1m=60,1h=48,1d=30" {
+		t.Errorf("default per-sensor levels %s", got)
+	}
+	if got := FormatKeepPerSensor(Config{Keep: map[string]int{"1m": 5}, KeepPerSensor: map[string]int{"1m": 30, "1d": 7}}.Levels()); got != "1m=5,1h=48,1d=7" {
+		t.Errorf("per-sensor levels %s, want 1m=5,1h=48,1d=7", got)
+	}
 	for _, bad := range []string{"1m", "1m=x", "=5"} {
 		if _, err := ParseKeep(bad); err == nil {
 			t.Errorf("ParseKeep(%q): no error", bad)
@@ -334,6 +341,7 @@ func TestPersistConfig(t *testing.T) {
 		{Config{EmbeddedBroker: ":1883", Keep: map[string]int{"5m": 3}}, "keep 5m: unknown level"},
 		{Config{EmbeddedBroker: ":1883", Keep: map[string]int{"1h": 0}}, "keep 1h=0"},
 		{Config{EmbeddedBroker: ":1883", Keep: map[string]int{"1d": MaxKeep + 1}}, "keep 1d=100001"},
+		{Config{EmbeddedBroker: ":1883", KeepPerSensor: map[string]int{"1h": 0}}, "keep per sensor 1h=0"},
 		{Config{EmbeddedBroker: ":1883", Sync: "sometimes"}, `sync "sometimes"`},
 		{Config{EmbeddedBroker: ":1883", FlushInterval: -time.Second}, "flush interval -1s"},
 	} {

@@ -19,10 +19,12 @@ package fleetstore
 
 import (
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,15 +38,20 @@ import (
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/store"
 	"github.com/peerwatch/peerwatch/sensor/summary"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
 // SchemaVersion is the version of the key layout and record format; a file
-// of another version is moved aside at Open, but for version 1 (the
-// journal in buntdb records), which Open migrates (see migrate).
+// of another version is moved aside at Open, but for version 1, which
+// Open migrates (see migrate). Version 2 moved the journal out of the file
+// into segment files beside it (journal.go), and the windows' per-sensor
+// views out of their JSON window records into binary view records, one per
+// shard (docs/collectord.md).
 const SchemaVersion = 2
 
-// schemaJournalInFile is the version whose journal is buntdb records.
-const schemaJournalInFile = 1
+// schemaV1 is the version whose journal is buntdb records, and whose
+// window records hold their per-sensor views as JSON maps.
+const schemaV1 = 1
 
 // FileName is the name of the store file in the data directory.
 const FileName = "collectord.db"
@@ -57,8 +64,9 @@ const (
 	// MaxFileBytes bounds the file Open loads (buntdb holds it all in
 	// memory). The state of a large fleet is a few hundred MB.
 	MaxFileBytes = 8 << 30
-	// MaxRecordBytes bounds one record (a window with its per-sensor
-	// country counters is the largest).
+	// MaxRecordBytes bounds one record (a window's view record, one
+	// shard of its per-sensor views, is the largest: about 0.5 MB per
+	// shard at 10,000 sensors of 200 countries).
 	MaxRecordBytes = 64 << 20
 	// MaxWindows bounds the window records.
 	MaxWindows = 100_000
@@ -78,6 +86,7 @@ const (
 	prefixSensor  = "sensor:"
 	prefixAlert   = "alert:"
 	prefixJournal = "journal:" // version 1 only
+	prefixView    = "view:"
 )
 
 type schemaRecord struct {
@@ -374,6 +383,9 @@ type loaded struct {
 	v1      bool // journal records are allowed: a version 1 file
 	state   *stateRecord
 	windows map[string]collector.WindowState
+	// views are the per-sensor views of the view records, by key: a
+	// record read again (from meta:checkpoint) replaces what was read.
+	views   map[string][]*collector.SensorView
 	sensors map[string]collector.SensorRecord
 	alerts  map[string]collector.AlertRecord
 	journal []journalEntry
@@ -400,13 +412,33 @@ func (l *loaded) record(k, v string) error {
 			return damaged(k, "more than %d windows", MaxWindows)
 		}
 		var w collector.WindowState
-		if err := decodeStrict(k, v, &w); err != nil {
+		if l.v1 {
+			var err error
+			if w, err = decodeWindowV1(k, v); err != nil {
+				return err
+			}
+		} else if err := decodeStrict(k, v, &w); err != nil {
 			return err
 		}
 		if k != windowKey(w.Level, w.Start) {
 			return damaged(k, "holds the window %s", windowKey(w.Level, w.Start))
 		}
 		l.windows[k] = w
+	case strings.HasPrefix(k, prefixView):
+		_, shard, ok := parseViewKey(k)
+		if !ok {
+			return damaged(k, "not a view key: want view:<level>:<start>:<shard 0-%d>", collector.ViewShards-1)
+		}
+		views, err := collector.DecodeViews([]byte(v), summary.Limits{})
+		if err != nil {
+			return damaged(k, "%v", err)
+		}
+		for _, sv := range views {
+			if collector.ViewShard(sv.Sensor) != shard {
+				return damaged(k, "holds sensor %s of shard %d", sv.Sensor, collector.ViewShard(sv.Sensor))
+			}
+		}
+		l.views[k] = views
 	case strings.HasPrefix(k, prefixSensor):
 		if _, ok := l.sensors[k]; !ok && len(l.sensors) >= collector.MaxRestoreSensors {
 			return damaged(k, "more than %d sensors", collector.MaxRestoreSensors)
@@ -456,7 +488,7 @@ func (l *loaded) record(k, v string) error {
 func (s *Store) load(db *buntdb.DB) error {
 	// OpenFile runs it again on a new file when it moved one aside.
 	s.loadMark, s.fresh, s.v1, s.v1Journal, s.restored, s.needFull = 0, false, false, nil, nil, false
-	l := loaded{windows: map[string]collector.WindowState{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
+	l := loaded{windows: map[string]collector.WindowState{}, views: map[string][]*collector.SensorView{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
 	var (
 		ck    *checkpointRecord
 		fresh bool
@@ -482,7 +514,7 @@ func (s *Store) load(db *buntdb.DB) error {
 		if err := json.Unmarshal([]byte(v), &sch); err != nil {
 			return damaged(keySchema, "%v", err)
 		}
-		l.v1 = sch == schemaRecord{Store: schemaJournalInFile, Summary: currentSchema.Summary}
+		l.v1 = sch == schemaRecord{Store: schemaV1, Summary: currentSchema.Summary}
 		if sch != currentSchema && !l.v1 {
 			return fmt.Errorf("%w: the file has store schema %d (summary schema %d), this build keeps %d (summary schema %d)",
 				store.ErrSchema, sch.Store, sch.Summary, currentSchema.Store, currentSchema.Summary)
@@ -515,10 +547,10 @@ func (s *Store) load(db *buntdb.DB) error {
 			if !validRecordKey(r.Key) {
 				return damaged(keyCheckpoint, "record key %q", truncate(r.Key))
 			}
-			if v, err := tx.Get(r.Key); err != nil || v != string(r.Value) {
+			if v, err := tx.Get(r.Key); err != nil || v != r.value() {
 				torn = true
 			}
-			if err := l.record(r.Key, string(r.Value)); err != nil {
+			if err := l.record(r.Key, r.value()); err != nil {
 				return fmt.Errorf("%s: %w", keyCheckpoint, err)
 			}
 		}
@@ -544,7 +576,18 @@ func (s *Store) load(db *buntdb.DB) error {
 	if l.state != nil {
 		cp.Clock, cp.Levels, cp.AlertsNext, cp.Rejects, cp.Accepted = l.state.Clock, l.state.Levels, l.state.AlertsNext, l.state.Rejects, l.state.Accepted
 	}
-	for _, w := range l.windows {
+	byWindow := map[string][]*collector.SensorView{}
+	for k, views := range l.views {
+		window, _, _ := parseViewKey(k)
+		byWindow[window] = append(byWindow[window], views...)
+	}
+	for k, w := range l.windows {
+		// A flush cut short may leave the view records of a window whose
+		// views are gone, or that has no record: they are left out, and
+		// deleted with their window (applyCheckpoint).
+		if !w.ViewsGone && w.Views == nil { // a version 1 window has its own
+			w.Views = byWindow[k]
+		}
 		cp.Windows = append(cp.Windows, w)
 	}
 	for _, r := range l.sensors {
@@ -567,6 +610,10 @@ func (s *Store) load(db *buntdb.DB) error {
 		return err
 	}
 	s.loadMark, s.v1, s.v1Journal = mark, l.v1, l.journal
+	if l.v1 {
+		// Every window is written again, in records of this version.
+		s.needFull = true
+	}
 	if torn {
 		// The file's records are not those of the last flush: write
 		// everything at the next one.
@@ -579,7 +626,7 @@ func (s *Store) load(db *buntdb.DB) error {
 
 // validRecordKey reports whether a checkpoint may write key.
 func validRecordKey(k string) bool {
-	return k == keyState || strings.HasPrefix(k, prefixWindow) || strings.HasPrefix(k, prefixSensor) || strings.HasPrefix(k, prefixAlert)
+	return k == keyState || strings.HasPrefix(k, prefixWindow) || strings.HasPrefix(k, prefixView) || strings.HasPrefix(k, prefixSensor) || strings.HasPrefix(k, prefixAlert)
 }
 
 // decodeStrict decodes one JSON record, refusing unknown fields.
@@ -595,8 +642,80 @@ func decodeStrict(key, v string, out any) error {
 	return nil
 }
 
+// windowV1 is a window record of a version 1 file: its per-sensor views
+// are JSON maps in it, key -> sensor -> counters.
+type windowV1 struct {
+	collector.WindowState
+	BySeen map[string]map[string]traffic.Counters `json:"by_seen,omitempty"`
+	ByAS   map[uint32]map[string]traffic.Counters `json:"by_as,omitempty"`
+}
+
+// decodeWindowV1 decodes the window record at key of a version 1 file (or
+// of version 2, which a migration cut short may have written), its views
+// turned into SensorViews.
+func decodeWindowV1(key, v string) (collector.WindowState, error) {
+	var w windowV1
+	if err := decodeStrict(key, v, &w); err != nil {
+		return collector.WindowState{}, err
+	}
+	if w.BySeen == nil && w.ByAS == nil {
+		return w.WindowState, nil
+	}
+	bySensor := map[string]*collector.SensorView{}
+	view := func(id string) *collector.SensorView {
+		sv := bySensor[id]
+		if sv == nil {
+			sv = &collector.SensorView{Sensor: id}
+			bySensor[id] = sv
+		}
+		return sv
+	}
+	for country, m := range w.BySeen {
+		for id, c := range m {
+			sv := view(id)
+			sv.Countries = append(sv.Countries, collector.Seen[string]{Key: country, Counters: c})
+		}
+	}
+	for asn, m := range w.ByAS {
+		for id, c := range m {
+			sv := view(id)
+			sv.ASes = append(sv.ASes, collector.Seen[uint32]{Key: asn, Counters: c})
+		}
+	}
+	ws := w.WindowState
+	for _, id := range slices.Sorted(maps.Keys(bySensor)) {
+		sv := bySensor[id]
+		slices.SortFunc(sv.Countries, func(a, b collector.Seen[string]) int { return cmp.Compare(a.Key, b.Key) })
+		slices.SortFunc(sv.ASes, func(a, b collector.Seen[uint32]) int { return cmp.Compare(a.Key, b.Key) })
+		ws.Views = append(ws.Views, sv)
+	}
+	return ws, nil
+}
+
 func windowKey(level string, start time.Time) string {
 	return prefixWindow + level + ":" + strconv.FormatInt(start.Unix(), 10)
+}
+
+// viewKey is the key of the views of one shard of a window:
+// "view:<level>:<start, Unix s>:<shard, 3 digits>".
+func viewKey(window string, shard int) string {
+	return fmt.Sprintf("%s%s:%03d", prefixView, strings.TrimPrefix(window, prefixWindow), shard)
+}
+
+// parseViewKey returns the key of the window of a view record and its
+// shard.
+func parseViewKey(k string) (window string, shard int, ok bool) {
+	rest, ok := strings.CutPrefix(k, prefixView)
+	i := strings.LastIndexByte(rest, ':')
+	if !ok || i < 0 {
+		return "", 0, false
+	}
+	shard, err := strconv.Atoi(rest[i+1:])
+	if err != nil || shard < 0 || shard >= collector.ViewShards {
+		return "", 0, false
+	}
+	window = prefixWindow + rest[:i]
+	return window, shard, viewKey(window, shard) == k
 }
 
 func alertKey(index uint64) string { return fmt.Sprintf("%s%020d", prefixAlert, index) }
@@ -722,11 +841,25 @@ type checkpointRecord struct {
 	// AlertsFloor: the alerts below this index are gone.
 	AlertsFloor uint64         `json:"alerts_floor"`
 	Records     []recordUpdate `json:"records"`
+	// ViewsGone are the keys of the windows whose per-sensor views were
+	// dropped: their view records are deleted.
+	ViewsGone []string `json:"views_gone,omitempty"`
 }
 
+// recordUpdate is one record of a checkpoint: a JSON value, or a binary
+// one (view records), base64 in the checkpoint record.
 type recordUpdate struct {
 	Key   string          `json:"k"`
-	Value json.RawMessage `json:"v"`
+	Value json.RawMessage `json:"v,omitempty"`
+	Bin   []byte          `json:"b,omitempty"`
+}
+
+// value is the record's value as stored.
+func (r *recordUpdate) value() string {
+	if r.Bin != nil {
+		return string(r.Bin)
+	}
+	return string(r.Value)
 }
 
 // appendCheckpoint appends the JSON of ck, as json.Marshal writes it, but
@@ -750,11 +883,23 @@ func appendCheckpoint(b []byte, ck *checkpointRecord) []byte {
 		b = append(b, `{"k":`...)
 		key, _ := json.Marshal(r.Key) // a string always encodes
 		b = append(b, key...)
-		b = append(b, `,"v":`...)
-		b = append(b, r.Value...)
+		if r.Bin != nil {
+			b = append(b, `,"b":"`...)
+			b = base64.StdEncoding.AppendEncode(b, r.Bin)
+			b = append(b, '"')
+		} else {
+			b = append(b, `,"v":`...)
+			b = append(b, r.Value...)
+		}
 		b = append(b, '}')
 	}
-	return append(b, "]}"...)
+	b = append(b, ']')
+	if ck.ViewsGone != nil {
+		gone, _ := json.Marshal(ck.ViewsGone) // strings always encode
+		b = append(b, `,"views_gone":`...)
+		b = append(b, gone...)
+	}
+	return append(b, '}')
 }
 
 // MaxCheckpointBytes bounds the meta:checkpoint record: a full flush.
@@ -822,12 +967,16 @@ func (s *Store) Flush() error {
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", key, err)
 		}
-		ck.Records = append(ck.Records, recordUpdate{key, b})
+		ck.Records = append(ck.Records, recordUpdate{Key: key, Value: b})
 		return nil
 	}
 	err = add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects, Accepted: cp.Accepted})
 	for _, w := range cp.Windows {
-		err = errors.Join(err, add(windowKey(w.Level, w.Start), w))
+		key := windowKey(w.Level, w.Start)
+		err = errors.Join(err, add(key, w), addViews(&ck, key, w.Views))
+		if w.ViewsGone {
+			ck.ViewsGone = append(ck.ViewsGone, key)
+		}
 	}
 	for _, r := range cp.Sensors {
 		err = errors.Join(err, add(prefixSensor+r.ID, r))
@@ -843,7 +992,9 @@ func (s *Store) Flush() error {
 	if err == nil {
 		n := 64
 		for _, r := range ck.Records {
-			n += len(r.Key) + len(r.Value) + 16
+			// A view record's base64 counted too: a buffer grown by
+			// copies took 4 s of a 10,000-sensor flush.
+			n += len(r.Key) + len(r.Value) + base64.StdEncoding.EncodedLen(len(r.Bin)) + 16
 		}
 		b := appendCheckpoint(make([]byte, 0, n), &ck)
 		size = int64(len(b))
@@ -931,10 +1082,34 @@ func (s *Store) shrinkLocked() {
 	s.statsMu.Unlock()
 }
 
+// addViews adds to ck the view records of the window at key: one per
+// shard of the views (collector.Checkpoint gives only the shards that
+// changed, and every view of each). A record over MaxRecordBytes is an
+// error naming it: the file could not be loaded back.
+func addViews(ck *checkpointRecord, key string, views []*collector.SensorView) error {
+	byShard := map[int][]*collector.SensorView{}
+	for _, v := range views {
+		s := collector.ViewShard(v.Sensor)
+		byShard[s] = append(byShard[s], v) // sorted by sensor, as given
+	}
+	var err error
+	for _, shard := range slices.Sorted(maps.Keys(byShard)) {
+		k := viewKey(key, shard)
+		b := collector.AppendViews(nil, byShard[shard])
+		if len(b) > MaxRecordBytes {
+			err = errors.Join(err, fmt.Errorf("encode %s: %d bytes, limit %d", k, len(b), MaxRecordBytes))
+			continue
+		}
+		ck.Records = append(ck.Records, recordUpdate{Key: k, Bin: b})
+	}
+	return err
+}
+
 // applyCheckpoint writes the checkpoint's records and deletes what it
-// covers: the alerts below its floor, and the windows of levels not
-// configured or past their retention (by the meta:state record it holds).
-// The journal segments it covers are deleted by Flush.
+// covers: the alerts below its floor, the windows of levels not
+// configured or past their retention (by the meta:state record it holds)
+// with their view records, and the view records of the windows whose views
+// are gone. The journal segments it covers are deleted by Flush.
 func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 	var st stateRecord
 	for _, r := range ck.Records {
@@ -943,14 +1118,21 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 				return fmt.Errorf("%w: record %s: %s: %v", store.ErrDamaged, keyCheckpoint, keyState, err)
 			}
 		}
-		if _, _, err := tx.Set(r.Key, string(r.Value), nil); err != nil {
+		if _, _, err := tx.Set(r.Key, r.value(), nil); err != nil {
 			return err
 		}
 	}
+
 	var del []string
 	collect := func(k, _ string) bool {
 		del = append(del, k)
 		return true
+	}
+	for _, w := range ck.ViewsGone {
+		prefix := strings.TrimSuffix(viewKey(w, 0), "000")
+		if err := tx.AscendRange("", prefix, prefix+"999", collect); err != nil {
+			return err
+		}
 	}
 	if ck.AlertsFloor > 0 {
 		if err := tx.AscendRange("", prefixAlert, alertKey(ck.AlertsFloor), collect); err != nil {
@@ -962,6 +1144,17 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 			return false
 		}
 		if expired(k, st.Levels) {
+			del = append(del, k)
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	if err := tx.AscendGreaterOrEqual("", prefixView, func(k, _ string) bool {
+		if !strings.HasPrefix(k, prefixView) {
+			return false
+		}
+		if window, _, ok := parseViewKey(k); !ok || expired(window, st.Levels) {
 			del = append(del, k)
 		}
 		return true
@@ -1083,7 +1276,7 @@ func (s *Store) migrate() error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("migrate the store from schema %d to %d: %w", schemaJournalInFile, SchemaVersion, err)
+		return fmt.Errorf("migrate the store from schema %d to %d: %w", schemaV1, SchemaVersion, err)
 	}
 	s.v1 = false
 	s.log.Info("store migrated: the journal is now in segment files beside it", "path", s.path, "schema", SchemaVersion)

@@ -263,19 +263,31 @@ func TestDamagedFileMovedAside(t *testing.T) {
 		name   string
 		damage func(t *testing.T, path string)
 		want   error
-		fresh  bool // the state is gone (the whole file moved aside)
+		fresh  bool   // the state is gone (the whole file moved aside)
+		says   string // and the reason says this, when set
 	}{
-		{"garbage", func(t *testing.T, path string) { writeFile(t, path, "*3\r\n$3\r\nset\r\nxx garbage\r\n") }, store.ErrDamaged, true},
+		{"garbage", func(t *testing.T, path string) { writeFile(t, path, "*3\r\n$3\r\nset\r\nxx garbage\r\n") }, store.ErrDamaged, true, ""},
 		{"bad record", func(t *testing.T, path string) {
 			setRecord(t, path, prefixSensor+"s1", `{"id":"s1","seqs":{"high":"x"}}`)
-		}, store.ErrDamaged, true},
-		{"unknown key", func(t *testing.T, path string) { setRecord(t, path, "other:1", `{}`) }, store.ErrDamaged, true},
+		}, store.ErrDamaged, true, ""},
+		{"unknown key", func(t *testing.T, path string) { setRecord(t, path, "other:1", `{}`) }, store.ErrDamaged, true, ""},
 		{"invalid state", func(t *testing.T, path string) {
 			setRecord(t, path, prefixSensor+"s9", `{"id":"s9","last_seen":"2026-01-01T00:00:00Z","seqs":{"high":3,"gaps":[{"first":5,"last":6}]}}`)
-		}, store.ErrDamaged, true},
-		{"bad journal", func(t *testing.T, path string) { setRecord(t, path, journalKey(99), "no-nul") }, store.ErrDamaged, true},
-		{"schema", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":99,"summary":1}`) }, store.ErrSchema, true},
-		{"unfinished write", func(t *testing.T, path string) { appendFile(t, path, "*3\r\n$3\r\nset\r\n$5\r\nab") }, store.ErrUnfinishedWrite, false},
+		}, store.ErrDamaged, true, ""},
+		{"bad journal", func(t *testing.T, path string) { setRecord(t, path, journalKey(99), "no-nul") }, store.ErrDamaged, true, ""},
+		{"schema", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":99,"summary":1}`) }, store.ErrSchema, true, ""},
+		{"unfinished write", func(t *testing.T, path string) { appendFile(t, path, "*3\r\n$3\r\nset\r\n$5\r\nab") }, store.ErrUnfinishedWrite, false, ""},
+		// A file of a later version: moved aside, saying why (version 1
+		// is migrated: TestMigrateV1, TestMigrateV1Views).
+		{"schema 3", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":3,"summary":1}`) }, store.ErrSchema, true, "the file has store schema 3 (summary schema 1), this build keeps 2"},
+		// View records: the reason names the key.
+		{"damaged view", func(t *testing.T, path string) { setRecord(t, path, s1View(0), "PWV1\xff") }, store.ErrDamaged, true, "record " + s1View(0) + ": " + collector.ErrViews.Error()},
+		{"view of another shard", func(t *testing.T, path string) {
+			setRecord(t, path, s1View(1), string(collector.AppendViews(nil, []*collector.SensorView{{Sensor: "s1"}})))
+		}, store.ErrDamaged, true, "record " + s1View(1) + ": holds sensor s1 of shard"},
+		{"bad view key", func(t *testing.T, path string) { setRecord(t, path, prefixView+"1m:x", "PWV1\x00") }, store.ErrDamaged, true, "record view:1m:x: not a view key"},
+		{"oversized view", func(t *testing.T, path string) { setRecord(t, path, s1View(0), strings.Repeat("x", MaxRecordBytes+1)) }, store.ErrDamaged, true,
+			fmt.Sprintf("record %s: %d bytes, limit %d", s1View(0), MaxRecordBytes+1, MaxRecordBytes)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), FileName)
@@ -294,8 +306,8 @@ func TestDamagedFileMovedAside(t *testing.T) {
 			col2, st2 := open(t, path)
 			defer st2.Close()
 			stats := st2.Stats()
-			if stats.Aside == "" || !strings.Contains(stats.Recovered, strings.TrimPrefix(tc.want.Error(), "store ")) {
-				t.Fatalf("stats %+v, want a file aside and a reason like %v", stats, tc.want)
+			if stats.Aside == "" || !strings.Contains(stats.Recovered, strings.TrimPrefix(tc.want.Error(), "store ")) || !strings.Contains(stats.Recovered, tc.says) {
+				t.Fatalf("stats %+v, want a file aside and a reason like %v %s", stats, tc.want, tc.says)
 			}
 			aside, err := os.ReadFile(stats.Aside)
 			if err != nil {
@@ -314,6 +326,13 @@ func TestDamagedFileMovedAside(t *testing.T) {
 			}
 		})
 	}
+}
+
+// s1View is the key of the view record of sensor s1's first summary's
+// minute, in s1's shard plus off.
+func s1View(off int) string {
+	start := testSummary("s1", 1, 20).End.Truncate(time.Minute)
+	return viewKey(windowKey("1m", start), (collector.ViewShard("s1")+off)%collector.ViewShards)
 }
 
 func writeFile(t *testing.T, path, s string) {
@@ -410,6 +429,9 @@ func TestTornFlush(t *testing.T) {
 	restoreFiles(t, seg)
 
 	col2, st2 := open(t, path)
+	if r := st2.Stats().Recovered; r != "" {
+		t.Fatalf("the file was moved aside: %s", r)
+	}
 	if got := state(t, col2); got != want {
 		t.Errorf("state after the torn flush:\n%s\nwant\n%s", got, want)
 	}
@@ -654,8 +676,11 @@ func wholeCheckpoint(t *testing.T, st *Store) string {
 			return err
 		}
 		return tx.Ascend("", func(k, v string) bool {
-			if validRecordKey(k) {
-				ck.Records = append(ck.Records, recordUpdate{k, json.RawMessage(v)})
+			switch {
+			case strings.HasPrefix(k, prefixView):
+				ck.Records = append(ck.Records, recordUpdate{Key: k, Bin: []byte(v)})
+			case validRecordKey(k):
+				ck.Records = append(ck.Records, recordUpdate{Key: k, Value: json.RawMessage(v)})
 			}
 			return true
 		})
@@ -711,4 +736,48 @@ func TestAppendCheckpoint(t *testing.T) {
 			t.Errorf("appendCheckpoint:\n got %.300s\nwant %.300s", got, want)
 		}
 	}
+}
+
+// TestViewRecords: the per-sensor views come back from their binary
+// records as they were (WhoSees and per-sensor series answer alike).
+// TestDamagedFileMovedAside has the damaged ones.
+func TestViewRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 12; seq++ {
+		for _, id := range []string{"s1", "s2", "s3"} {
+			deliver(t, col, st, id, seq)
+		}
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, col, st, "s2", 13) // a second flush, of s2's shard alone
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	col2, st2 := open(t, path)
+	if r := st2.Stats().Recovered; r != "" {
+		t.Fatalf("the file was moved aside: %s", r)
+	}
+	st2.Close()
+	end := t0.Add(time.Hour)
+	for _, cc := range testSummary("s1", 1, 20).Countries {
+		for _, level := range []string{"1m", "1h"} {
+			key := collector.SeriesKey{By: collector.ByCountry, Country: cc.Country}
+			a, _ := col.WhoSeesAt(level, key, t0, end)
+			b, _ := col2.WhoSeesAt(level, key, t0, end)
+			if len(a) != 3 || !reflect.DeepEqual(a, b) {
+				t.Errorf("%s %q: WhoSeesAt after the restart %+v, before %+v", level, cc.Country, b, a)
+			}
+			key.Sensor = "s2"
+			x, _ := col.Series(level, t0, end, key)
+			y, _ := col2.Series(level, t0, end, key)
+			if !reflect.DeepEqual(x, y) {
+				t.Errorf("%s %q: s2's series after the restart %+v, before %+v", level, cc.Country, y, x)
+			}
+		}
+	}
+
 }

@@ -2,7 +2,9 @@ package fleetstore
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/store"
+	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
 // encodeJournalV1 is a journal record's value in a version 1 file.
@@ -458,4 +461,96 @@ func TestJournalWriteFailure(t *testing.T) {
 	if s := st2.Stats(); s.Replayed != 1 || s.JournalCut != 0 {
 		t.Errorf("replayed %d, cut %d bytes; want 1 (seq 3; seq 2 is in the checkpoint) and 0", s.Replayed, s.JournalCut)
 	}
+}
+
+// TestMigrateV1Views: the per-sensor views of a version 1 file, JSON maps
+// in its window records, come through the migration into view records:
+// the same answers to "which sensors see this country, this AS".
+func TestMigrateV1Views(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 3; seq++ {
+		deliver(t, col, st, "s1", seq)
+		deliver(t, col, st, "s2", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := whoSees(t, col)
+	cp := col.Checkpoint(true)
+	st.Close()
+
+	// Rewrite the file as version 1 kept it: the views in the window
+	// records, no view records.
+	views := 0
+	for _, w := range cp.Windows {
+		v1 := windowV1{WindowState: w, BySeen: map[string]map[string]traffic.Counters{}, ByAS: map[uint32]map[string]traffic.Counters{}}
+		for _, sv := range w.Views {
+			for _, c := range sv.Countries {
+				if v1.BySeen[c.Key] == nil {
+					v1.BySeen[c.Key] = map[string]traffic.Counters{}
+				}
+				v1.BySeen[c.Key][sv.Sensor] = c.Counters
+			}
+			for _, a := range sv.ASes {
+				if v1.ByAS[a.Key] == nil {
+					v1.ByAS[a.Key] = map[string]traffic.Counters{}
+				}
+				v1.ByAS[a.Key][sv.Sensor] = a.Counters
+			}
+			views++
+		}
+		b, err := json.Marshal(v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := windowKey(w.Level, w.Start)
+		setRecord(t, path, key, string(b))
+		for shard := range collector.ViewShards {
+			deleteRecord(t, path, viewKey(key, shard))
+		}
+	}
+	if views == 0 {
+		t.Fatal("no per-sensor views to migrate")
+	}
+	setRecord(t, path, keySchema, `{"store":1,"summary":`+strconv.Itoa(currentSchema.Summary)+`}`)
+
+	for _, what := range []string{"the migration", "reopening the migrated file"} {
+		col2, st2 := open(t, path)
+		if got := whoSees(t, col2); got != want {
+			t.Errorf("after %s, who sees:\n%s\nwant\n%s", what, got, want)
+		}
+		if s := st2.Stats(); s.Aside != "" {
+			t.Errorf("after %s: moved aside to %s", what, s.Aside)
+		}
+		st2.Close()
+	}
+}
+
+// whoSees is what col says of which sensors see each country and AS of
+// testSummary, at every level.
+func whoSees(t *testing.T, col *collector.Collector) string {
+	t.Helper()
+	end := t0.Add(48 * time.Hour)
+	out := map[string]any{}
+	for _, level := range col.Levels() {
+		for _, key := range []collector.SeriesKey{{By: collector.ByCountry, Country: "NZ"}, {By: collector.ByCountry, Country: "KP"}, {By: collector.ByAS, ASN: 64500}, {By: collector.ByAS, ASN: 64501}} {
+			seen, ok := col.WhoSeesAt(level, key, t0.Add(-48*time.Hour), end)
+			if !ok {
+				t.Fatalf("level %s, %+v: not answered", level, key)
+			}
+			out[fmt.Sprintf("%s %s%s%d", level, key.By, key.Country, key.ASN)] = seen
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// deleteRecord deletes the record at key, as buntdb appends a delete.
+func deleteRecord(t *testing.T, path, key string) {
+	t.Helper()
+	appendFile(t, path, fmt.Sprintf("*2\r\n$3\r\ndel\r\n$%d\r\n%s\r\n", len(key), key))
 }

@@ -43,6 +43,8 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", collectord.DefaultFlushInterval, "write the collector's state to the store every `DURATION` (and at shutdown)")
 	fs.StringVar(&cfg.Sync, "sync", collectord.DefaultSync, "the store's sync `POLICY`: always (each journal write is fsynced), everysecond or never")
 	keep := fs.String("keep", collectord.FormatKeep(collectord.Config{}.Levels()), "how many windows each level keeps, as `LEVEL=N,...`")
+	keepPerSensor := fs.String("keep-per-sensor", collectord.FormatKeepPerSensor(collectord.Config{}.Levels()),
+		"how many of those windows keep per-sensor counters (whosees, per-sensor series; about 100 bytes per sensor, country or AS and window), as `LEVEL=N,...`")
 	fs.BoolVar(&cfg.NoGapRepair, "no-gap-repair", false, "do not ask the sensors for the summaries missing in their gaps (always off with --share-group)")
 	fs.DurationVar(&cfg.ResendGrace, "resend-grace", collectord.DefaultResendGrace, "ask a sensor for a gap once it is `DURATION` old (a summary may still be on its way)")
 	fs.DurationVar(&cfg.ResendRetry, "resend-retry", collectord.DefaultResendRetry, "publish an unanswered resend request again every `DURATION`")
@@ -100,6 +102,9 @@ Flags:
 		return nil
 	}
 	if cfg.Keep, err = collectord.ParseKeep(*keep); err != nil {
+		return err
+	}
+	if cfg.KeepPerSensor, err = collectord.ParseKeep(*keepPerSensor); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
