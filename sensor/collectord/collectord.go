@@ -594,22 +594,20 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 	// sends it again on the next connection (the collector drops it as a
 	// duplicate if the state that holds it was flushed meanwhile).
 	// The handler does not wait for the journal: the ack follows its write,
-	// so the writes of messages that arrive meanwhile share one fsync.
+	// so the writes of messages that arrive meanwhile share one fsync. It
+	// hands each message to a worker of its sensor (dispatch.go).
+	disp := newDispatcher(d.handleAsync)
 	handler := func(_ mqtt.Client, m mqtt.Message) {
-		d.handleAsync(m.Topic(), m.Payload(), func(err error) {
-			if err == nil {
-				m.Ack()
-			}
-		})
+		disp.send(message{topic: m.Topic(), payload: m.Payload(), ack: m.Ack})
 	}
 	o := mqtt.NewClientOptions().AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
 		SetCleanSession(false).SetDefaultPublishHandler(handler).SetAutoAckDisabled(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
 		SetMaxReconnectInterval(time.Minute).SetKeepAlive(30 * time.Second)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		log.Info("connected; subscribing", "filters", d.cfg.Filters())
-		// The handler runs inline in paho's router; collector.Handle is
-		// in-memory and the journal write is not waited for, so it does not
-		// block the connection for long.
+		// The handler runs inline in paho's router and only queues the
+		// message for its worker, which waits neither for the lock long
+		// nor for the journal: it does not block the connection for long.
 		tok := c.SubscribeMultiple(filters, handler)
 		go func() {
 			switch {
@@ -644,5 +642,6 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 	})
 	<-ctx.Done()
 	c.Disconnect(250)
+	disp.close()
 	return nil
 }
