@@ -210,6 +210,9 @@ type whoView struct {
 	Chart          chartView
 	SensorCharts   []chartView // each sensor's traffic of the country
 	Reason         string      // why this country is shown
+	// PerSensorFrom, when the window starts earlier: the per-sensor
+	// counts start there (--keep-per-sensor), "15:04 UTC".
+	PerSensorFrom string
 }
 
 type countryOption struct {
@@ -628,6 +631,9 @@ func (d *Daemon) whoSeesView(data *dashboardData, q url.Values, sum *summary.Sum
 		Src: "/api/v1/series?by=country&key=" + url.QueryEscape(country) + "&window=" + data.Window}
 
 	seen, _ := d.col.WhoSeesAt(level, collector.SeriesKey{By: collector.ByCountry, Country: country}, from, to)
+	if vf := d.col.ViewsFrom(level); vf.After(from) {
+		w.PerSensorFrom = vf.UTC().Format("Jan 2 15:04 UTC")
+	}
 	online := map[string]string{}
 	for _, s := range d.col.Sensors(d.now()) {
 		switch {

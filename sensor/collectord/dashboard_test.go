@@ -1,6 +1,7 @@
 package collectord
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -265,5 +266,46 @@ func TestDashboardNoStatus(t *testing.T) {
 	}
 	if strings.Contains(page, "offline") {
 		t.Error("the page says offline")
+	}
+}
+
+// TestDashboardPerSensorFrom: with --keep-per-sensor shorter than the
+// window, "who sees" says from when its per-sensor counts run, as the
+// API's per_sensor_from does; without it, neither says anything.
+func TestDashboardPerSensorFrom(t *testing.T) {
+	for _, keep := range []map[string]int{nil, {"1m": 2}} {
+		d, err := New(Config{EmbeddedBroker: ":0", KeepPerSensor: keep}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC()
+		for i := range 10 {
+			at := now.Add(time.Duration(i-9) * time.Minute)
+			if err := d.Collector().Handle("peerwatch/nap-ix-01/summary", encode(t, testSummary(t, "nap-ix-01", uint64(i+1), at)), at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec := httptest.NewRecorder()
+		d.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?country=KP", nil))
+		page := rec.Body.String()
+		rec = httptest.NewRecorder()
+		d.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/whosees?country=KP", nil))
+		var who WhoSeesResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &who); err != nil {
+			t.Fatalf("whosees: %v: %s", err, rec.Body)
+		}
+		if keep == nil {
+			if strings.Contains(page, `id="whosees-from"`) || who.PerSensorFrom != nil {
+				t.Errorf("all windows keep per-sensor counts, yet the page or the API (%v) says from when", who.PerSensorFrom)
+			}
+			continue
+		}
+		from := d.Collector().ViewsFrom(who.Level)
+		if who.PerSensorFrom == nil || !who.PerSensorFrom.Equal(from) || !from.After(who.From) {
+			t.Errorf("per_sensor_from %v, want %v (after the window's start %v)", who.PerSensorFrom, from, who.From)
+		}
+		if want := `per sensor from ` + from.Format("Jan 2 15:04 UTC") + `</span>`; !strings.Contains(page, want) {
+			t.Errorf("the page lacks %s", want)
+		}
 	}
 }
