@@ -330,7 +330,9 @@ func (s *Store) openJournal() error {
 		if end.good == end.size {
 			continue
 		}
-		next = 0 // the records cut off are lost: the next segment starts where it starts
+		// next stays past the sound records: the numbers of the records
+		// cut off are skipped, and none is given twice (a segment that a
+		// failed prune left behind is read again at the next start).
 		if err := os.Truncate(segs[i].path, end.good); err != nil {
 			return fmt.Errorf("cut journal segment %s: %w", segs[i].path, err)
 		}

@@ -152,9 +152,9 @@ type segmentEnd struct {
 }
 
 // readSegment reads the records of the segment at path, calling fn with
-// each, in order; next is the number the first record must have (0: any),
-// and the number after the last record is returned with where the sound
-// records end.
+// each, in order; next is the lowest number the first record may have (0:
+// any), and the number after the last sound record is returned with where
+// the sound records end.
 func readSegment(path string, next uint64, fn func(journalEntry) error) (uint64, segmentEnd, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -189,8 +189,10 @@ func readSegment(path string, next uint64, fn func(journalEntry) error) (uint64,
 			end.why = err
 			break
 		}
-		if next != 0 && e.n != next {
-			end.why = fmt.Errorf("%w: number %d, want %d", errBadRecord, e.n, next)
+		// Numbers increase; they may skip: the numbers of a batch whose
+		// write failed (not acknowledged) are not written again.
+		if next != 0 && e.n < next {
+			end.why = fmt.Errorf("%w: number %d, want %d or more", errBadRecord, e.n, next)
 			break
 		}
 		if err := fn(e); err != nil {
