@@ -16,7 +16,11 @@ import (
 type dispatcher struct {
 	seed   maphash.Seed
 	queues []chan message
-	wg     sync.WaitGroup
+	// done is closed by close: paho's router may still deliver after
+	// Disconnect returns, and those messages are dropped unacknowledged
+	// (the broker sends them again on the next connection).
+	done chan struct{}
+	wg   sync.WaitGroup
 }
 
 type message struct {
@@ -32,19 +36,24 @@ const dispatchQueue = 16
 // newDispatcher starts the workers, which call handle (Daemon.handleAsync)
 // for each message and ack it when handle says it was taken.
 func newDispatcher(handle func(topic string, payload []byte, done func(error))) *dispatcher {
-	p := &dispatcher{seed: maphash.MakeSeed(), queues: make([]chan message, runtime.GOMAXPROCS(0))}
+	p := &dispatcher{seed: maphash.MakeSeed(), queues: make([]chan message, runtime.GOMAXPROCS(0)), done: make(chan struct{})}
 	for i := range p.queues {
 		q := make(chan message, dispatchQueue)
 		p.queues[i] = q
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for m := range q {
-				handle(m.topic, m.payload, func(err error) {
-					if err == nil {
-						m.ack()
-					}
-				})
+			for {
+				select {
+				case m := <-q:
+					handle(m.topic, m.payload, func(err error) {
+						if err == nil {
+							m.ack()
+						}
+					})
+				case <-p.done:
+					return
+				}
 			}
 		}()
 	}
@@ -58,14 +67,15 @@ func (p *dispatcher) send(m message) {
 	if i := strings.LastIndexByte(sensor, '/'); i >= 0 {
 		sensor = sensor[:i]
 	}
-	p.queues[maphash.String(p.seed, sensor)%uint64(len(p.queues))] <- m
+	select {
+	case p.queues[maphash.String(p.seed, sensor)%uint64(len(p.queues))] <- m:
+	case <-p.done:
+	}
 }
 
-// close waits for the workers to handle what was queued; send must not be
-// called any more.
+// close stops the workers and waits for the message each is handling;
+// what is still queued, or sent later, is dropped unacknowledged.
 func (p *dispatcher) close() {
-	for _, q := range p.queues {
-		close(q)
-	}
+	close(p.done)
 	p.wg.Wait()
 }
