@@ -312,7 +312,7 @@ func (c *Collector) Restore(cp *Checkpoint) error {
 		}
 		ids := make(map[string]bool, len(w.Views))
 		for _, v := range w.Views {
-			if err := checkView(v, limits); err != nil {
+			if err := checkView(v); err != nil {
 				return fmt.Errorf("%w: %s: %w", ErrRestore, name, err)
 			}
 			if ids[v.Sensor] {

@@ -27,7 +27,7 @@ func roundTrip(t *testing.T, cp *Checkpoint) *Checkpoint {
 		t.Fatal(err)
 	}
 	for i, w := range cp.Windows {
-		views, err := DecodeViews(AppendViews(nil, w.Views), summary.Limits{})
+		views, err := DecodeViews(AppendViews(nil, w.Views))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,8 +32,8 @@ const viewMagic = "PWV1"
 var ErrViews = errors.New("invalid per-sensor view record")
 
 // maxCountryBytes bounds a country code in a view record; codes are two
-// letters, or "" for traffic no table places.
-const maxCountryBytes = 16
+// capital letters, or "" for traffic no table places (checkView).
+const maxCountryBytes = 2
 
 // AppendViews appends the encoding of views (sorted by sensor, as
 // Checkpoint gives them) to b.
@@ -139,11 +139,10 @@ func (r *viewReader) counters() (c traffic.Counters) {
 const countersBytes = 2 + 2 + traffic.NumClasses
 
 // DecodeViews decodes and checks a view record (AppendViews) within the
-// bounds of limits (summary.Decode's, its defaults for zero fields): ids
+// bounds of a view (MaxViewCountries, MaxViewASes): ids
 // valid, sensors, countries and ASes sorted without repeats. The error
 // wraps ErrViews.
-func DecodeViews(b []byte, limits summary.Limits) ([]*SensorView, error) {
-	limits = restoreLimits(limits)
+func DecodeViews(b []byte) ([]*SensorView, error) {
 	if len(b) < len(viewMagic) || string(b[:len(viewMagic)]) != viewMagic {
 		return nil, fmt.Errorf("%w: no %s header", ErrViews, viewMagic)
 	}
@@ -152,13 +151,13 @@ func DecodeViews(b []byte, limits summary.Limits) ([]*SensorView, error) {
 	views := make([]*SensorView, 0, n)
 	for range n {
 		v := &SensorView{Sensor: r.str("sensor id", math.MaxUint8)}
-		if n := r.count("countries", limits.MaxCountries, 1+countersBytes); n > 0 {
+		if n := r.count("countries", MaxViewCountries, 1+countersBytes); n > 0 {
 			v.Countries = make([]Seen[string], n)
 		}
 		for i := range v.Countries {
 			v.Countries[i] = Seen[string]{Key: r.str("country", maxCountryBytes), Counters: r.counters()}
 		}
-		if n := r.count("ASes", limits.MaxASes, 1+countersBytes); n > 0 {
+		if n := r.count("ASes", MaxViewASes, 1+countersBytes); n > 0 {
 			v.ASes = make([]Seen[uint32], n)
 		}
 		for i := range v.ASes {
@@ -174,7 +173,7 @@ func DecodeViews(b []byte, limits summary.Limits) ([]*SensorView, error) {
 		if len(views) > 0 && views[len(views)-1].Sensor >= v.Sensor {
 			return nil, fmt.Errorf("%w: sensor %q after %q", ErrViews, truncate(v.Sensor), truncate(views[len(views)-1].Sensor))
 		}
-		if err := checkView(v, limits); err != nil {
+		if err := checkView(v); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrViews, err)
 		}
 		views = append(views, v)
@@ -189,20 +188,24 @@ func DecodeViews(b []byte, limits summary.Limits) ([]*SensorView, error) {
 }
 
 // checkView checks what Restore and DecodeViews need of a view: a valid
-// sensor id, keys sorted without repeats, within limits.
-func checkView(v *SensorView, limits summary.Limits) error {
+// sensor id, country codes, keys sorted without repeats, within the
+// bounds of a view.
+func checkView(v *SensorView) error {
 	switch {
 	case v == nil:
 		return errors.New("no view")
 	case !summary.ValidSensorID(v.Sensor):
 		return fmt.Errorf("view of an invalid sensor id %q", truncate(v.Sensor))
-	case len(v.Countries) > limits.MaxCountries:
-		return fmt.Errorf("sensor %s: %d countries, limit %d", v.Sensor, len(v.Countries), limits.MaxCountries)
-	case len(v.ASes) > limits.MaxASes:
-		return fmt.Errorf("sensor %s: %d ASes, limit %d", v.Sensor, len(v.ASes), limits.MaxASes)
+	case len(v.Countries) > MaxViewCountries:
+		return fmt.Errorf("sensor %s: %d countries, limit %d", v.Sensor, len(v.Countries), MaxViewCountries)
+	case len(v.ASes) > MaxViewASes:
+		return fmt.Errorf("sensor %s: %d ASes, limit %d", v.Sensor, len(v.ASes), MaxViewASes)
 	}
-	for i := 1; i < len(v.Countries); i++ {
-		if v.Countries[i-1].Key >= v.Countries[i].Key {
+	for i := range v.Countries {
+		if !summary.ValidCountry(v.Countries[i].Key) {
+			return fmt.Errorf("sensor %s: country %q is not two capital letters", v.Sensor, truncate(v.Countries[i].Key))
+		}
+		if i > 0 && v.Countries[i-1].Key >= v.Countries[i].Key {
 			return fmt.Errorf("sensor %s: country %q after %q", v.Sensor, truncate(v.Countries[i].Key), truncate(v.Countries[i-1].Key))
 		}
 	}

@@ -52,10 +52,25 @@ func ViewShard(id string) int {
 	return int(h.Sum32() % ViewShards)
 }
 
+// Bounds of one sensor's view of one window, whatever its sensor sends:
+// the store must read back what the collector holds. Countries are two
+// capital letters or "" (summary.ValidCountry). A view holds at most
+// MaxViewASes ASes: once full, ASes it does not hold yet are left out of
+// it (a sensor's per-AS counts are a lower bound for ASes outside its top
+// MaxSeenASes anyway; the fleet-wide AS totals count every AS). A sensor
+// sending its top 100 of ever new ASes every 10 s would reach it in half
+// an hour; real ones see a few thousand origin ASes a day.
+const (
+	MaxViewCountries = 26*26 + 1
+	MaxViewASes      = 20_000
+)
+
 // mergeSeen returns the sorted union of a and b, the counters of a key in
-// both added. Neither is changed.
-func mergeSeen[K cmp.Ordered](a, b []Seen[K]) []Seen[K] {
-	out := make([]Seen[K], 0, len(a)+len(b))
+// both added, with at most limit keys: keys of b that a lacks are left out
+// once the union would pass it (a itself holds at most limit). Neither is
+// changed.
+func mergeSeen[K cmp.Ordered](a, b []Seen[K], limit int) []Seen[K] {
+	out := make([]Seen[K], 0, min(len(a)+len(b), max(limit, len(a))))
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		switch cmp.Compare(a[i].Key, b[j].Key) {
@@ -63,7 +78,9 @@ func mergeSeen[K cmp.Ordered](a, b []Seen[K]) []Seen[K] {
 			out = append(out, a[i])
 			i++
 		case 1:
-			out = append(out, b[j])
+			if len(out)+len(a)-i < limit { // room for it and the rest of a
+				out = append(out, b[j])
+			}
 			j++
 		default:
 			e := a[i]
@@ -74,7 +91,8 @@ func mergeSeen[K cmp.Ordered](a, b []Seen[K]) []Seen[K] {
 		}
 	}
 	out = append(out, a[i:]...)
-	return append(out, b[j:]...)
+	rest := b[j:]
+	return append(out, rest[:min(len(rest), max(limit-len(out), 0))]...)
 }
 
 // mergeViews returns a new view with the counters of a and b (either may
@@ -86,7 +104,7 @@ func mergeViews(a, b *SensorView) *SensorView {
 	case b == nil:
 		return a
 	}
-	return &SensorView{Sensor: a.Sensor, Countries: mergeSeen(a.Countries, b.Countries), ASes: mergeSeen(a.ASes, b.ASes)}
+	return &SensorView{Sensor: a.Sensor, Countries: mergeSeen(a.Countries, b.Countries, MaxViewCountries), ASes: mergeSeen(a.ASes, b.ASes, MaxViewASes)}
 }
 
 // viewScratch is memory that summaryView reuses (under the collector's lock).
@@ -115,7 +133,7 @@ func summaryView(old *SensorView, id string, sum *summary.Summary, s *viewScratc
 	if old == nil {
 		old = &SensorView{Sensor: id}
 	}
-	return &SensorView{Sensor: id, Countries: mergeSeen(old.Countries, s.countries), ASes: mergeSeen(old.ASes, s.ases)}
+	return &SensorView{Sensor: id, Countries: mergeSeen(old.Countries, s.countries, MaxViewCountries), ASes: mergeSeen(old.ASes, s.ases, MaxViewASes)}
 }
 
 // find returns the counters of key in a sorted view slice.

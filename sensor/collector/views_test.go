@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -169,7 +170,7 @@ func TestViewsCodec(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	views := viewsOf(rng, 20)
 	b := AppendViews(nil, views)
-	got, err := DecodeViews(b, summary.Limits{})
+	got, err := DecodeViews(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestViewsCodec(t *testing.T) {
 		{"bad id", AppendViews(nil, []*SensorView{{Sensor: "a/b"}}), "invalid sensor id"},
 		{"repeated AS", AppendViews(nil, []*SensorView{{Sensor: "s", ASes: []Seen[uint32]{{Key: 7}, {Key: 7}}}}), "AS 7 after 7"},
 	} {
-		if _, err := DecodeViews(tc.b, summary.Limits{}); !errors.Is(err, ErrViews) || !bytes.Contains([]byte(err.Error()), []byte(tc.want)) {
+		if _, err := DecodeViews(tc.b); !errors.Is(err, ErrViews) || !bytes.Contains([]byte(err.Error()), []byte(tc.want)) {
 			t.Errorf("%s: %v, want ErrViews saying %q", tc.name, err, tc.want)
 		}
 	}
@@ -205,14 +206,14 @@ func FuzzDecodeViews(f *testing.F) {
 	f.Add(AppendViews(nil, nil))
 	f.Add([]byte(viewMagic + "\x01\x01s\x01\x02NZ\x01\x02\x03\x04\x05\x06\x07\x08\x09\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		views, err := DecodeViews(b, summary.Limits{MaxCountries: 50, MaxASes: 50})
+		views, err := DecodeViews(b)
 		if err != nil {
 			if !errors.Is(err, ErrViews) {
 				t.Fatalf("error not ErrViews: %v", err)
 			}
 			return
 		}
-		again, err := DecodeViews(AppendViews(nil, views), summary.Limits{MaxCountries: 50, MaxASes: 50})
+		again, err := DecodeViews(AppendViews(nil, views))
 		if err != nil || !reflect.DeepEqual(again, views) {
 			t.Fatalf("re-encoded: %v, %+v, want %+v", err, again, views)
 		}
@@ -319,4 +320,41 @@ func TestSealInFlight(t *testing.T) {
 // viewOf is the view that one summary makes.
 func viewOf(s *summary.Summary) *SensorView {
 	return summaryView(nil, s.Sensor, s, &viewScratch{})
+}
+
+// TestViewASCap: a sensor that sends ever new ASes fills its view up to
+// MaxViewASes and no further, counting on for the ASes the view holds; a
+// seal's merge keeps the bound, and the store reads the full view back.
+func TestViewASCap(t *testing.T) {
+	var scratch viewScratch
+	var v *SensorView
+	one := traffic.Counters{Packets: traffic.ByDirection{1, 0}}
+	// Each summary: AS 1 again, and 99 ASes never seen before (2 to 100,
+	// then 101 to 199, ...), sorted above all before.
+	const summaries = MaxViewASes/(MaxSeenASes-1) + 50
+	for n := range summaries {
+		sum := &summary.Summary{Sensor: "s1", ASes: []summary.ASCount{{ASN: 1, Counters: one}}}
+		for i := range MaxSeenASes - 1 {
+			sum.ASes = append(sum.ASes, summary.ASCount{ASN: uint32(2 + n*(MaxSeenASes-1) + i), Counters: one})
+		}
+		v = summaryView(v, "s1", sum, &scratch)
+	}
+	if len(v.ASes) != MaxViewASes {
+		t.Fatalf("%d ASes in the view, want %d", len(v.ASes), MaxViewASes)
+	}
+	if c, ok := find(v.ASes, 1); !ok || c.Packets[0] != summaries {
+		t.Errorf("AS 1: %v (in the view: %v), want a packet from each summary", c, ok)
+	}
+	if last := v.ASes[len(v.ASes)-1].Key; last != MaxViewASes {
+		t.Errorf("the view's last AS is %d, want %d (the first ones kept)", last, MaxViewASes)
+	}
+	other := &SensorView{Sensor: "s1", ASes: []Seen[uint32]{{Key: 1, Counters: one}, {Key: math.MaxUint32, Counters: one}}}
+	merged := mergeViews(v, other)
+	if len(merged.ASes) != MaxViewASes {
+		t.Errorf("merged: %d ASes, want %d", len(merged.ASes), MaxViewASes)
+	}
+	got, err := DecodeViews(AppendViews(nil, []*SensorView{merged}))
+	if err != nil || len(got) != 1 || len(got[0].ASes) != MaxViewASes {
+		t.Fatalf("round trip of a full view: %v", err)
+	}
 }

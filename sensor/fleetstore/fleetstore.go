@@ -431,7 +431,7 @@ func (l *loaded) record(k, v string) error {
 		if !ok {
 			return damaged(k, "not a view key: want view:<level>:<start>:<shard 0-%d>", collector.ViewShards-1)
 		}
-		views, err := collector.DecodeViews([]byte(v), summary.Limits{})
+		views, err := collector.DecodeViews([]byte(v))
 		if err != nil {
 			return damaged(k, "%v", err)
 		}

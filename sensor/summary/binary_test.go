@@ -101,6 +101,10 @@ func TestBinaryRejects(t *testing.T) {
 		}(), Limits{}, ErrMalformed},
 		{"huge string table", append([]byte("PWB\x01\xff\xff\xff\xff\x0f"), make([]byte, 20)...), Limits{}, ErrMalformed},
 		{"string index past the table", []byte("PWB\x01\x01\x01a\x05"), Limits{}, ErrMalformed},
+		// Country codes are "" or two capital letters: the collector keeps
+		// them per sensor and window, and its store reads them back.
+		{"long country", withCountry(s, "NZNZNZNZNZNZNZNZN", false), Limits{}, ErrMalformed},
+		{"lower-case country of a prefix", withCountry(s, "nz", true), Limits{}, ErrMalformed},
 		{"too large", bin, Limits{MaxDecompressed: len(bin) - 1}, ErrTooLarge},
 		{"too many prefixes", bin, Limits{MaxPrefixes: len(s.Prefixes) - 1}, ErrTooLarge},
 	} {
@@ -111,6 +115,20 @@ func TestBinaryRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withCountry encodes s with the country of its first country (or of its
+// first prefix) replaced by cc.
+func withCountry(s *Summary, cc string, prefix bool) []byte {
+	o := *s
+	o.Prefixes = append([]PrefixCount(nil), s.Prefixes...)
+	o.Countries = append([]CountryCount(nil), s.Countries...)
+	if prefix {
+		o.Prefixes[0].Country = cc
+	} else {
+		o.Countries[0].Country = cc
+	}
+	return encodeBinary(&o)
 }
 
 // TestDecoderMatchesDecode decodes a run of payloads, big and small,

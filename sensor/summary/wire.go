@@ -405,6 +405,16 @@ func validate(s *Summary, l Limits, sc *validScratch) error {
 			return fmt.Errorf("%w: prefixes[%d]: duplicate prefix %s", ErrMalformed, i, p.Prefix)
 		}
 	}
+	for i := range s.Prefixes {
+		if !ValidCountry(s.Prefixes[i].Country) {
+			return fmt.Errorf("%w: prefixes[%d]: country %q is not two capital letters", ErrMalformed, i, truncateForError(s.Prefixes[i].Country))
+		}
+	}
+	for i := range s.Countries {
+		if !ValidCountry(s.Countries[i].Country) {
+			return fmt.Errorf("%w: countries[%d]: country %q is not two capital letters", ErrMalformed, i, truncateForError(s.Countries[i].Country))
+		}
+	}
 	if err := noDuplicates("countries", s.Countries, scratchMap(&sc.countries, len(s.Countries)), func(c CountryCount) string { return c.Country }); err != nil {
 		return err
 	}
@@ -429,6 +439,13 @@ func noDuplicates[T any, K comparable](name string, list []T, seen map[K]struct{
 		seen[k] = struct{}{}
 	}
 	return nil
+}
+
+// ValidCountry reports whether cc is a country code as sensors send them:
+// two capital letters (ISO 3166-1 alpha-2, as the prefix tables give
+// them), or "" for traffic no table places.
+func ValidCountry(cc string) bool {
+	return cc == "" || len(cc) == 2 && 'A' <= cc[0] && cc[0] <= 'Z' && 'A' <= cc[1] && cc[1] <= 'Z'
 }
 
 // ValidSensorID reports whether id is a sensor id (docs/mqtt.md): 1 to 64
