@@ -1075,6 +1075,13 @@ func (s *Store) shrinkLocked() {
 		s.log.Warn("rewriting the store file failed; trying again after the next flush", "path", s.path, "err", err)
 		return
 	}
+	// buntdb renames the rewritten file over the old one and syncs
+	// neither: the next flush deletes journal segments that only the
+	// rewritten file's checkpoint covers, so its data and its name must
+	// be on the disk first.
+	if err := errors.Join(syncPath(s.path), syncPath(filepath.Dir(s.path))); err != nil {
+		s.log.Error("syncing the rewritten store file failed", "path", s.path, "err", err)
+	}
 	if fi2, err := os.Stat(s.path); err == nil {
 		s.shrunk = fi2.Size()
 		s.log.Debug("store file rewritten", "path", s.path, "from", fi.Size(), "to", fi2.Size(), "took", time.Since(start))

@@ -120,18 +120,22 @@ func segmentPath(base string, start uint64) string {
 // listSegments returns the journal segments of the store file base, in
 // the order they were written.
 func listSegments(base string) ([]segment, error) {
-	names, err := filepath.Glob(base + journalSuffix + "*")
+	// Not filepath.Glob: the data directory's name may hold * ? [.
+	entries, err := os.ReadDir(filepath.Dir(base))
 	if err != nil {
 		return nil, err
 	}
 	var segs []segment
-	for _, p := range names {
-		digits := strings.TrimPrefix(p, base+journalSuffix)
+	for _, e := range entries {
+		digits, ok := strings.CutPrefix(e.Name(), filepath.Base(base)+journalSuffix)
+		if !ok {
+			continue
+		}
 		n, err := strconv.ParseUint(digits, 10, 64)
-		if err != nil || p != segmentPath(base, n) {
+		if err != nil || e.Name() != filepath.Base(segmentPath(base, n)) {
 			continue // not a name the journal gives
 		}
-		segs = append(segs, segment{start: n, path: p})
+		segs = append(segs, segment{start: n, path: segmentPath(base, n)})
 	}
 	slices.SortFunc(segs, func(a, b segment) int {
 		if a.start < b.start {
@@ -251,7 +255,8 @@ func openJournal(base string, segs []segment, start uint64, sync store.SyncPolic
 // create makes the segment for the records from mark start on.
 func (j *journal) create(start uint64) (*os.File, segment, error) {
 	path := segmentPath(j.base, start)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	// O_EXCL: a segment of that name holds records; never cut them.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return nil, segment{}, fmt.Errorf("create journal segment: %w", err)
 	}

@@ -576,3 +576,23 @@ func TestJournalNumberGap(t *testing.T) {
 		t.Errorf("replayed %d, cut %d bytes; want 3 and 0", s.Replayed, s.JournalCut)
 	}
 }
+
+// TestJournalDirName: a data directory whose name holds glob characters,
+// given as a relative path: the journal's segments are found and
+// replayed after a crash.
+func TestJournalDirName(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("data[1]*?", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := "./data[1]*?/" + FileName
+	col, st := openFlushed(t, path)
+	deliver(t, col, st, "s1", 2)
+	want := state(t, col)
+	st.Close() // as a crash leaves it: no flush
+	_, st2 := reopen(t, path, want, "a crash")
+	defer st2.Close()
+	if s := st2.Stats(); s.Replayed != 1 {
+		t.Errorf("replayed %d, want 1", s.Replayed)
+	}
+}
