@@ -11,9 +11,9 @@ import (
 // at 10,000 sensors a minute holds millions of counters, and merging them
 // under the lock held every MQTT handler for seconds. So tick only queues
 // a seal job with copies of the windows' view pointers (views never change
-// once a window holds them, views.go), the goroutine that unlocks next
-// merges them outside the lock, and takes the lock again only to swap the
-// merged views in. Until then, queries of the coarser levels count the
+// once a window holds them, views.go), a goroutine that unlocks merges
+// them outside the lock (one at a time; the others go on), and takes the
+// lock again only to swap the merged views in. Until then, queries of the coarser levels count the
 // sealed views from the job (bucket.pending).
 
 // sealJob merges the views of one sealed window into its coarser windows.
@@ -48,14 +48,20 @@ func (c *Collector) sealLocked(b *bucket, now time.Time) {
 	c.seals = append(c.seals, job)
 }
 
-// unlock releases mu, then runs the seal jobs that were queued.
+// unlock releases mu, then runs the seal jobs that were queued, unless
+// another goroutine is running them: the others go on, and their
+// messages' acks do not wait for a merge that takes seconds at 10,000
+// sensors. A job queued as the runner finishes is run by the next unlock
+// or Checkpoint; queries count it meanwhile (bucket.pending).
 func (c *Collector) unlock() {
 	queued := len(c.seals) > 0
 	c.mu.Unlock()
-	if queued {
-		c.sealMu.Lock()
+	for queued && c.sealMu.TryLock() {
 		c.runSeals()
 		c.sealMu.Unlock()
+		c.mu.Lock()
+		queued = len(c.seals) > 0
+		c.mu.Unlock()
 	}
 }
 

@@ -200,7 +200,9 @@ func (c *Collector) viewSetsLocked(l *level, from, to time.Time) []viewSet {
 	}
 	if l != c.levels[0] {
 		for start, b := range c.levels[0].buckets {
-			if b.pending != nil && !start.Truncate(l.width).Before(from) && start.Truncate(l.width).Before(to) {
+			into := l.buckets[start.Truncate(l.width)]
+			if b.pending != nil && into != nil && into.seen != nil && // not past the views' retention
+				!into.started.Before(from) && into.started.Before(to) {
 				out = append(out, viewSet{start, b.pending})
 			}
 		}
