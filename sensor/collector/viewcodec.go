@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -38,6 +39,14 @@ const maxCountryBytes = 2
 // AppendViews appends the encoding of views (sorted by sensor, as
 // Checkpoint gives them) to b.
 func AppendViews(b []byte, views []*SensorView) []byte {
+	// Room for about all of it at once: a shard of a large fleet is
+	// megabytes, which growing by doubling copied about twice over.
+	// Counters take about 4 bytes each as varints.
+	size := len(viewMagic) + binary.MaxVarintLen64
+	for _, v := range views {
+		size += 4 + len(v.Sensor) + len(v.Countries)*(3+9*4) + len(v.ASes)*(4+9*4)
+	}
+	b = slices.Grow(b, size)
 	b = append(b, viewMagic...)
 	b = binary.AppendUvarint(b, uint64(len(views)))
 	for _, v := range views {
