@@ -695,14 +695,7 @@ func wholeCheckpoint(t *testing.T, st *Store) string {
 // the flush, the record holds the mark and floor alone.
 func TestAppendCheckpoint(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
-	col, st := open(t, path)
-	for seq := uint64(1); seq <= 3; seq++ {
-		deliver(t, col, st, "s1", seq)
-		deliver(t, col, st, "s2", seq)
-	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	_, st := openTwoSensors(t, path)
 	var stored string
 	if err := st.file.DB.View(func(tx *buntdb.Tx) error {
 		var err error

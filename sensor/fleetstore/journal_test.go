@@ -396,6 +396,21 @@ func openFlushed(t *testing.T, path string) (*collector.Collector, *Store) {
 	return col, st
 }
 
+// openTwoSensors opens a store at path with seqs 1 to 3 of sensors s1 and
+// s2, flushed.
+func openTwoSensors(t *testing.T, path string) (*collector.Collector, *Store) {
+	t.Helper()
+	col, st := open(t, path)
+	for seq := uint64(1); seq <= 3; seq++ {
+		deliver(t, col, st, "s1", seq)
+		deliver(t, col, st, "s2", seq)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return col, st
+}
+
 // reopen opens the store at path and checks that it restores the state
 // want, as it was before what happened (after).
 func reopen(t *testing.T, path, want, after string) (*collector.Collector, *Store) {
@@ -468,14 +483,7 @@ func TestJournalWriteFailure(t *testing.T) {
 // the same answers to "which sensors see this country, this AS".
 func TestMigrateV1Views(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
-	col, st := open(t, path)
-	for seq := uint64(1); seq <= 3; seq++ {
-		deliver(t, col, st, "s1", seq)
-		deliver(t, col, st, "s2", seq)
-	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	col, st := openTwoSensors(t, path)
 	want := whoSees(t, col)
 	cp := col.Checkpoint(true)
 	st.Close()
