@@ -71,7 +71,7 @@ fuzz: ## run every fuzz test for FUZZTIME (the counter program through BPF_PROG_
 	done
 
 test-arm64: ## pure-Go tests of the arm64 build under qemu-aarch64-static
-	GOARCH=arm64 CGO_ENABLED=0 $(GO) test $(TEST_FLAGS) -short -exec qemu-aarch64-static ./...
+	PEERWATCH_EMULATOR=qemu-aarch64-static GOARCH=arm64 CGO_ENABLED=0 $(GO) test $(TEST_FLAGS) -short -exec qemu-aarch64-static ./...
 
 bench-peers: ## peerwatch against pmacctd and FastNetMon on the lab's traffic (root; docs/comparison.md)
 	@scripts/bench-peers

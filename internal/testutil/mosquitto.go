@@ -17,6 +17,7 @@ const debianMosquitto = "/usr/sbin/mosquitto"
 // RequireMosquitto skips the test when mosquitto is not installed.
 func RequireMosquitto(tb testing.TB) {
 	tb.Helper()
+	RequireNative(tb)
 	if _, err := os.Stat(debianMosquitto); err != nil {
 		tb.Skipf("%s not installed (scripts/install-deps installs the mosquitto package): %v", debianMosquitto, err)
 	}

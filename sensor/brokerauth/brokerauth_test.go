@@ -46,6 +46,7 @@ func TestPasswordsFixture(t *testing.T) {
 // the system (Debian's mosquitto package), with both of its hashes and an
 // iteration count other than its default.
 func TestMosquittoPasswd(t *testing.T) {
+	testutil.RequireNative(t)
 	bin, err := exec.LookPath("mosquitto_passwd")
 	if err != nil {
 		t.Skipf("mosquitto_passwd not installed (scripts/install-deps installs the mosquitto package): %v", err)

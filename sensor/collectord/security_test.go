@@ -569,6 +569,7 @@ func TestSecurityConfig(t *testing.T) {
 // embedded broker with its files: sensor akl-ix-01's certificate gets its
 // summary to the collector, and wlg-ix-01's may not publish as akl-ix-01.
 func TestDocCerts(t *testing.T) {
+	testutil.RequireNative(t)
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skipf("openssl not installed: %v", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -449,44 +448,9 @@ func (q slowQueue) Ack(seq uint64) error {
 }
 
 func TestMosquitto(t *testing.T) {
-	const bin = "/usr/sbin/mosquitto"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("%s not installed (scripts/install-deps installs the mosquitto package): %v", bin, err)
-	}
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd := exec.Command(bin, "-c", conf)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("mosquitto output:\n%s", out.String())
-		}
-	})
-	waitFor(t, "mosquitto listening", 10*time.Second, func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("mosquitto exited:\n%s", out.String())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	testutil.StartMosquitto(t, t.TempDir(), "listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n", addr)
 	deliverAll(t, addr, addr, nil)
 }
 

@@ -611,6 +611,7 @@ func TestNetnsLabFleet(t *testing.T) {
 // scripts/lab refuses bad names and verbs before it touches anything (no
 // root needed).
 func TestLabScriptRefusesBadInput(t *testing.T) {
+	testutil.RequireNative(t)
 	for _, tc := range []struct {
 		env  []string
 		verb string
