@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"hash/fnv"
 	"slices"
+	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -177,4 +178,27 @@ func (c *Collector) sensorNumberLocked(id string) int {
 		c.shards = append(c.shards, uint8(ViewShard(id)))
 	}
 	return n
+}
+
+// RewriteViews marks every shard of the per-sensor views of the window of
+// the level at start as changed, so that the next Checkpoint gives all of
+// the window's views: for a store that would otherwise read them from too
+// many pieces. A window that is not kept, or whose views are gone, is
+// left as it is.
+func (c *Collector) RewriteViews(level string, start time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.levels {
+		if l.name != level {
+			continue
+		}
+		for s, b := range l.buckets {
+			if s.Equal(start) && b.seen != nil {
+				b.dirty = true
+				for i := range b.seen.dirty {
+					b.seen.dirty[i] = true
+				}
+			}
+		}
+	}
 }

@@ -19,7 +19,6 @@ package fleetstore
 
 import (
 	"cmp"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,8 +44,8 @@ import (
 // of another version is moved aside at Open, but for version 1, which
 // Open migrates (see migrate). Version 2 moved the journal out of the file
 // into segment files beside it (journal.go), and the windows' per-sensor
-// views out of their JSON window records into binary view records, one per
-// shard (docs/collectord.md).
+// views out of their JSON window records into binary view files beside it
+// (viewfiles.go; docs/collectord.md).
 const SchemaVersion = 2
 
 // schemaV1 is the version whose journal is buntdb records, and whose
@@ -62,11 +61,11 @@ var ErrTooLarge = errors.New("store file too large")
 // Bounds of what Open reads back.
 const (
 	// MaxFileBytes bounds the file Open loads (buntdb holds it all in
-	// memory). The state of a large fleet is a few hundred MB.
+	// memory). The per-sensor views are in view files of their own;
+	// the rest of a large fleet's state is some ten MB.
 	MaxFileBytes = 8 << 30
-	// MaxRecordBytes bounds one record (a window's view record, one
-	// shard of its per-sensor views, is the largest: about 0.5 MB per
-	// shard at 10,000 sensors of 200 countries).
+	// MaxRecordBytes bounds one record (a window record of 10,000
+	// prefixes and its view_files is about 1.5 MB).
 	MaxRecordBytes = 64 << 20
 	// MaxWindows bounds the window records.
 	MaxWindows = 100_000
@@ -86,7 +85,6 @@ const (
 	prefixSensor  = "sensor:"
 	prefixAlert   = "alert:"
 	prefixJournal = "journal:" // version 1 only
-	prefixView    = "view:"
 )
 
 type schemaRecord struct {
@@ -140,7 +138,8 @@ type Stats struct {
 	// Shrinks counts the rewrites of the file that followed flushes.
 	Shrinks uint64 `json:"shrinks"`
 	// LastFlush is when the last successful flush ended; LastFlushTook
-	// and LastFlushBytes are its duration and the bytes of its records.
+	// and LastFlushBytes are its duration and the bytes it wrote (its
+	// checkpoint record and view files).
 	LastFlush      time.Time     `json:"last_flush,omitzero"`
 	LastFlushTook  time.Duration `json:"last_flush_took"`
 	LastFlushBytes int64         `json:"last_flush_bytes"`
@@ -194,7 +193,12 @@ type Store struct {
 	lastState string
 	lastMark  uint64
 	// shrunk is the file size after the last rewrite (under flushMu).
-	shrunk  int64
+	shrunk int64
+	// views says which view file holds each shard of each window's
+	// per-sensor views, by window key; viewGen is the last generation
+	// given to a view file (viewfiles.go). Under flushMu, or load's.
+	views   map[string]*viewIndex
+	viewGen uint64
 	flushMu sync.Mutex
 }
 
@@ -299,6 +303,11 @@ func (s *Store) openJournal() error {
 		}
 		segs = nil
 	}
+	if s.fresh {
+		if err := s.moveViewsAside(); err != nil {
+			return err
+		}
+	}
 	mark := s.loadMark
 	replay := func(e journalEntry) error {
 		s.stats.JournalDepth++
@@ -385,9 +394,10 @@ type loaded struct {
 	v1      bool // journal records are allowed: a version 1 file
 	state   *stateRecord
 	windows map[string]collector.WindowState
-	// views are the per-sensor views of the view records, by key: a
-	// record read again (from meta:checkpoint) replaces what was read.
-	views   map[string][]*collector.SensorView
+	// views says where the views of each window are (its record's
+	// view_files), by window key; a record read again (from
+	// meta:checkpoint) replaces what was read.
+	views   map[string]*viewIndex
 	sensors map[string]collector.SensorRecord
 	alerts  map[string]collector.AlertRecord
 	journal []journalEntry
@@ -413,34 +423,31 @@ func (l *loaded) record(k, v string) error {
 		if _, ok := l.windows[k]; !ok && len(l.windows) >= MaxWindows {
 			return damaged(k, "more than %d windows", MaxWindows)
 		}
-		var w collector.WindowState
+		var r windowRecord
 		if l.v1 {
 			var err error
-			if w, err = decodeWindowV1(k, v); err != nil {
+			if r, err = decodeWindowV1(k, v); err != nil {
 				return err
 			}
-		} else if err := decodeStrict(k, v, &w); err != nil {
+		} else if err := decodeStrict(k, v, &r); err != nil {
 			return err
+		}
+		w := r.WindowState
+		x, err := indexOf(r.ViewFiles)
+		switch {
+		case err != nil:
+			return damaged(k, "%v", err)
+		case len(r.ViewFiles) > 0 && (w.ViewsGone || len(w.Views) > 0):
+			return damaged(k, "view_files of a window whose views are gone, or in the record")
+		}
+		delete(l.views, k)
+		if len(r.ViewFiles) > 0 {
+			l.views[k] = x
 		}
 		if k != windowKey(w.Level, w.Start) {
 			return damaged(k, "holds the window %s", windowKey(w.Level, w.Start))
 		}
 		l.windows[k] = w
-	case strings.HasPrefix(k, prefixView):
-		_, shard, ok := parseViewKey(k)
-		if !ok {
-			return damaged(k, "not a view key: want view:<level>:<start>:<shard 0-%d>", collector.ViewShards-1)
-		}
-		views, err := collector.DecodeViews([]byte(v))
-		if err != nil {
-			return damaged(k, "%v", err)
-		}
-		for _, sv := range views {
-			if collector.ViewShard(sv.Sensor) != shard {
-				return damaged(k, "holds sensor %s of shard %d", sv.Sensor, collector.ViewShard(sv.Sensor))
-			}
-		}
-		l.views[k] = views
 	case strings.HasPrefix(k, prefixSensor):
 		if _, ok := l.sensors[k]; !ok && len(l.sensors) >= collector.MaxRestoreSensors {
 			return damaged(k, "more than %d sensors", collector.MaxRestoreSensors)
@@ -490,7 +497,8 @@ func (l *loaded) record(k, v string) error {
 func (s *Store) load(db *buntdb.DB) error {
 	// OpenFile runs it again on a new file when it moved one aside.
 	s.loadMark, s.fresh, s.v1, s.v1Journal, s.restored, s.needFull = 0, false, false, nil, nil, false
-	l := loaded{windows: map[string]collector.WindowState{}, views: map[string][]*collector.SensorView{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
+	s.views, s.viewGen = map[string]*viewIndex{}, 0
+	l := loaded{windows: map[string]collector.WindowState{}, views: map[string]*viewIndex{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
 	var (
 		ck    *checkpointRecord
 		fresh bool
@@ -549,10 +557,10 @@ func (s *Store) load(db *buntdb.DB) error {
 			if !validRecordKey(r.Key) {
 				return damaged(keyCheckpoint, "record key %q", truncate(r.Key))
 			}
-			if v, err := tx.Get(r.Key); err != nil || v != r.value() {
+			if v, err := tx.Get(r.Key); err != nil || v != string(r.Value) {
 				torn = true
 			}
-			if err := l.record(r.Key, r.value()); err != nil {
+			if err := l.record(r.Key, string(r.Value)); err != nil {
 				return fmt.Errorf("%s: %w", keyCheckpoint, err)
 			}
 		}
@@ -578,17 +586,18 @@ func (s *Store) load(db *buntdb.DB) error {
 	if l.state != nil {
 		cp.Clock, cp.Levels, cp.AlertsNext, cp.Rejects, cp.Accepted = l.state.Clock, l.state.Levels, l.state.AlertsNext, l.state.Rejects, l.state.Accepted
 	}
-	byWindow := map[string][]*collector.SensorView{}
-	for k, views := range l.views {
-		window, _, _ := parseViewKey(k)
-		byWindow[window] = append(byWindow[window], views...)
+	_, high, err := viewFileGens(viewDir(s.path))
+	if err != nil {
+		return fmt.Errorf("list view files: %w", err)
 	}
+	s.viewGen = high
 	for k, w := range l.windows {
-		// A flush cut short may leave the view records of a window whose
-		// views are gone, or that has no record: they are left out, and
-		// deleted with their window (applyCheckpoint).
-		if !w.ViewsGone && w.Views == nil { // a version 1 window has its own
-			w.Views = byWindow[k]
+		if x := l.views[k]; x != nil { // a version 1 window has its views in it
+			if w.Views, err = loadViews(viewDir(s.path), k, x); err != nil {
+				return damaged(k, "%v", err)
+			}
+			s.views[k] = x
+			s.viewGen = max(s.viewGen, slices.Max(x[:]))
 		}
 		cp.Windows = append(cp.Windows, w)
 	}
@@ -628,7 +637,7 @@ func (s *Store) load(db *buntdb.DB) error {
 
 // validRecordKey reports whether a checkpoint may write key.
 func validRecordKey(k string) bool {
-	return k == keyState || strings.HasPrefix(k, prefixWindow) || strings.HasPrefix(k, prefixView) || strings.HasPrefix(k, prefixSensor) || strings.HasPrefix(k, prefixAlert)
+	return k == keyState || strings.HasPrefix(k, prefixWindow) || strings.HasPrefix(k, prefixSensor) || strings.HasPrefix(k, prefixAlert)
 }
 
 // decodeStrict decodes one JSON record, refusing unknown fields.
@@ -647,7 +656,7 @@ func decodeStrict(key, v string, out any) error {
 // windowV1 is a window record of a version 1 file: its per-sensor views
 // are JSON maps in it, key -> sensor -> counters.
 type windowV1 struct {
-	collector.WindowState
+	windowRecord
 	BySeen map[string]map[string]traffic.Counters `json:"by_seen,omitempty"`
 	ByAS   map[uint32]map[string]traffic.Counters `json:"by_as,omitempty"`
 }
@@ -655,13 +664,13 @@ type windowV1 struct {
 // decodeWindowV1 decodes the window record at key of a version 1 file (or
 // of version 2, which a migration cut short may have written), its views
 // turned into SensorViews.
-func decodeWindowV1(key, v string) (collector.WindowState, error) {
+func decodeWindowV1(key, v string) (windowRecord, error) {
 	var w windowV1
 	if err := decodeStrict(key, v, &w); err != nil {
-		return collector.WindowState{}, err
+		return windowRecord{}, err
 	}
 	if w.BySeen == nil && w.ByAS == nil {
-		return w.WindowState, nil
+		return w.windowRecord, nil
 	}
 	bySensor := map[string]*collector.SensorView{}
 	view := func(id string) *collector.SensorView {
@@ -684,7 +693,7 @@ func decodeWindowV1(key, v string) (collector.WindowState, error) {
 			sv.ASes = append(sv.ASes, collector.Seen[uint32]{Key: asn, Counters: c})
 		}
 	}
-	ws := w.WindowState
+	ws := w.windowRecord
 	for _, id := range slices.Sorted(maps.Keys(bySensor)) {
 		sv := bySensor[id]
 		slices.SortFunc(sv.Countries, func(a, b collector.Seen[string]) int { return cmp.Compare(a.Key, b.Key) })
@@ -696,28 +705,6 @@ func decodeWindowV1(key, v string) (collector.WindowState, error) {
 
 func windowKey(level string, start time.Time) string {
 	return prefixWindow + level + ":" + strconv.FormatInt(start.Unix(), 10)
-}
-
-// viewKey is the key of the views of one shard of a window:
-// "view:<level>:<start, Unix s>:<shard, 3 digits>".
-func viewKey(window string, shard int) string {
-	return fmt.Sprintf("%s%s:%03d", prefixView, strings.TrimPrefix(window, prefixWindow), shard)
-}
-
-// parseViewKey returns the key of the window of a view record and its
-// shard.
-func parseViewKey(k string) (window string, shard int, ok bool) {
-	rest, ok := strings.CutPrefix(k, prefixView)
-	i := strings.LastIndexByte(rest, ':')
-	if !ok || i < 0 {
-		return "", 0, false
-	}
-	shard, err := strconv.Atoi(rest[i+1:])
-	if err != nil || shard < 0 || shard >= collector.ViewShards {
-		return "", 0, false
-	}
-	window = prefixWindow + rest[:i]
-	return window, shard, viewKey(window, shard) == k
 }
 
 func alertKey(index uint64) string { return fmt.Sprintf("%s%020d", prefixAlert, index) }
@@ -843,25 +830,12 @@ type checkpointRecord struct {
 	// AlertsFloor: the alerts below this index are gone.
 	AlertsFloor uint64         `json:"alerts_floor"`
 	Records     []recordUpdate `json:"records"`
-	// ViewsGone are the keys of the windows whose per-sensor views were
-	// dropped: their view records are deleted.
-	ViewsGone []string `json:"views_gone,omitempty"`
 }
 
-// recordUpdate is one record of a checkpoint: a JSON value, or a binary
-// one (view records), base64 in the checkpoint record.
+// recordUpdate is one record of a checkpoint: its key and JSON value.
 type recordUpdate struct {
 	Key   string          `json:"k"`
-	Value json.RawMessage `json:"v,omitempty"`
-	Bin   []byte          `json:"b,omitempty"`
-}
-
-// value is the record's value as stored.
-func (r *recordUpdate) value() string {
-	if r.Bin != nil {
-		return string(r.Bin)
-	}
-	return string(r.Value)
+	Value json.RawMessage `json:"v"`
 }
 
 // appendCheckpoint appends the JSON of ck, as json.Marshal writes it, but
@@ -885,23 +859,11 @@ func appendCheckpoint(b []byte, ck *checkpointRecord) []byte {
 		b = append(b, `{"k":`...)
 		key, _ := json.Marshal(r.Key) // a string always encodes
 		b = append(b, key...)
-		if r.Bin != nil {
-			b = append(b, `,"b":"`...)
-			b = base64.StdEncoding.AppendEncode(b, r.Bin)
-			b = append(b, '"')
-		} else {
-			b = append(b, `,"v":`...)
-			b = append(b, r.Value...)
-		}
+		b = append(b, `,"v":`...)
+		b = append(b, r.Value...)
 		b = append(b, '}')
 	}
-	b = append(b, ']')
-	if ck.ViewsGone != nil {
-		gone, _ := json.Marshal(ck.ViewsGone) // strings always encode
-		b = append(b, `,"views_gone":`...)
-		b = append(b, gone...)
-	}
-	return append(b, '}')
+	return append(b, "]}"...)
 }
 
 // MaxCheckpointBytes bounds the meta:checkpoint record: a full flush.
@@ -958,6 +920,15 @@ func (s *Store) Flush() error {
 	s.statsMu.Lock()
 	full := s.needFull
 	s.statsMu.Unlock()
+	// A window read from too many view files is written whole.
+	whole := map[string]bool{}
+	for key, x := range s.views {
+		if !full && len(x.files()) >= maxViewFiles {
+			level, start, _ := parseWindowKey(key)
+			s.col.RewriteViews(level, start)
+			whole[key] = true
+		}
+	}
 	cp := s.col.Checkpoint(full)
 
 	ck := checkpointRecord{Mark: mark}
@@ -973,11 +944,38 @@ func (s *Store) Flush() error {
 		return nil
 	}
 	err = add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects, Accepted: cp.Accepted})
+	// The views that changed go to files of a new generation, on the
+	// disk before the checkpoint that names them.
+	s.viewGen++
+	gen := s.viewGen
+	indexes := map[string]*viewIndex{} // of the windows written
+	var viewBytes int64
+	if err == nil && slices.ContainsFunc(cp.Windows, func(w collector.WindowState) bool { return len(w.Views) > 0 }) {
+		err = makeDir(viewDir(s.path))
+	}
 	for _, w := range cp.Windows {
 		key := windowKey(w.Level, w.Start)
-		err = errors.Join(err, add(key, w), addViews(&ck, key, w.Views))
-		if w.ViewsGone {
-			ck.ViewsGone = append(ck.ViewsGone, key)
+		x := new(viewIndex)
+		if old := s.views[key]; old != nil && !full && !whole[key] && !w.ViewsGone {
+			*x = *old
+		}
+		if len(w.Views) > 0 && err == nil {
+			b := encodeViewFile(w.Views)
+			if werr := writeViewFile(filepath.Join(viewDir(s.path), viewFileName(key, gen)), b, s.sync != store.SyncNever); werr != nil {
+				err = fmt.Errorf("write the views of %s: %w", key, werr)
+			}
+			viewBytes += int64(len(b))
+			for _, v := range w.Views {
+				x[collector.ViewShard(v.Sensor)] = gen
+			}
+		}
+		indexes[key] = x
+		err = errors.Join(err, add(key, windowRecord{WindowState: w, ViewFiles: x.files()}))
+	}
+	if viewBytes > 0 && err == nil && s.sync != store.SyncNever {
+		// The new files' names.
+		if serr := syncPath(viewDir(s.path)); serr != nil {
+			err = fmt.Errorf("sync %s: %w", viewDir(s.path), serr)
 		}
 	}
 	for _, r := range cp.Sensors {
@@ -994,9 +992,7 @@ func (s *Store) Flush() error {
 	if err == nil {
 		n := 64
 		for _, r := range ck.Records {
-			// A view record's base64 counted too: a buffer grown by
-			// copies took 4 s of a 10,000-sensor flush.
-			n += len(r.Key) + len(r.Value) + base64.StdEncoding.EncodedLen(len(r.Bin)) + 16
+			n += len(r.Key) + len(r.Value) + 16
 		}
 		b := appendCheckpoint(make([]byte, 0, n), &ck)
 		size = int64(len(b))
@@ -1039,6 +1035,21 @@ func (s *Store) Flush() error {
 			// The next flush deletes them; replay skips their records.
 			s.log.Warn("deleting the journal segments the flush covers failed", "path", s.path, "err", perr)
 		}
+		if full {
+			s.views = map[string]*viewIndex{}
+		}
+		for key, x := range indexes {
+			s.views[key] = x
+		}
+		for key := range s.views {
+			if expired(key, cp.Levels) {
+				delete(s.views, key)
+			}
+		}
+		if perr := s.pruneViewFiles(); perr != nil {
+			// The next flush tries again.
+			s.log.Warn("deleting the view files the flush replaced failed", "path", s.path, "err", perr)
+		}
 	}
 	took := time.Since(start)
 	s.statsMu.Lock()
@@ -1052,7 +1063,7 @@ func (s *Store) Flush() error {
 	s.needFull = false
 	s.lastState, s.lastMark = state, mark
 	s.stats.Flushes++
-	s.stats.LastFlush, s.stats.LastFlushTook, s.stats.LastFlushBytes = time.Now(), took, size
+	s.stats.LastFlush, s.stats.LastFlushTook, s.stats.LastFlushBytes = time.Now(), took, size+viewBytes
 	s.stats.JournalDepth -= journaled
 	s.statsMu.Unlock()
 	s.shrinkLocked()
@@ -1091,34 +1102,10 @@ func (s *Store) shrinkLocked() {
 	s.statsMu.Unlock()
 }
 
-// addViews adds to ck the view records of the window at key: one per
-// shard of the views (collector.Checkpoint gives only the shards that
-// changed, and every view of each). A record over MaxRecordBytes is an
-// error naming it: the file could not be loaded back.
-func addViews(ck *checkpointRecord, key string, views []*collector.SensorView) error {
-	byShard := map[int][]*collector.SensorView{}
-	for _, v := range views {
-		s := collector.ViewShard(v.Sensor)
-		byShard[s] = append(byShard[s], v) // sorted by sensor, as given
-	}
-	var err error
-	for _, shard := range slices.Sorted(maps.Keys(byShard)) {
-		k := viewKey(key, shard)
-		b := collector.AppendViews(nil, byShard[shard])
-		if len(b) > MaxRecordBytes {
-			err = errors.Join(err, fmt.Errorf("encode %s: %d bytes, limit %d", k, len(b), MaxRecordBytes))
-			continue
-		}
-		ck.Records = append(ck.Records, recordUpdate{Key: k, Bin: b})
-	}
-	return err
-}
-
 // applyCheckpoint writes the checkpoint's records and deletes what it
-// covers: the alerts below its floor, the windows of levels not
-// configured or past their retention (by the meta:state record it holds)
-// with their view records, and the view records of the windows whose views
-// are gone. The journal segments it covers are deleted by Flush.
+// covers: the alerts below its floor, and the windows of levels not
+// configured or past their retention (by the meta:state record it holds).
+// The journal segments and view files it covers are deleted by Flush.
 func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 	var st stateRecord
 	for _, r := range ck.Records {
@@ -1127,7 +1114,7 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 				return fmt.Errorf("%w: record %s: %s: %v", store.ErrDamaged, keyCheckpoint, keyState, err)
 			}
 		}
-		if _, _, err := tx.Set(r.Key, r.value(), nil); err != nil {
+		if _, _, err := tx.Set(r.Key, string(r.Value), nil); err != nil {
 			return err
 		}
 	}
@@ -1136,12 +1123,6 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 	collect := func(k, _ string) bool {
 		del = append(del, k)
 		return true
-	}
-	for _, w := range ck.ViewsGone {
-		prefix := strings.TrimSuffix(viewKey(w, 0), "000")
-		if err := tx.AscendRange("", prefix, prefix+"999", collect); err != nil {
-			return err
-		}
 	}
 	if ck.AlertsFloor > 0 {
 		if err := tx.AscendRange("", prefixAlert, alertKey(ck.AlertsFloor), collect); err != nil {
@@ -1159,17 +1140,6 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 	}); err != nil {
 		return err
 	}
-	if err := tx.AscendGreaterOrEqual("", prefixView, func(k, _ string) bool {
-		if !strings.HasPrefix(k, prefixView) {
-			return false
-		}
-		if window, _, ok := parseViewKey(k); !ok || expired(window, st.Levels) {
-			del = append(del, k)
-		}
-		return true
-	}); err != nil {
-		return err
-	}
 	for _, k := range del {
 		if _, err := tx.Delete(k); err != nil && !errors.Is(err, buntdb.ErrNotFound) {
 			return err
@@ -1181,21 +1151,30 @@ func applyCheckpoint(tx *buntdb.Tx, ck *checkpointRecord) error {
 // expired reports whether the window record at key belongs to no level or
 // starts before its level's horizon.
 func expired(key string, levels []collector.LevelState) bool {
-	rest := strings.TrimPrefix(key, prefixWindow)
-	i := strings.LastIndexByte(rest, ':')
-	if i < 0 {
-		return true
-	}
-	start, err := strconv.ParseInt(rest[i+1:], 10, 64)
-	if err != nil {
+	level, start, ok := parseWindowKey(key)
+	if !ok {
 		return true
 	}
 	for _, l := range levels {
-		if l.Name == rest[:i] {
-			return !l.Horizon.IsZero() && time.Unix(start, 0).Before(l.Horizon)
+		if l.Name == level {
+			return !l.Horizon.IsZero() && start.Before(l.Horizon)
 		}
 	}
 	return true
+}
+
+// parseWindowKey is windowKey's inverse.
+func parseWindowKey(key string) (level string, start time.Time, ok bool) {
+	rest, ok := strings.CutPrefix(key, prefixWindow)
+	i := strings.LastIndexByte(rest, ':')
+	if !ok || i < 0 {
+		return "", time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(rest[i+1:], 10, 64)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return rest[:i], time.Unix(sec, 0).UTC(), true
 }
 
 // Stats returns the store's statistics.

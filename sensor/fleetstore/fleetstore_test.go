@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,7 +239,7 @@ func TestRetentionDeletes(t *testing.T) {
 	}
 	st.Close()
 
-	// Reopened with the minute level only: the hour windows are left out
+	// Reopened with the minute level only: the minute windows are left out
 	// and leave the file at the next flush.
 	col2 := collector.New(collector.Options{Windows: []time.Duration{time.Minute}, Retention: []int{5}}, nil)
 	st2, err := Open(path, col2, Options{Sync: store.SyncNever}, nil)
@@ -251,7 +253,7 @@ func TestRetentionDeletes(t *testing.T) {
 	}
 	st = st2
 	if got := count(); got["1m"] != 5 || got["1h"] != 0 {
-		t.Errorf("after dropping the hour level: %v, want 5 of 1m and none of 1h", got)
+		t.Errorf("after dropping the minute level: %v, want 5 of 1m and none of 1h", got)
 	}
 }
 
@@ -280,14 +282,32 @@ func TestDamagedFileMovedAside(t *testing.T) {
 		// A file of a later version: moved aside, saying why (version 1
 		// is migrated: TestMigrateV1, TestMigrateV1Views).
 		{"schema 3", func(t *testing.T, path string) { setRecord(t, path, keySchema, `{"store":3,"summary":1}`) }, store.ErrSchema, true, "the file has store schema 3 (summary schema 1), this build keeps 2"},
-		// View records: the reason names the key.
-		{"damaged view", func(t *testing.T, path string) { setRecord(t, path, s1View(0), "PWV1\xff") }, store.ErrDamaged, true, "record " + s1View(0) + ": " + collector.ErrViews.Error()},
-		{"view of another shard", func(t *testing.T, path string) {
-			setRecord(t, path, s1View(1), string(collector.AppendViews(nil, []*collector.SensorView{{Sensor: "s1"}})))
-		}, store.ErrDamaged, true, "record " + s1View(1) + ": holds sensor s1 of shard"},
-		{"bad view key", func(t *testing.T, path string) { setRecord(t, path, prefixView+"1m:x", "PWV1\x00") }, store.ErrDamaged, true, "record view:1m:x: not a view key"},
-		{"oversized view", func(t *testing.T, path string) { setRecord(t, path, s1View(0), strings.Repeat("x", MaxRecordBytes+1)) }, store.ErrDamaged, true,
-			fmt.Sprintf("record %s: %d bytes, limit %d", s1View(0), MaxRecordBytes+1, MaxRecordBytes)},
+		// View files: the reason names the window and the file.
+		{"damaged view file", func(t *testing.T, path string) {
+			b, err := os.ReadFile(s1ViewFile(t, path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)-1] ^= 1
+			writeFile(t, s1ViewFile(t, path), string(b))
+		}, store.ErrDamaged, true, "view file "},
+		{"missing view file", func(t *testing.T, path string) {
+			if err := os.Remove(s1ViewFile(t, path)); err != nil {
+				t.Fatal(err)
+			}
+		}, store.ErrDamaged, true, "no such file"},
+		{"view file without the shard", func(t *testing.T, path string) {
+			writeFile(t, s1ViewFile(t, path), string(encodeViewFile([]*collector.SensorView{{Sensor: "s2"}})))
+		}, store.ErrDamaged, true, fmt.Sprintf("no views of shard %d, which the window record takes from it", collector.ViewShard("s1"))},
+		{"bad view_files", func(t *testing.T, path string) {
+			key := s1Window()
+			v := getRecord(t, path, key)
+			bad := regexp.MustCompile(`"shards":\[\d+\]`).ReplaceAllString(v, `"shards":[256]`)
+			if bad == v {
+				t.Fatalf("no view_files in %s", v)
+			}
+			setRecord(t, path, key, bad)
+		}, store.ErrDamaged, true, "record " + s1Window() + ": view_files: shard 256 out of range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), FileName)
@@ -328,11 +348,38 @@ func TestDamagedFileMovedAside(t *testing.T) {
 	}
 }
 
-// s1View is the key of the view record of sensor s1's first summary's
-// minute, in s1's shard plus off.
-func s1View(off int) string {
-	start := testSummary("s1", 1, 20).End.Truncate(time.Minute)
-	return viewKey(windowKey("1m", start), (collector.ViewShard("s1")+off)%collector.ViewShards)
+// s1Window is the key of the window of sensor s1's first summary's minute.
+func s1Window() string {
+	return windowKey("1m", testSummary("s1", 1, 20).End.Truncate(time.Minute))
+}
+
+// s1ViewFile is the view file of s1Window in the store at path (the only
+// one).
+func s1ViewFile(t *testing.T, path string) string {
+	t.Helper()
+	files, _, err := viewFileGens(viewDir(path))
+	if err != nil || len(files[s1Window()]) != 1 {
+		t.Fatalf("view files %v (%v), want one of %s", files, err, s1Window())
+	}
+	return filepath.Join(viewDir(path), viewFileName(s1Window(), files[s1Window()][0]))
+}
+
+// getRecord returns the record at key of the store file at path.
+func getRecord(t *testing.T, path, key string) string {
+	t.Helper()
+	db, err := buntdb.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v string
+	if err := db.View(func(tx *buntdb.Tx) (err error) {
+		v, err = tx.Get(key)
+		return err
+	}); err != nil {
+		t.Fatalf("record %s: %v", key, err)
+	}
+	return v
 }
 
 func writeFile(t *testing.T, path, s string) {
@@ -676,10 +723,7 @@ func wholeCheckpoint(t *testing.T, st *Store) string {
 			return err
 		}
 		return tx.Ascend("", func(k, v string) bool {
-			switch {
-			case strings.HasPrefix(k, prefixView):
-				ck.Records = append(ck.Records, recordUpdate{Key: k, Bin: []byte(v)})
-			case validRecordKey(k):
+			if validRecordKey(k) {
 				ck.Records = append(ck.Records, recordUpdate{Key: k, Value: json.RawMessage(v)})
 			}
 			return true
@@ -731,37 +775,66 @@ func TestAppendCheckpoint(t *testing.T) {
 	}
 }
 
-// TestViewRecords: the per-sensor views come back from their binary
-// records as they were (WhoSees and per-sensor series answer alike).
-// TestDamagedFileMovedAside has the damaged ones.
-func TestViewRecords(t *testing.T) {
+// TestViewFiles: the per-sensor views come back from their files as they
+// were (WhoSees and per-sensor series answer alike); a window whose shards
+// change in different flushes is read from at most maxViewFiles files, and
+// the files a flush replaced are deleted; a file a failed flush left is
+// ignored and deleted. TestDamagedFileMovedAside has the damaged ones.
+func TestViewFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
 	col, st := open(t, path)
-	for seq := uint64(1); seq <= 12; seq++ {
-		for _, id := range []string{"s1", "s2", "s3"} {
+	var ids []string
+	for i := range 12 {
+		ids = append(ids, fmt.Sprintf("s%d", i+1))
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		for _, id := range ids {
 			deliver(t, col, st, id, seq)
 		}
 	}
 	if err := st.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	deliver(t, col, st, "s2", 13) // a second flush, of s2's shard alone
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
+	// One sensor per flush: their fourth minute changes in one shard
+	// each time.
+	minute := windowKey("1m", testSummary("s1", 4, 20).End.Truncate(time.Minute))
+	for _, id := range ids {
+		deliver(t, col, st, id, 4)
+		if err := st.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		files, _, err := viewFileGens(viewDir(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := st.views[minute].files()
+		if len(read) > maxViewFiles || len(files[minute]) != len(read) {
+			t.Fatalf("after %s's flush the minute is read from %d files (limit %d), %d on the disk", id, len(read), maxViewFiles, len(files[minute]))
+		}
+		for window, gens := range files {
+			for _, gen := range gens {
+				if !slices.Contains(st.views[window][:], gen) {
+					t.Errorf("view file %s left on the disk", viewFileName(window, gen))
+				}
+			}
+		}
 	}
+	// What a flush that failed after writing its files leaves.
+	orphan := filepath.Join(viewDir(path), viewFileName(minute, st.viewGen+1))
+	writeFile(t, orphan, string(encodeViewFile([]*collector.SensorView{{Sensor: "s1"}})))
 	st.Close()
+
 	col2, st2 := open(t, path)
 	if r := st2.Stats().Recovered; r != "" {
 		t.Fatalf("the file was moved aside: %s", r)
 	}
-	st2.Close()
 	end := t0.Add(time.Hour)
 	for _, cc := range testSummary("s1", 1, 20).Countries {
 		for _, level := range []string{"1m", "1h"} {
 			key := collector.SeriesKey{By: collector.ByCountry, Country: cc.Country}
 			a, _ := col.WhoSeesAt(level, key, t0, end)
 			b, _ := col2.WhoSeesAt(level, key, t0, end)
-			if len(a) != 3 || !reflect.DeepEqual(a, b) {
+			if len(a) != len(ids) || !reflect.DeepEqual(a, b) {
 				t.Errorf("%s %q: WhoSeesAt after the restart %+v, before %+v", level, cc.Country, b, a)
 			}
 			key.Sensor = "s2"
@@ -772,5 +845,12 @@ func TestViewRecords(t *testing.T) {
 			}
 		}
 	}
-
+	deliver(t, col2, st2, "s1", 5)
+	if err := st2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed flush's view file is still there: %v", err)
+	}
+	st2.Close()
 }

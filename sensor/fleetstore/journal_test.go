@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -106,6 +107,10 @@ func saveFiles(t *testing.T, pattern string) map[string][]byte {
 	}
 	files := map[string][]byte{}
 	for _, n := range names {
+		if fi, err := os.Stat(n); err == nil && fi.IsDir() {
+			maps.Copy(files, saveFiles(t, filepath.Join(n, "*"))) // the view files
+			continue
+		}
 		if files[n], err = os.ReadFile(n); err != nil {
 			t.Fatal(err)
 		}
@@ -245,12 +250,15 @@ func TestFlushCrashPoints(t *testing.T) {
 		crash func(t *testing.T, path string, before, after map[string][]byte)
 	}{
 		{"before the checkpoint record", func(t *testing.T, path string, before, after map[string][]byte) {
-			// The new segment was made; the store file is as before.
+			// The new segment and view files were made; the store file
+			// is as before.
 			restoreFiles(t, map[string][]byte{path: before[path]})
 			restoreSegments(t, before)
+			restoreViewFiles(t, path, before)
 		}},
 		{"checkpoint written, old segments not deleted", func(t *testing.T, path string, before, after map[string][]byte) {
 			restoreSegments(t, before)
+			restoreViewFiles(t, path, before)
 		}},
 		{"after the flush", func(t *testing.T, path string, before, after map[string][]byte) {}},
 	} {
@@ -277,6 +285,16 @@ func TestFlushCrashPoints(t *testing.T) {
 				t.Errorf("second restart: replayed %d, %d segments; want 0 and 1", s.Replayed, s.JournalFiles)
 			}
 		})
+	}
+}
+
+// restoreViewFiles writes back the view files of files.
+func restoreViewFiles(t *testing.T, path string, files map[string][]byte) {
+	t.Helper()
+	for n, b := range files {
+		if filepath.Dir(n) == viewDir(path) {
+			restoreFiles(t, map[string][]byte{n: b})
+		}
 	}
 }
 
@@ -479,7 +497,7 @@ func TestJournalWriteFailure(t *testing.T) {
 }
 
 // TestMigrateV1Views: the per-sensor views of a version 1 file, JSON maps
-// in its window records, come through the migration into view records:
+// in its window records, come through the migration into view files:
 // the same answers to "which sensors see this country, this AS".
 func TestMigrateV1Views(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
@@ -489,10 +507,10 @@ func TestMigrateV1Views(t *testing.T) {
 	st.Close()
 
 	// Rewrite the file as version 1 kept it: the views in the window
-	// records, no view records.
+	// records, no view files.
 	views := 0
 	for _, w := range cp.Windows {
-		v1 := windowV1{WindowState: w, BySeen: map[string]map[string]traffic.Counters{}, ByAS: map[uint32]map[string]traffic.Counters{}}
+		v1 := windowV1{windowRecord: windowRecord{WindowState: w}, BySeen: map[string]map[string]traffic.Counters{}, ByAS: map[uint32]map[string]traffic.Counters{}}
 		for _, sv := range w.Views {
 			for _, c := range sv.Countries {
 				if v1.BySeen[c.Key] == nil {
@@ -512,11 +530,10 @@ func TestMigrateV1Views(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := windowKey(w.Level, w.Start)
-		setRecord(t, path, key, string(b))
-		for shard := range collector.ViewShards {
-			deleteRecord(t, path, viewKey(key, shard))
-		}
+		setRecord(t, path, windowKey(w.Level, w.Start), string(b))
+	}
+	if err := os.RemoveAll(viewDir(path)); err != nil {
+		t.Fatal(err)
 	}
 	if views == 0 {
 		t.Fatal("no per-sensor views to migrate")
@@ -555,12 +572,6 @@ func whoSees(t *testing.T, col *collector.Collector) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// deleteRecord deletes the record at key, as buntdb appends a delete.
-func deleteRecord(t *testing.T, path, key string) {
-	t.Helper()
-	appendFile(t, path, fmt.Sprintf("*2\r\n$3\r\ndel\r\n$%d\r\n%s\r\n", len(key), key))
 }
 
 // TestJournalNumberGap: a batch whose write failed and was undone leaves

@@ -1,0 +1,292 @@
+package fleetstore
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/peerwatch/peerwatch/sensor/collector"
+)
+
+// View files: the windows' per-sensor views live in files of their own
+// beside the store file, not in it. At 10,000 sensors one window's views
+// are about 110 MB, and the current minute's change at every flush: as
+// buntdb records they were written twice (checkpoint, then records) and
+// copied again at every rewrite of the file, and a full checkpoint of
+// every window could pass a record's bound.
+//
+// A flush writes the views of the shards that changed in one window into
+// one new file, "<store file>.views/<level>_<start, Unix s>_<generation>",
+// and syncs it; the window's record then lists, for each generation whose
+// file it still reads, the shards taken from that file (viewFile). The
+// record is written with the checkpoint (see Flush), so a crash before it
+// leaves a file no record names, deleted by the next flush; after it, the
+// files the record no longer names are deleted. A window that would read
+// more than maxViewFiles files is written whole instead
+// (collector.RewriteViews).
+//
+// A file is "PWF1", the CRC32C of the rest (uint32, little endian), and
+// the views as collector.AppendViews encodes them.
+
+const (
+	viewDirSuffix  = ".views"
+	viewFileMagic  = "PWF1"
+	viewFileHead   = len(viewFileMagic) + 4
+	viewFileSuffix = ".pwv"
+	maxViewFiles   = 8
+	viewGenDigits  = 20
+	viewNameSep    = "_"
+)
+
+// MaxViewFileBytes bounds a view file Open reads: one window's views of
+// every sensor (about 110 MB at 10,000 sensors).
+const MaxViewFileBytes = 2 << 30
+
+// viewFile is one entry of a window record's view_files: the shards whose
+// views are read from the file of generation Gen.
+type viewFile struct {
+	Gen    uint64 `json:"gen"`
+	Shards []int  `json:"shards"`
+}
+
+// windowRecord is a window record: the window, and where its views are.
+type windowRecord struct {
+	collector.WindowState
+	ViewFiles []viewFile `json:"view_files,omitempty"`
+}
+
+// viewIndex is the generation of the file that holds each shard's views
+// of one window; 0: the shard has none.
+type viewIndex [collector.ViewShards]uint64
+
+// files lists the index as a window record does, by generation.
+func (x *viewIndex) files() []viewFile {
+	var out []viewFile
+	for shard, gen := range x {
+		if gen == 0 {
+			continue
+		}
+		i := slices.IndexFunc(out, func(f viewFile) bool { return f.Gen == gen })
+		if i < 0 {
+			i = len(out)
+			out = append(out, viewFile{Gen: gen})
+		}
+		out[i].Shards = append(out[i].Shards, shard)
+	}
+	slices.SortFunc(out, func(a, b viewFile) int { return cmp.Compare(a.Gen, b.Gen) })
+	return out
+}
+
+// indexOf checks a window record's view_files and returns them as an
+// index.
+func indexOf(files []viewFile) (*viewIndex, error) {
+	if len(files) > collector.ViewShards {
+		return nil, fmt.Errorf("view_files: %d files, limit %d", len(files), collector.ViewShards)
+	}
+	var x viewIndex
+	for _, f := range files {
+		if f.Gen == 0 || len(f.Shards) == 0 {
+			return nil, fmt.Errorf("view_files: generation %d with %d shards", f.Gen, len(f.Shards))
+		}
+		for _, shard := range f.Shards {
+			if shard < 0 || shard >= collector.ViewShards || x[shard] != 0 {
+				return nil, fmt.Errorf("view_files: shard %d out of range or listed twice", shard)
+			}
+			x[shard] = f.Gen
+		}
+	}
+	return &x, nil
+}
+
+func viewDir(path string) string { return path + viewDirSuffix }
+
+// viewFileName is the name of a window's view file of generation gen; the
+// window key is "window:<level>:<start>".
+func viewFileName(window string, gen uint64) string {
+	rest := strings.TrimPrefix(window, prefixWindow)
+	return fmt.Sprintf("%s%s%0*d%s", strings.Replace(rest, ":", viewNameSep, 1), viewNameSep, viewGenDigits, gen, viewFileSuffix)
+}
+
+// parseViewFileName is viewFileName's inverse.
+func parseViewFileName(name string) (window string, gen uint64, ok bool) {
+	rest, ok := strings.CutSuffix(name, viewFileSuffix)
+	i := strings.LastIndex(rest, viewNameSep)
+	if !ok || i < 0 {
+		return "", 0, false
+	}
+	gen, err := strconv.ParseUint(rest[i+1:], 10, 64)
+	level, start, ok := strings.Cut(rest[:i], viewNameSep)
+	if err != nil || !ok {
+		return "", 0, false
+	}
+	window = prefixWindow + level + ":" + start
+	return window, gen, viewFileName(window, gen) == name
+}
+
+// encodeViewFile returns the content of a view file of views.
+func encodeViewFile(views []*collector.SensorView) []byte {
+	b := collector.AppendViews(append(make([]byte, 0, 64), viewFileMagic+"\x00\x00\x00\x00"...), views)
+	binary.LittleEndian.PutUint32(b[len(viewFileMagic):], crc32.Checksum(b[viewFileHead:], castagnoli))
+	return b
+}
+
+// decodeViewFile decodes the content of a view file.
+func decodeViewFile(b []byte) ([]*collector.SensorView, error) {
+	if len(b) < viewFileHead || string(b[:len(viewFileMagic)]) != viewFileMagic {
+		return nil, errors.New("not a view file")
+	}
+	if crc32.Checksum(b[viewFileHead:], castagnoli) != binary.LittleEndian.Uint32(b[len(viewFileMagic):]) {
+		return nil, errors.New("checksum mismatch")
+	}
+	return collector.DecodeViews(b[viewFileHead:])
+}
+
+// makeDir creates the directory at path unless it exists, and syncs its
+// parent when it created it.
+func makeDir(path string) error {
+	err := os.Mkdir(path, 0o700)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return syncPath(filepath.Dir(path))
+}
+
+// writeViewFile creates the file at path, which must not exist, with b,
+// and syncs it unless sync is false.
+func writeViewFile(path string, b []byte, sync bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return err
+}
+
+// readViewFile reads and decodes the view file at path.
+func readViewFile(path string) ([]*collector.SensorView, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > MaxViewFileBytes {
+		return nil, fmt.Errorf("%d bytes, limit %d", fi.Size(), int64(MaxViewFileBytes))
+	}
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	return decodeViewFile(b)
+}
+
+// loadViews reads the views of the window at key from the files its index
+// names: each file's views of the shards the index takes from it. An
+// error names the file.
+func loadViews(dir, key string, x *viewIndex) ([]*collector.SensorView, error) {
+	var out []*collector.SensorView
+	for _, f := range x.files() {
+		path := filepath.Join(dir, viewFileName(key, f.Gen))
+		views, err := readViewFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("view file %s: %w", path, err)
+		}
+		found := map[int]bool{}
+		for _, v := range views {
+			if shard := collector.ViewShard(v.Sensor); x[shard] == f.Gen {
+				out = append(out, v)
+				found[shard] = true
+			}
+		}
+		for _, shard := range f.Shards {
+			if !found[shard] {
+				return nil, fmt.Errorf("view file %s: no views of shard %d, which the window record takes from it", path, shard)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *collector.SensorView) int { return strings.Compare(a.Sensor, b.Sensor) })
+	return out, nil
+}
+
+// viewFileGens lists the view files in dir by window, with the highest
+// generation among them. A name the store does not give is left out.
+func viewFileGens(dir string) (map[string][]uint64, uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	files := map[string][]uint64{}
+	var high uint64
+	for _, e := range entries {
+		if window, gen, ok := parseViewFileName(e.Name()); ok {
+			files[window] = append(files[window], gen)
+			high = max(high, gen)
+		}
+	}
+	return files, high, nil
+}
+
+// pruneViewFiles deletes the view files that no window's index names:
+// those a flush replaced, of windows gone, or left by a flush that failed.
+func (s *Store) pruneViewFiles() error {
+	dir := viewDir(s.path)
+	files, _, err := viewFileGens(dir)
+	if err != nil {
+		return err
+	}
+	var errs error
+	for window, gens := range files {
+		x := s.views[window]
+		for _, gen := range gens {
+			if x != nil && slices.Contains(x[:], gen) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, viewFileName(window, gen))); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = errors.Join(errs, err)
+			}
+		}
+	}
+	return errs
+}
+
+// moveViewsAside renames the view directory of a store file that is new:
+// its files belong to a file moved aside or deleted.
+func (s *Store) moveViewsAside() error {
+	dir := viewDir(s.path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	aside := fmt.Sprintf("%s.aside-%d", dir, time.Now().Unix())
+	if err := os.Rename(dir, aside); err != nil {
+		return fmt.Errorf("move view files aside: %w", err)
+	}
+	s.log.Error("view files without their store file: moved them aside", "dir", dir, "aside", aside)
+	return nil
+}
