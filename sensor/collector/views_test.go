@@ -2,11 +2,13 @@ package collector
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -166,6 +168,17 @@ func viewsOf(rng *rand.Rand, n int) []*SensorView {
 	return out
 }
 
+// chunkWriter counts the writes it takes.
+type chunkWriter struct {
+	buf    bytes.Buffer
+	writes int
+}
+
+func (w *chunkWriter) Write(b []byte) (int, error) {
+	w.writes++
+	return w.buf.Write(b)
+}
+
 func TestViewsCodec(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	views := viewsOf(rng, 20)
@@ -176,6 +189,16 @@ func TestViewsCodec(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, views) {
 		t.Errorf("decoded views differ:\n%+v\n%+v", got, views)
+	}
+	// Many writes of WriteViews: the same bytes.
+	many := viewsOf(rng, 6000)
+	slices.SortFunc(many, func(a, b *SensorView) int { return cmp.Compare(a.Sensor, b.Sensor) })
+	var chunks chunkWriter
+	if err := WriteViews(&chunks, many); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DecodeViews(chunks.buf.Bytes()); err != nil || !reflect.DeepEqual(got, many) || chunks.writes < 2 {
+		t.Errorf("WriteViews in %d writes of %d bytes: %v, or the views differ", chunks.writes, chunks.buf.Len(), err)
 	}
 	for _, tc := range []struct {
 		name string

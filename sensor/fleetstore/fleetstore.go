@@ -960,11 +960,11 @@ func (s *Store) Flush() error {
 			*x = *old
 		}
 		if len(w.Views) > 0 && err == nil {
-			b := encodeViewFile(w.Views)
-			if werr := writeViewFile(filepath.Join(viewDir(s.path), viewFileName(key, gen)), b, s.sync != store.SyncNever); werr != nil {
+			n, werr := writeViewFile(filepath.Join(viewDir(s.path), viewFileName(key, gen)), w.Views, s.sync != store.SyncNever)
+			if werr != nil {
 				err = fmt.Errorf("write the views of %s: %w", key, werr)
 			}
-			viewBytes += int64(len(b))
+			viewBytes += n
 			for _, v := range w.Views {
 				x[collector.ViewShard(v.Sensor)] = gen
 			}

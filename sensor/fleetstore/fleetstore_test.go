@@ -1,6 +1,7 @@
 package fleetstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -853,4 +854,11 @@ func TestViewFiles(t *testing.T) {
 		t.Errorf("the failed flush's view file is still there: %v", err)
 	}
 	st2.Close()
+}
+
+// encodeViewFile is the content of a view file of views.
+func encodeViewFile(views []*collector.SensorView) []byte {
+	var b bytes.Buffer
+	_ = writeViews(&b, views) // a bytes.Buffer does not fail
+	return b.Bytes()
 }

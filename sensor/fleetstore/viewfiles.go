@@ -1,6 +1,7 @@
 package fleetstore
 
 import (
+	"bufio"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -34,13 +35,13 @@ import (
 // more than maxViewFiles files is written whole instead
 // (collector.RewriteViews).
 //
-// A file is "PWF1", the CRC32C of the rest (uint32, little endian), and
-// the views as collector.AppendViews encodes them.
+// A file is "PWF1", the views as collector.WriteViews encodes them, and
+// the CRC32C of the views (uint32, little endian).
 
 const (
 	viewDirSuffix  = ".views"
 	viewFileMagic  = "PWF1"
-	viewFileHead   = len(viewFileMagic) + 4
+	viewFileMin    = len(viewFileMagic) + 4 // the magic and the checksum
 	viewFileSuffix = ".pwv"
 	maxViewFiles   = 8
 	viewGenDigits  = 20
@@ -132,22 +133,29 @@ func parseViewFileName(name string) (window string, gen uint64, ok bool) {
 	return window, gen, viewFileName(window, gen) == name
 }
 
-// encodeViewFile returns the content of a view file of views.
-func encodeViewFile(views []*collector.SensorView) []byte {
-	b := collector.AppendViews(append(make([]byte, 0, 64), viewFileMagic+"\x00\x00\x00\x00"...), views)
-	binary.LittleEndian.PutUint32(b[len(viewFileMagic):], crc32.Checksum(b[viewFileHead:], castagnoli))
-	return b
+// writeViews writes the view file of views to w.
+func writeViews(w io.Writer, views []*collector.SensorView) error {
+	if _, err := io.WriteString(w, viewFileMagic); err != nil {
+		return err
+	}
+	sum := crc32.New(castagnoli)
+	if err := collector.WriteViews(io.MultiWriter(w, sum), views); err != nil {
+		return err
+	}
+	_, err := w.Write(binary.LittleEndian.AppendUint32(nil, sum.Sum32()))
+	return err
 }
 
 // decodeViewFile decodes the content of a view file.
 func decodeViewFile(b []byte) ([]*collector.SensorView, error) {
-	if len(b) < viewFileHead || string(b[:len(viewFileMagic)]) != viewFileMagic {
+	if len(b) < viewFileMin || string(b[:len(viewFileMagic)]) != viewFileMagic {
 		return nil, errors.New("not a view file")
 	}
-	if crc32.Checksum(b[viewFileHead:], castagnoli) != binary.LittleEndian.Uint32(b[len(viewFileMagic):]) {
+	body, sum := b[len(viewFileMagic):len(b)-4], b[len(b)-4:]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(sum) {
 		return nil, errors.New("checksum mismatch")
 	}
-	return collector.DecodeViews(b[viewFileHead:])
+	return collector.DecodeViews(body)
 }
 
 // makeDir creates the directory at path unless it exists, and syncs its
@@ -163,14 +171,24 @@ func makeDir(path string) error {
 	return syncPath(filepath.Dir(path))
 }
 
-// writeViewFile creates the file at path, which must not exist, with b,
-// and syncs it unless sync is false.
-func writeViewFile(path string, b []byte, sync bool) error {
+// writeViewFile creates the view file of views at path, which must not
+// exist, syncs it unless sync is false, and returns its size.
+func writeViewFile(path string, views []*collector.SensorView, sync bool) (int64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = f.Write(b)
+	// The writes of collector.WriteViews, 512 KiB each, go straight
+	// through.
+	w := bufio.NewWriter(f)
+	err = writeViews(w, views)
+	if err == nil {
+		err = w.Flush()
+	}
+	var size int64
+	if err == nil {
+		size, err = f.Seek(0, io.SeekCurrent)
+	}
 	if err == nil && sync {
 		err = f.Sync()
 	}
@@ -179,8 +197,9 @@ func writeViewFile(path string, b []byte, sync bool) error {
 	}
 	if err != nil {
 		_ = os.Remove(path)
+		return 0, err
 	}
-	return err
+	return size, nil
 }
 
 // readViewFile reads and decodes the view file at path.
