@@ -79,7 +79,7 @@ type WindowState struct {
 	Summary summary.Summary `json:"summary"`
 	// Views are the per-sensor views of the window's shards that changed
 	// (of every shard when Full), sorted by sensor; the store writes them
-	// apart, one record per shard (EncodeViews). A Restore takes all of
+	// apart (WriteViews), in files of their own. A Restore takes all of
 	// the window's views.
 	Views []*SensorView `json:"-"`
 	// ViewsGone: the window's per-sensor views were dropped (past its

@@ -33,7 +33,7 @@ func TestFleetAPI(t *testing.T) {
 	}
 	t.Run("embedded", func(t *testing.T) { testFleetAPI(t, startFleet(t)) })
 	t.Run("mosquitto", func(t *testing.T) {
-		addr := freeAddr(t)
+		addr := testutil.FreeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
 		testutil.StartMosquitto(t, t.TempDir(), "listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n", addr)
 		testFleetAPI(t, startFleetOn(t, addr, Config{Broker: "tcp://" + addr}))

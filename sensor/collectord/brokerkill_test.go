@@ -22,12 +22,7 @@ import (
 func TestMosquittoKilled(t *testing.T) {
 	testutil.RequireMosquitto(t)
 	dir := testutil.SharedTempDir(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker := l.Addr().String()
-	l.Close()
+	broker := testutil.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(broker)
 	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n"+
 		"persistence true\npersistence_location %s/\nautosave_interval 1\nautosave_on_changes true\nmax_queued_messages 10000\n", port, dir)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/store"
 	"github.com/peerwatch/peerwatch/sensor/summary"
@@ -70,16 +70,6 @@ func testLog(tb testing.TB) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func counters(in, out uint64) traffic.Counters {
@@ -151,7 +141,7 @@ func waitFor(tb testing.TB, what string, d time.Duration, cond func() bool) {
 }
 
 func TestFleetEmbeddedBroker(t *testing.T) {
-	brokerAddr := freeAddr(t)
+	brokerAddr := testutil.FreeAddr(t)
 	_, api := startDaemon(t, Config{EmbeddedBroker: brokerAddr})
 
 	// Three sensors, ten summaries each, ending in the last half hour.
@@ -338,7 +328,7 @@ func startDaemon(tb testing.TB, cfg Config) (*Daemon, string) {
 // TestExternalBrokerSharedSubscription runs one collectord as the broker and
 // a second one subscribed to it over the network with a share group.
 func TestExternalBrokerSharedSubscription(t *testing.T) {
-	brokerAddr := freeAddr(t)
+	brokerAddr := testutil.FreeAddr(t)
 	startDaemon(t, Config{EmbeddedBroker: brokerAddr})
 	// startDaemon waits for the subscription: messages published before it
 	// are not delivered to it.

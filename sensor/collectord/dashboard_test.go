@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/internal/testutil/browser"
 	"github.com/peerwatch/peerwatch/sensor/human"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -230,7 +231,7 @@ func TestBrowserDashboard(t *testing.T) {
 // "no data yet" and no error.
 func TestBrowserDashboardEmpty(t *testing.T) {
 	browser.Require(t)
-	_, api := startDaemon(t, Config{EmbeddedBroker: freeAddr(t)}) // before the browser, as above
+	_, api := startDaemon(t, Config{EmbeddedBroker: testutil.FreeAddr(t)}) // before the browser, as above
 	ctx := browser.Start(t)
 	console := browser.WatchConsole(t, ctx)
 	st := browser.Load[dashboardState](t, ctx, strings.TrimSuffix(api, "/api/v1")+"/", readDashboard)

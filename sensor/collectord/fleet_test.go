@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
@@ -149,7 +150,7 @@ type fleet struct {
 // four sensors, and waits until the collector has every message.
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	return startFleetOn(t, addr, Config{EmbeddedBroker: addr})
 }
 

@@ -29,7 +29,7 @@ func TestHTTPSecurity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, api := startDaemon(t, Config{EmbeddedBroker: freeAddr(t),
+	_, api := startDaemon(t, Config{EmbeddedBroker: testutil.FreeAddr(t),
 		HTTPSecurity: HTTPSecurity{CertFile: srv.CertFile, KeyFile: srv.KeyFile, PasswordFile: passwd}})
 	base := strings.Replace(strings.TrimSuffix(api, "/api/v1"), "http://", "https://", 1)
 

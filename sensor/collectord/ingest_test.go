@@ -324,7 +324,7 @@ func BenchmarkIngest(b *testing.B) {
 				addr = testutil.Mosquitto(b, "max_queued_messages 1000000\nmax_inflight_messages 0\n")
 				cfg.Broker, cfg.ClientID = "tcp://"+addr, "collectord-bench"
 			} else {
-				addr = freeAddr(b)
+				addr = testutil.FreeAddr(b)
 				cfg.EmbeddedBroker = addr
 			}
 			d, _, stop := runDaemon(b, cfg)

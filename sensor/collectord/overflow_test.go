@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/store"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/uplink"
@@ -16,7 +17,7 @@ import (
 // gaps at the collector, and the collector knows their number from the
 // summaries that did arrive: drops are counted and reported, not silent.
 func TestOutboxOverflowReported(t *testing.T) {
-	broker := freeAddr(t)
+	broker := testutil.FreeAddr(t)
 	cfg := Config{EmbeddedBroker: broker, DataDir: t.TempDir(), FlushInterval: 200 * time.Millisecond}
 	_, api, stop := runDaemon(t, cfg)
 

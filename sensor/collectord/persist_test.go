@@ -13,7 +13,6 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/summary"
@@ -128,7 +127,7 @@ func sensorsByID(tb testing.TB, api string) map[string]collector.SensorState {
 // alerts and rejects are the same after a restart, and a summary sent
 // again after it is a duplicate.
 func TestRestartKeepsState(t *testing.T) {
-	dir, broker := t.TempDir(), freeAddr(t)
+	dir, broker := t.TempDir(), testutil.FreeAddr(t)
 	// Only the flush at shutdown: the restart must not depend on the timer.
 	cfg := Config{EmbeddedBroker: broker, DataDir: dir, FlushInterval: time.Hour, Sync: "never"}
 	d, api, stop := runDaemon(t, cfg)
@@ -365,7 +364,7 @@ func TestPersistConfig(t *testing.T) {
 // the sensor has no PUBACK; once it returns, the summary is journaled and
 // then acknowledged.
 func TestPubackAfterJournal(t *testing.T) {
-	broker := freeAddr(t)
+	broker := testutil.FreeAddr(t)
 	d, err := New(Config{EmbeddedBroker: broker, DataDir: t.TempDir(), Sync: "never"}, testLog(t))
 	if err != nil {
 		t.Fatal(err)

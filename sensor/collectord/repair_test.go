@@ -128,7 +128,7 @@ func repaired(tb testing.TB, api, id string, last uint64, d time.Duration) colle
 // broker at all), asks the sensor for them, and gets them from its store:
 // every summary once, no gap, the totals of all of them.
 func TestGapRepairEmbedded(t *testing.T) {
-	broker := freeAddr(t)
+	broker := testutil.FreeAddr(t)
 	d, api, _ := runDaemon(t, Config{EmbeddedBroker: broker, DataDir: t.TempDir(), ResendGrace: 200 * time.Millisecond, ResendRetry: 2 * time.Second})
 	s := newRepairSensor(t, broker, "s1")
 	s.make(t, 1, 20, true)
@@ -148,7 +148,7 @@ func TestGapRepairEmbedded(t *testing.T) {
 // collector misses; it says so, the collector shows them as lost (API and
 // /metrics), not as gaps, and asks for them no more.
 func TestGapRepairLost(t *testing.T) {
-	broker := freeAddr(t)
+	broker := testutil.FreeAddr(t)
 	d, api, _ := runDaemon(t, Config{EmbeddedBroker: broker, ResendGrace: 100 * time.Millisecond, ResendRetry: 300 * time.Millisecond})
 	s := newRepairSensor(t, broker, "s2")
 	s.make(t, 1, 1, true)
@@ -196,7 +196,7 @@ func TestGapRepairLost(t *testing.T) {
 func TestGapRepairMosquitto(t *testing.T) {
 	testutil.RequireMosquitto(t)
 	dir := testutil.SharedTempDir(t)
-	broker := freeAddr(t)
+	broker := testutil.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(broker)
 	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\nlog_dest stderr\npersistence false\n", port)
 	kill := testutil.StartMosquitto(t, dir, conf, broker)

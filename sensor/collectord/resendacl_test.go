@@ -7,7 +7,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/uplink"
@@ -112,7 +111,7 @@ func TestEmbeddedBrokerResendACL(t *testing.T) {
 	dir := t.TempDir()
 	ca := testutil.NewCA(t, dir, "fleet")
 	srv := ca.Server(t, "broker")
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	d, _ := startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
 		CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile}})
 	tlsFor := func(id string) *tls.Config { return clientTLS(t, ca.CertFile, ca.Client(t, id)) }

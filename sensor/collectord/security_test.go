@@ -20,7 +20,6 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
-
 	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/brokerauth"
 	"github.com/peerwatch/peerwatch/sensor/collector"
@@ -233,7 +232,7 @@ func TestEmbeddedBrokerClientCerts(t *testing.T) {
 	dir := t.TempDir()
 	ca, other := testutil.NewCA(t, dir, "fleet"), testutil.NewCA(t, dir, "other")
 	srv := ca.Server(t, "broker")
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	d, api := startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
 		CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile, Readers: []string{"collector-2"}}})
 	// A second collectord reads from the first with a certificate of its
@@ -297,7 +296,7 @@ func TestEmbeddedBrokerPasswords(t *testing.T) {
 	dir := t.TempDir()
 	ca := testutil.NewCA(t, dir, "fleet")
 	srv := ca.Server(t, "broker")
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	// testdata/passwd of brokerauth, written by mosquitto_passwd:
 	// alice/secret and bob/"p:w d" ($7$), carol/secret ($6$).
 	passwd, err := filepath.Abs("../brokerauth/testdata/passwd")
@@ -422,7 +421,7 @@ func TestMosquittoDocConfig(t *testing.T) {
 	// the CRL that the config names: sR is revoked
 	sR := ca.Client(t, "sR")
 	ca.WriteCRL(t, filepath.Join(dir, "ca.crl"), sR)
-	certAddr, pwAddr := freeAddr(t), freeAddr(t)
+	certAddr, pwAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	port := func(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
 	conf := docBlock(t, "file: mosquitto.conf")
 	conf = replaceAll(t, conf, "/etc/mosquitto/peerwatch/", dir+"/")
@@ -580,7 +579,7 @@ func TestDocCerts(t *testing.T) {
 		t.Fatalf("make-certs.sh: %v\n%s", err, out)
 	}
 	f := func(name string) string { return filepath.Join(dir, name) }
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	d, api := startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
 		CertFile: f("broker.crt"), KeyFile: f("broker.key"), ClientCAFile: f("ca.crt")}})
 	sensorTLS := func(id string) *tls.Config {
@@ -621,7 +620,7 @@ func TestDocCerts(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("revoke.sh: %v\n%s", err, out)
 	}
-	addr = freeAddr(t)
+	addr = testutil.FreeAddr(t)
 	startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
 		CertFile: f("broker.crt"), KeyFile: f("broker.key"), ClientCAFile: f("ca.crt"), CRLFile: f("ca.crl")}})
 	if _, _, err := connect(t, "ssl://"+addr, "akl-2", sensorTLS("akl-ix-01"), "", ""); err != nil {
@@ -638,7 +637,7 @@ func TestEmbeddedBrokerCertAndPassword(t *testing.T) {
 	dir := t.TempDir()
 	ca := testutil.NewCA(t, dir, "fleet")
 	srv := ca.Server(t, "broker")
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	d, _ := startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
 		CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile, PasswordFile: "../brokerauth/testdata/passwd"}})
 	alice := clientTLS(t, ca.CertFile, ca.Client(t, "alice"))
@@ -675,8 +674,8 @@ func TestEmbeddedBrokerConnectTimeout(t *testing.T) {
 	ca := testutil.NewCA(t, dir, "fleet")
 	srv := ca.Server(t, "broker")
 	for _, cfg := range []Config{
-		{EmbeddedBroker: freeAddr(t)},
-		{EmbeddedBroker: freeAddr(t), EmbeddedSecurity: EmbeddedSecurity{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile}},
+		{EmbeddedBroker: testutil.FreeAddr(t)},
+		{EmbeddedBroker: testutil.FreeAddr(t), EmbeddedSecurity: EmbeddedSecurity{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile}},
 	} {
 		var logs syncBuffer
 		d, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -725,7 +724,7 @@ func TestEmbeddedBrokerCRL(t *testing.T) {
 	sA, sB := ca.Client(t, "sA"), ca.Client(t, "sB")
 	crl := filepath.Join(dir, "fleet.crl")
 	ca.WriteCRL(t, crl, sB)
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	startDaemon(t, Config{EmbeddedBroker: addr, EmbeddedSecurity: EmbeddedSecurity{
 		CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile, CRLFile: crl}})
 	url := "ssl://" + addr

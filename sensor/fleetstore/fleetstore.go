@@ -593,8 +593,10 @@ func (s *Store) load(db *buntdb.DB) error {
 	s.viewGen = high
 	for k, w := range l.windows {
 		if x := l.views[k]; x != nil { // a version 1 window has its views in it
-			if w.Views, err = loadViews(viewDir(s.path), k, x); err != nil {
+			if w.Views, err = loadViews(viewDir(s.path), k, x); errors.Is(err, errViewDamaged) {
 				return damaged(k, "%v", err)
+			} else if err != nil {
+				return fmt.Errorf("window %s: %w", k, err)
 			}
 			s.views[k] = x
 			s.viewGen = max(s.viewGen, slices.Max(x[:]))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -240,7 +241,7 @@ func TestRetentionDeletes(t *testing.T) {
 	}
 	st.Close()
 
-	// Reopened with the minute level only: the minute windows are left out
+	// Reopened with the minute level only: the hour windows are left out
 	// and leave the file at the next flush.
 	col2 := collector.New(collector.Options{Windows: []time.Duration{time.Minute}, Retention: []int{5}}, nil)
 	st2, err := Open(path, col2, Options{Sync: store.SyncNever}, nil)
@@ -254,7 +255,7 @@ func TestRetentionDeletes(t *testing.T) {
 	}
 	st = st2
 	if got := count(); got["1m"] != 5 || got["1h"] != 0 {
-		t.Errorf("after dropping the minute level: %v, want 5 of 1m and none of 1h", got)
+		t.Errorf("after dropping the hour level: %v, want 5 of 1m and none of 1h", got)
 	}
 }
 
@@ -823,6 +824,9 @@ func TestViewFiles(t *testing.T) {
 	// What a flush that failed after writing its files leaves.
 	orphan := filepath.Join(viewDir(path), viewFileName(minute, st.viewGen+1))
 	writeFile(t, orphan, string(encodeViewFile([]*collector.SensorView{{Sensor: "s1"}})))
+	// A name of a generation the store never gives: not taken for one
+	// (the next generation would wrap to 0, "no file").
+	writeFile(t, filepath.Join(viewDir(path), viewFileName(minute, math.MaxUint64)), "")
 	st.Close()
 
 	col2, st2 := open(t, path)
@@ -852,6 +856,9 @@ func TestViewFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the failed flush's view file is still there: %v", err)
+	}
+	if x := st2.views[windowKey("1m", testSummary("s1", 5, 20).End.Truncate(time.Minute))]; st2.viewGen == 0 || st2.viewGen > maxViewGen || x == nil || len(x.files()) != 1 || x.files()[0].Gen != st2.viewGen {
+		t.Errorf("generation %d after the flush, the window of s1's seq 5 not read from it", st2.viewGen)
 	}
 	st2.Close()
 }

@@ -32,7 +32,7 @@ import (
 // record is written with the checkpoint (see Flush), so a crash before it
 // leaves a file no record names, deleted by the next flush; after it, the
 // files the record no longer names are deleted. A window that would read
-// more than maxViewFiles files is written whole instead
+// maxViewFiles files or more is written whole instead
 // (collector.RewriteViews).
 //
 // A file is "PWF1", the views as collector.WriteViews encodes them, and
@@ -48,9 +48,20 @@ const (
 	viewNameSep    = "_"
 )
 
-// MaxViewFileBytes bounds a view file Open reads: one window's views of
-// every sensor (about 110 MB at 10,000 sensors).
-const MaxViewFileBytes = 2 << 30
+// MaxViewFileBytes bounds a view file: one window's views of every sensor
+// (about 110 MB for a minute at 10,000 sensors; an hour or a day, whose
+// sensors' ASes add up, more). A flush that would write a larger one
+// fails, naming the window, rather than leave a file Open refuses.
+const MaxViewFileBytes = 8 << 30
+
+// maxViewGen bounds generations: one a flush, so never reached, but a
+// file name or record could say otherwise, and 0 is "no file".
+const maxViewGen = 1 << 62
+
+// errViewDamaged: a view file is missing, or not what its window record
+// says. Any other error reading it (permissions, I/O) is not damage: Open
+// fails, and leaves the files as they are.
+var errViewDamaged = errors.New("view file damaged")
 
 // viewFile is one entry of a window record's view_files: the shards whose
 // views are read from the file of generation Gen.
@@ -95,7 +106,7 @@ func indexOf(files []viewFile) (*viewIndex, error) {
 	}
 	var x viewIndex
 	for _, f := range files {
-		if f.Gen == 0 || len(f.Shards) == 0 {
+		if f.Gen == 0 || f.Gen > maxViewGen || len(f.Shards) == 0 {
 			return nil, fmt.Errorf("view_files: generation %d with %d shards", f.Gen, len(f.Shards))
 		}
 		for _, shard := range f.Shards {
@@ -126,7 +137,7 @@ func parseViewFileName(name string) (window string, gen uint64, ok bool) {
 	}
 	gen, err := strconv.ParseUint(rest[i+1:], 10, 64)
 	level, start, ok := strings.Cut(rest[:i], viewNameSep)
-	if err != nil || !ok {
+	if err != nil || !ok || gen == 0 || gen > maxViewGen {
 		return "", 0, false
 	}
 	window = prefixWindow + level + ":" + start
@@ -189,6 +200,9 @@ func writeViewFile(path string, views []*collector.SensorView, sync bool) (int64
 	if err == nil {
 		size, err = f.Seek(0, io.SeekCurrent)
 	}
+	if err == nil && size > MaxViewFileBytes {
+		err = fmt.Errorf("%d bytes, limit %d (--keep-per-sensor bounds the windows that keep per-sensor views)", size, int64(MaxViewFileBytes))
+	}
 	if err == nil && sync {
 		err = f.Sync()
 	}
@@ -205,6 +219,9 @@ func writeViewFile(path string, views []*collector.SensorView, sync bool) (int64
 // readViewFile reads and decodes the view file at path.
 func readViewFile(path string) ([]*collector.SensorView, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %w", errViewDamaged, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -214,13 +231,17 @@ func readViewFile(path string) ([]*collector.SensorView, error) {
 		return nil, err
 	}
 	if fi.Size() > MaxViewFileBytes {
-		return nil, fmt.Errorf("%d bytes, limit %d", fi.Size(), int64(MaxViewFileBytes))
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errViewDamaged, fi.Size(), int64(MaxViewFileBytes))
 	}
 	b := make([]byte, fi.Size())
 	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, err
 	}
-	return decodeViewFile(b)
+	views, err := decodeViewFile(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errViewDamaged, err)
+	}
+	return views, nil
 }
 
 // loadViews reads the views of the window at key from the files its index
@@ -243,7 +264,7 @@ func loadViews(dir, key string, x *viewIndex) ([]*collector.SensorView, error) {
 		}
 		for _, shard := range f.Shards {
 			if !found[shard] {
-				return nil, fmt.Errorf("view file %s: no views of shard %d, which the window record takes from it", path, shard)
+				return nil, fmt.Errorf("view file %s: %w: no views of shard %d, which the window record takes from it", path, errViewDamaged, shard)
 			}
 		}
 	}

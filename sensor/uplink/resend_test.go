@@ -9,6 +9,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/store"
 	"github.com/peerwatch/peerwatch/sensor/summary"
 )
@@ -52,7 +53,7 @@ func (c *collector) payloads(topic string) []string {
 // again by a reconnect is not served twice; requests that are malformed or
 // name another sensor are refused; the rate limit holds.
 func TestResendRequest(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	col := &collector{}
 	srv, _ := startMochi(t, addr, col)
 	st := openStore(t)

@@ -21,7 +21,6 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/store"
 )
@@ -125,16 +124,6 @@ func waitFor(tb testing.TB, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func testLog(tb testing.TB) *slog.Logger {
@@ -326,13 +315,13 @@ func subscribe2(tb testing.TB, addr, id string) *collector {
 }
 
 func TestDeliverEmbeddedBroker(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	_, _ = startMochi(t, addr, nil)
 	deliverAll(t, addr, addr, nil)
 }
 
 func TestLastWillEmbeddedBroker(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	_, _ = startMochi(t, addr, nil)
 	// The uplink goes through a proxy whose cut holds the uplink off for
 	// a moment, so that the broker sees the connection drop (and sends the
@@ -397,7 +386,7 @@ func (p *proxy) cut() {
 }
 
 func TestBrokerOutage(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	col := &collector{}
 	_, stopBroker := startMochi(t, addr, col)
 	cut := make(chan struct{})
@@ -448,7 +437,7 @@ func (q slowQueue) Ack(seq uint64) error {
 }
 
 func TestMosquitto(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	testutil.StartMosquitto(t, t.TempDir(), "listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n", addr)
 	deliverAll(t, addr, addr, nil)
@@ -490,7 +479,7 @@ func TestConfig(t *testing.T) {
 // the same store file; when the broker comes back, the backlog arrives
 // complete and in order.
 func TestRestartDuringOutage(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	col := &collector{}
 	_, stopBroker := startMochi(t, addr, col)
 	path := filepath.Join(t.TempDir(), "store.db")

@@ -18,19 +18,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// freeAddr is a loopback address with a port nobody listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+	"github.com/peerwatch/peerwatch/internal/testutil"
+)
 
 // serveUntilCancel runs ListenAndServe and returns its result channel once
 // url answers.
@@ -61,7 +51,7 @@ func serveUntilCancel(t *testing.T, ctx context.Context, addr, cert, key string,
 }
 
 func TestListenAndServe(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := serveUntilCancel(t, ctx, addr, "", "", http.DefaultClient, "http://"+addr+"/api/v1/status")
 
@@ -117,7 +107,7 @@ func TestListenAndServeTLS(t *testing.T) {
 	pool.AddCert(must(x509.ParseCertificate(der)))
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := serveUntilCancel(t, ctx, addr, certFile, keyFile, client, "https://"+addr+"/")
 	cancel()

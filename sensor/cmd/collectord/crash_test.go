@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/peerwatch/peerwatch/internal/testutil"
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/collectord"
@@ -77,16 +75,6 @@ func (c *child) stop(sig syscall.Signal) {
 	}
 	_ = c.cmd.Process.Signal(sig)
 	<-c.exited
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
@@ -167,11 +155,11 @@ func TestCrashRecovery(t *testing.T) {
 }
 
 func crashRecovery(t *testing.T, mode string) {
-	dir, api := t.TempDir(), freeAddr(t)
+	dir, api := t.TempDir(), testutil.FreeAddr(t)
 	args := []string{"--listen", api, "--data-dir", dir, "--flush-interval", "200ms", "--sync", "always"}
 	var broker string
 	if mode == "embedded" {
-		broker = freeAddr(t)
+		broker = testutil.FreeAddr(t)
 		args = append(args, "--embedded-broker", broker)
 	} else {
 		broker = testutil.Mosquitto(t, "max_queued_messages 10000\n")

@@ -43,7 +43,7 @@ func TestNetnsDemo(t *testing.T) {
 	if sensorPort == 0 {
 		t.Fatal("no two free consecutive ports between 19301 and 19400")
 	}
-	broker, collector := freePort(t), freePort(t)
+	broker, collector := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	pages := []string{net.JoinHostPort("127.0.0.1", itoa(sensorPort)), net.JoinHostPort("127.0.0.1", itoa(sensorPort+1))}
 
 	cmd := exec.Command(filepath.Join(repo, "scripts", "demo"))

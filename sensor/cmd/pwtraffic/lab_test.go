@@ -36,17 +36,6 @@ import (
 
 var repo, _ = filepath.Abs(filepath.Join("..", "..", ".."))
 
-// freePort returns a loopback address with a port nobody listens on.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // process is a command of the test with its log, killed at cleanup.
 type process struct {
 	name  string
@@ -390,7 +379,7 @@ func TestNetnsLabFleet(t *testing.T) {
 	if _, err := os.Stat(mosquitto); err != nil {
 		t.Skipf("%s not installed (scripts/install-deps installs the mosquitto package): %v", mosquitto, err)
 	}
-	broker, api := freePort(t), freePort(t)
+	broker, api := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	_, brokerPort, _ := net.SplitHostPort(broker)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(conf, []byte("listener "+brokerPort+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"), 0o644); err != nil {
@@ -429,7 +418,7 @@ func TestNetnsLabFleet(t *testing.T) {
 				"--report", filepath.Join(dir, fmt.Sprintf("%s-%d.json", s.name, i))}, strings.Fields(args)...)
 			s.traffic = append(s.traffic, start(t, dir, fmt.Sprintf("pwtraffic-%s-%d", s.name, i), true, argv...))
 		}
-		s.http = freePort(t)
+		s.http = testutil.FreeAddr(t)
 		cfg := sensordConfig(t, dir, s.name, prefix+"-"+s.name, "xdp", s.http, "tcp://"+broker)
 		start(t, dir, "sensord-"+s.name, false, bins["sensord"], "--config", cfg)
 	}
