@@ -289,25 +289,6 @@ func (s *Store) openJournal() error {
 	if err != nil {
 		return fmt.Errorf("list journal segments: %w", err)
 	}
-	if s.fresh && len(segs) > 0 {
-		// A new store file: the segments belong to another one, moved
-		// aside or deleted. Replayed into an empty collector, they would
-		// give it the messages of a few seconds as its whole state.
-		now := time.Now().Unix()
-		for _, seg := range segs {
-			aside := fmt.Sprintf("%s.aside-%d", seg.path, now)
-			if err := os.Rename(seg.path, aside); err != nil {
-				return fmt.Errorf("move journal segment aside: %w", err)
-			}
-			s.log.Error("journal segment without its store file: moved it aside", "segment", seg.path, "aside", aside)
-		}
-		segs = nil
-	}
-	if s.fresh {
-		if err := s.moveViewsAside(); err != nil {
-			return err
-		}
-	}
 	mark := s.loadMark
 	replay := func(e journalEntry) error {
 		s.stats.JournalDepth++
@@ -570,6 +551,11 @@ func (s *Store) load(db *buntdb.DB) error {
 		return err
 	}
 	if fresh {
+		// Before the schema record: once it is written, the next start
+		// takes the file for one that has these files.
+		if err := s.moveAside(); err != nil {
+			return err
+		}
 		b, _ := json.Marshal(currentSchema)
 		if err := db.Update(func(tx *buntdb.Tx) error {
 			_, _, err := tx.Set(keySchema, string(b), nil)

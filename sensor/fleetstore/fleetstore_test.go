@@ -338,6 +338,14 @@ func TestDamagedFileMovedAside(t *testing.T) {
 			if tc.fresh && string(aside) != string(before) {
 				t.Errorf("the file aside is not the damaged file")
 			}
+			if tc.fresh {
+				// Its view files went aside with it, before the new
+				// file's schema record (a crash between the two must not
+				// leave them to the new file, whose flush deletes them).
+				if aside, _ := filepath.Glob(viewDir(path) + ".aside-*"); len(aside) != 1 {
+					t.Errorf("view directories moved aside with the store file: %v, want one", aside)
+				}
+			}
 			if n := len(col2.Sensors(t0)); (n == 0) != tc.fresh {
 				t.Errorf("%d sensors after the recovery, fresh %v", n, tc.fresh)
 			}

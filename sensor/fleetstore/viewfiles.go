@@ -101,8 +101,8 @@ func (x *viewIndex) files() []viewFile {
 // indexOf checks a window record's view_files and returns them as an
 // index.
 func indexOf(files []viewFile) (*viewIndex, error) {
-	if len(files) > collector.ViewShards {
-		return nil, fmt.Errorf("view_files: %d files, limit %d", len(files), collector.ViewShards)
+	if len(files) > maxViewFiles { // what Flush writes
+		return nil, fmt.Errorf("view_files: %d files, limit %d", len(files), maxViewFiles)
 	}
 	var x viewIndex
 	for _, f := range files {
@@ -316,17 +316,35 @@ func (s *Store) pruneViewFiles() error {
 	return errs
 }
 
-// moveViewsAside renames the view directory of a store file that is new:
-// its files belong to a file moved aside or deleted.
-func (s *Store) moveViewsAside() error {
-	dir := viewDir(s.path)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil
+// moveAside renames the journal segments and the view directory of a
+// store file that is new: they belong to a file moved aside or deleted.
+// Replayed into an empty collector, the segments would give it the
+// messages of a few seconds as its whole state.
+func (s *Store) moveAside() error {
+	segs, err := listSegments(s.path)
+	if err != nil {
+		return fmt.Errorf("list journal segments: %w", err)
 	}
-	aside := fmt.Sprintf("%s.aside-%d", dir, time.Now().Unix())
-	if err := os.Rename(dir, aside); err != nil {
-		return fmt.Errorf("move view files aside: %w", err)
+	paths := []string{viewDir(s.path)}
+	for _, seg := range segs {
+		paths = append(paths, seg.path)
 	}
-	s.log.Error("view files without their store file: moved them aside", "dir", dir, "aside", aside)
+	now := time.Now().Unix()
+	for _, path := range paths {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		aside := fmt.Sprintf("%s.aside-%d", path, now)
+		for i := 1; ; i++ { // a name not taken by an earlier start
+			if _, err := os.Stat(aside); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			aside = fmt.Sprintf("%s.aside-%d-%d", path, now, i)
+		}
+		if err := os.Rename(path, aside); err != nil {
+			return fmt.Errorf("move %s aside: %w", path, err)
+		}
+		s.log.Error("journal segment or view files without their store file: moved aside", "path", path, "aside", aside)
+	}
 	return nil
 }
