@@ -99,12 +99,7 @@ func StartMosquitto(tb testing.TB, dir, conf string, addrs ...string) (kill func
 func Mosquitto(tb testing.TB, conf string) string {
 	tb.Helper()
 	RequireMosquitto(tb)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := FreeAddr(tb)
 	_, port, _ := net.SplitHostPort(addr)
 	base := "listener " + port + " 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
 	StartMosquitto(tb, tb.TempDir(), base+conf, addr)

@@ -610,9 +610,13 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 		// nor for the journal: it does not block the connection for long.
 		tok := c.SubscribeMultiple(filters, handler)
 		go func() {
+			// A broker that holds a backlog for the session sends it
+			// before the SUBACK, which then takes as long as the
+			// collector takes the backlog: wait on.
+			for waited := 30 * time.Second; !tok.WaitTimeout(30 * time.Second); waited += 30 * time.Second {
+				log.Warn("no SUBACK yet; waiting on (a broker sends the session's backlog first)", "filters", d.cfg.Filters(), "waited", waited)
+			}
 			switch {
-			case !tok.WaitTimeout(30 * time.Second):
-				log.Error("subscribe timed out", "filters", d.cfg.Filters())
 			case tok.Error() != nil:
 				log.Error("subscribe failed", "filters", d.cfg.Filters(), "err", tok.Error())
 			default:

@@ -276,7 +276,9 @@ func (p *publisherProcess) run(tb testing.TB) (cpu time.Duration) {
 // the cores to itself and its broker. The flush of the
 // collector's state is measured apart: flush-cpu-ms, once per flush
 // interval (10 s by default) whatever the rate. faults/summary is
-// collectord's minor page faults. PEERWATCH_INGEST_CONNECTIONS sets the
+// collectord's minor page faults. fleet-10000/mosquitto-backlog/binary/
+// flushing is the target, 10,000 sensors, with collectord flushing every
+// 10 s while it takes them in (flushes: how many). PEERWATCH_INGEST_CONNECTIONS sets the
 // number of publishing connections (default 4): with 64, the journal's
 // group commits take about 10 summaries per fsync instead of 2.
 // PEERWATCH_INGEST_GC_PERCENT sets collectord's garbage collector target
@@ -301,15 +303,22 @@ func BenchmarkIngest(b *testing.B) {
 		// what is measured is how fast it takes the broker's backlog
 		// when it comes back, without the publishers beside it.
 		backlog bool
+		// flushing: collectord flushes every 10 s (the default) while it
+		// takes the summaries, rather than once at the end.
+		flushing bool
 	}{
-		{"embedded/binary", summary.FormatBinary, false, 100, false},
-		{"embedded/json-gzip", summary.FormatJSON, false, 100, false},
-		{"mosquitto/binary", summary.FormatBinary, true, 100, false},
-		{"mosquitto-backlog/binary", summary.FormatBinary, true, 100, true},
+		{"embedded/binary", summary.FormatBinary, false, 100, false, false},
+		{"embedded/json-gzip", summary.FormatJSON, false, 100, false, false},
+		{"mosquitto/binary", summary.FormatBinary, true, 100, false, false},
+		{"mosquitto-backlog/binary", summary.FormatBinary, true, 100, true, false},
 		// The fleet of the target, 10,000 sensors: the windows' per-sensor
 		// views of countries and ASes, and so the checkpoints, grow with
 		// it. Run it with -benchtime 10000x or more (every sensor once).
-		{"fleet-10000/embedded/binary", summary.FormatBinary, false, 10_000, false},
+		{"fleet-10000/embedded/binary", summary.FormatBinary, false, 10_000, false, false},
+		// The fleet of the target at its rate, with the flushes: run
+		// it with -benchtime 30000x or more (three summaries a sensor,
+		// several flushes).
+		{"fleet-10000/mosquitto-backlog/binary/flushing", summary.FormatBinary, true, 10_000, true, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			// No flush while the summaries come in: a flush costs the
@@ -319,6 +328,9 @@ func BenchmarkIngest(b *testing.B) {
 			// over the summaries of a flush interval at the rate of
 			// interest.
 			cfg := Config{DataDir: b.TempDir(), FlushInterval: time.Hour}
+			if c.flushing {
+				cfg.FlushInterval = DefaultFlushInterval
+			}
 			var addr string
 			if c.mosquitto {
 				addr = testutil.Mosquitto(b, "max_queued_messages 1000000\nmax_inflight_messages 0\n")
@@ -371,6 +383,9 @@ func BenchmarkIngest(b *testing.B) {
 				b.ReportMetric(float64(brokerCPU.Microseconds())/float64(b.N), "mosquitto-cpu-us/summary")
 			}
 			b.ReportMetric(float64(st.Journaled)/float64(max(st.JournalBatches, 1)), "summaries/fsync")
+			if c.flushing {
+				b.ReportMetric(float64(st.Flushes-1), "flushes") // the last one is the one at the end
+			}
 			b.ReportMetric(float64(pub.bytes)/float64(b.N), "payload-B")
 		})
 	}

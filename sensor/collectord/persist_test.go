@@ -44,7 +44,9 @@ func runDaemon(tb testing.TB, cfg Config) (d *Daemon, api string, stop func()) {
 		testutil.WaitReturn(tb, "Run", done)
 	}
 	tb.Cleanup(stop)
-	waitFor(tb, "the subscription", 10*time.Second, d.Subscribed)
+	// Generous: a broker with a backlog for the collector's session may
+	// send much of it before the SUBACK.
+	waitFor(tb, "the subscription", 5*time.Minute, d.Subscribed)
 	return d, "http://" + ln.Addr().String() + "/api/v1", stop
 }
 
