@@ -82,6 +82,7 @@ func (c *Collector) handleLost(id string, payload []byte, now time.Time) error {
 	if n := s.seqs.markLost(lost); n > 0 {
 		c.log.Warn("sensor no longer holds summaries of its gaps: lost for good", "sensor", id, "seqs", n)
 	}
+	c.accepted[KindLost]++
 	return nil
 }
 
