@@ -41,6 +41,10 @@ type fleetMetrics struct {
 	lag, lastSeen, lastEnd, sensorRejects                            *prometheus.Desc
 	alerts, build, brokerRefusals                                    *prometheus.Desc
 	lost, repaired, resendRequests                                   *prometheus.Desc
+	// Of the store (fleetstore.Stats); only with --data-dir.
+	storeBytes, viewFiles, viewBytes, journalRecords, journalSegments, journalBytes *prometheus.Desc
+	journaled, journalWrites, journalErrors, flushes, flushErrors, shrinks          *prometheus.Desc
+	lastFlush, lastFlushSeconds, lastFlushBytes, replayed, journalCut               *prometheus.Desc
 }
 
 func newFleetMetrics(d *Daemon) *fleetMetrics {
@@ -73,6 +77,24 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 		build:          desc("build_info", "The collector's version; always 1.", "version"),
 		brokerRefusals: desc("broker_refusals_total", "What the embedded broker's authentication refused since start, by kind (connect, publish, subscribe); "+
 			"only with an embedded broker.", "kind"),
+
+		storeBytes:       desc("store_file_bytes", "Size of the store file (collectord.db)."),
+		viewFiles:        desc("store_view_files", "View files: the windows' per-sensor views (collectord.db.views)."),
+		viewBytes:        desc("store_view_bytes", "Size of the view files."),
+		journalRecords:   desc("journal_records", "Records in the journal's segments: messages received since the last flush."),
+		journalSegments:  desc("journal_segments", "The journal's segment files."),
+		journalBytes:     desc("journal_bytes", "Size of the journal's segment files."),
+		journaled:        desc("journal_records_written_total", "Journal records written since start: accepted summaries and alerts."),
+		journalWrites:    desc("journal_writes_total", "Journal writes since start (one fsync each with --sync always)."),
+		journalErrors:    desc("journal_errors_total", "Journal records whose write failed since start (not acknowledged; the broker sends them again)."),
+		flushes:          desc("flushes_total", "Flushes of the collector's state to the store since start."),
+		flushErrors:      desc("flush_errors_total", "Flushes that failed since start (the next one writes everything)."),
+		shrinks:          desc("store_rewrites_total", "Rewrites of the store file without its garbage since start."),
+		lastFlush:        desc("last_flush_timestamp_seconds", "Unix time the last successful flush ended."),
+		lastFlushSeconds: desc("last_flush_duration_seconds", "Duration of the last successful flush."),
+		lastFlushBytes:   desc("last_flush_bytes", "Bytes the last successful flush wrote: its checkpoint record and view files."),
+		replayed:         desc("journal_replayed_at_start", "Journal records applied at start (received after the last flush before the stop)."),
+		journalCut:       desc("journal_cut_bytes_at_start", "Bytes cut off the ends of journal segments at start: a write cut short by a crash, or damage (the log says which)."),
 	}
 }
 
@@ -80,7 +102,10 @@ func newFleetMetrics(d *Daemon) *fleetMetrics {
 func (m *fleetMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.rejects, m.accepted, m.handled, m.known, m.online, m.labelled,
 		m.up, m.summaries, m.duplicates, m.outboxDropped, m.gaps, m.missing, m.lastSeq, m.lag, m.lastSeen, m.lastEnd,
-		m.sensorRejects, m.alerts, m.build, m.brokerRefusals, m.lost, m.repaired, m.resendRequests} {
+		m.sensorRejects, m.alerts, m.build, m.brokerRefusals, m.lost, m.repaired, m.resendRequests,
+		m.storeBytes, m.viewFiles, m.viewBytes, m.journalRecords, m.journalSegments, m.journalBytes,
+		m.journaled, m.journalWrites, m.journalErrors, m.flushes, m.flushErrors, m.shrinks,
+		m.lastFlush, m.lastFlushSeconds, m.lastFlushBytes, m.replayed, m.journalCut} {
 		ch <- d
 	}
 }
@@ -145,6 +170,27 @@ func (m *fleetMetrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.brokerRefusals, st.ConnectsRefused, "connect")
 		counter(m.brokerRefusals, st.PublishesDenied, "publish")
 		counter(m.brokerRefusals, st.SubscribesDenied, "subscribe")
+	}
+	if st, ok := m.d.StoreStats(); ok {
+		gauge(m.storeBytes, float64(st.FileSize))
+		gauge(m.viewFiles, float64(st.ViewFiles))
+		gauge(m.viewBytes, float64(st.ViewBytes))
+		gauge(m.journalRecords, float64(st.JournalDepth))
+		gauge(m.journalSegments, float64(st.JournalFiles))
+		gauge(m.journalBytes, float64(st.JournalBytes))
+		counter(m.journaled, st.Journaled)
+		counter(m.journalWrites, st.JournalBatches)
+		counter(m.journalErrors, st.JournalErrors)
+		counter(m.flushes, st.Flushes)
+		counter(m.flushErrors, st.FlushErrors)
+		counter(m.shrinks, st.Shrinks)
+		if !st.LastFlush.IsZero() {
+			gauge(m.lastFlush, unixSeconds(st.LastFlush))
+			gauge(m.lastFlushSeconds, st.LastFlushTook.Seconds())
+			gauge(m.lastFlushBytes, float64(st.LastFlushBytes))
+		}
+		gauge(m.replayed, float64(st.Replayed))
+		gauge(m.journalCut, float64(st.JournalCut))
 	}
 }
 

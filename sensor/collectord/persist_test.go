@@ -415,3 +415,59 @@ func TestPubackAfterJournal(t *testing.T) {
 		t.Errorf("journaled %d at the PUBACK, want 1", st.Journaled)
 	}
 }
+
+// TestStoreMetrics: /metrics reports the store as its files are: the
+// journal records written, the flushes, and the view files with their
+// exact size on the disk.
+func TestStoreMetrics(t *testing.T) {
+	broker := testutil.FreeAddr(t)
+	dir := t.TempDir()
+	cfg := Config{EmbeddedBroker: broker, DataDir: dir, FlushInterval: time.Hour}
+	d, api, _ := runDaemon(t, cfg)
+	q, _ := sensorUplink(t, broker, "s1")
+	var want summary.Summary
+	now := time.Now().UTC().Truncate(time.Minute)
+	for seq := uint64(1); seq <= 5; seq++ {
+		enqueue(t, q, &want, "s1", seq, now.Add(time.Duration(seq-5)*10*time.Second))
+	}
+	waitFor(t, "every summary", 10*time.Second, func() bool { return accepted(d) == 5 })
+	if err := d.flush(); err != nil {
+		t.Fatal(err)
+	}
+	var files, size int64
+	entries, err := os.ReadDir(filepath.Join(dir, "collectord.db.views"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files++
+		size += fi.Size()
+	}
+	_, value := scrape(t, strings.TrimSuffix(api, "/api/v1"))
+	for _, tc := range []struct {
+		name string
+		want float64
+	}{
+		{"peerwatch_collector_journal_records_written_total", 5},
+		{"peerwatch_collector_journal_errors_total", 0},
+		{"peerwatch_collector_flushes_total", 1},
+		{"peerwatch_collector_flush_errors_total", 0},
+		{"peerwatch_collector_journal_records", 0}, // the flush deleted them
+		{"peerwatch_collector_store_view_files", float64(files)},
+		{"peerwatch_collector_store_view_bytes", float64(size)},
+	} {
+		if got, ok := value(tc.name); !ok || got != tc.want {
+			t.Errorf("%s = %v (present %v), want %v", tc.name, got, ok, tc.want)
+		}
+	}
+	if files == 0 {
+		t.Error("no view files after the flush")
+	}
+	if got, ok := value("peerwatch_collector_last_flush_timestamp_seconds"); !ok || got < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("last flush at %v (present %v)", got, ok)
+	}
+}

@@ -120,6 +120,10 @@ type Stats struct {
 	// received since the last flush (and those the last flush covers
 	// that had not reached the disk when it took its mark).
 	JournalDepth int `json:"journal_depth"`
+	// ViewFiles and ViewBytes are the view files and their size
+	// (viewfiles.go).
+	ViewFiles int   `json:"view_files"`
+	ViewBytes int64 `json:"view_bytes"`
 	// JournalFiles and JournalBytes are the journal's segment files and
 	// their size.
 	JournalFiles int   `json:"journal_files"`
@@ -1174,6 +1178,7 @@ func (s *Store) Stats() Stats {
 		st.FileSize = fi.Size()
 	}
 	st.JournalFiles, st.JournalBytes = s.jr.files()
+	st.ViewFiles, st.ViewBytes = viewFilesSize(viewDir(s.path))
 	return st
 }
 

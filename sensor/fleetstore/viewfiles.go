@@ -293,6 +293,21 @@ func viewFileGens(dir string) (map[string][]uint64, uint64, error) {
 	return files, high, nil
 }
 
+// viewFilesSize is the number of view files in dir and their size.
+func viewFilesSize(dir string) (n int, size int64) {
+	entries, _ := os.ReadDir(dir) // none when it does not exist yet
+	for _, e := range entries {
+		if _, _, ok := parseViewFileName(e.Name()); !ok {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			n++
+			size += fi.Size()
+		}
+	}
+	return n, size
+}
+
 // pruneViewFiles deletes the view files that no window's index names:
 // those a flush replaced, of windows gone, or left by a flush that failed.
 func (s *Store) pruneViewFiles() error {
