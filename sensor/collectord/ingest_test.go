@@ -353,7 +353,7 @@ func BenchmarkIngest(b *testing.B) {
 			if c.backlog {
 				b.ResetTimer()
 				before, faults, brokerBefore = cpuTime(), minorFaults(), childCPU("mosquitto")
-				d, _, _ = runDaemon(b, cfg)
+				d, _, stop = runDaemon(b, cfg)
 			}
 			waitFor(b, "every summary at the collector", 10*time.Minute, func() bool { return accepted(d) == b.N })
 			b.StopTimer()
@@ -385,6 +385,19 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(st.Journaled)/float64(max(st.JournalBatches, 1)), "summaries/fsync")
 			if c.flushing {
 				b.ReportMetric(float64(st.Flushes-1), "flushes") // the last one is the one at the end
+			}
+			if c.sensors >= 10_000 {
+				// A restart of the fleet's collector: the store loaded
+				// (view files included), the same totals.
+				stop()
+				began := time.Now()
+				d2, _, _ := runDaemon(b, cfg)
+				b.ReportMetric(float64(time.Since(began).Milliseconds()), "restart-ms")
+				b.ReportMetric(float64(st.ViewBytes)/1e6, "view-MB")
+				got := d2.Collector().Window("1m", pub.end.Add(-24*time.Hour), pub.end.Add(time.Minute))
+				if got.Remote != want.Remote || got.Globals != want.Globals {
+					b.Fatalf("after a restart: remote %+v, globals %+v; the fleet sent remote %+v, globals %+v", got.Remote, got.Globals, want.Remote, want.Globals)
+				}
 			}
 			b.ReportMetric(float64(pub.bytes)/float64(b.N), "payload-B")
 		})
