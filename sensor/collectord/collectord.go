@@ -614,6 +614,9 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 			// before the SUBACK, which then takes as long as the
 			// collector takes the backlog: wait on.
 			for waited := 30 * time.Second; !tok.WaitTimeout(30 * time.Second); waited += 30 * time.Second {
+				if ctx.Err() != nil {
+					return // shutting down
+				}
 				log.Warn("no SUBACK yet; waiting on (a broker sends the session's backlog first)", "filters", d.cfg.Filters(), "waited", waited)
 			}
 			switch {
