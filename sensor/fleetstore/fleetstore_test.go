@@ -877,3 +877,47 @@ func encodeViewFile(views []*collector.SensorView) []byte {
 	_ = writeViews(&b, views) // a bytes.Buffer does not fail
 	return b.Bytes()
 }
+
+// TestFailedFlush: a flush that fails (its view files cannot be written)
+// changes nothing on the disk that the next start reads, and the next
+// flush writes everything: the state comes back whole, views included.
+func TestFailedFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := openTwoSensors(t, path)
+	deliver(t, col, st, "s1", 4)
+	deliver(t, col, st, "s2", 4)
+	// A file where the view directory should be.
+	if err := os.Rename(viewDir(path), viewDir(path)+".away"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, viewDir(path), "not a directory")
+	if err := st.Flush(); err == nil {
+		t.Fatal("flush with no view directory succeeded")
+	}
+	if s := st.Stats(); s.FlushErrors != 1 || s.LastError == "" {
+		t.Errorf("stats %+v: want one flush error", s)
+	}
+	if err := os.Remove(viewDir(path)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(viewDir(path)+".away", viewDir(path)); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, col, st, "s1", 5)
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want, wantSeen := state(t, col), whoSees(t, col)
+	st.Close()
+	col2, st2 := open(t, path)
+	defer st2.Close()
+	if got := state(t, col2); got != want {
+		t.Errorf("state after a failed flush and a good one:\n%s\nwant\n%s", got, want)
+	}
+	if got := whoSees(t, col2); got != wantSeen {
+		t.Errorf("who sees after a failed flush and a good one:\n%s\nwant\n%s", got, wantSeen)
+	}
+	if s := st2.Stats(); s.Replayed != 0 || s.Aside != "" {
+		t.Errorf("reopened: replayed %d, aside %q; want 0, none", s.Replayed, s.Aside)
+	}
+}
