@@ -78,7 +78,7 @@ type WindowState struct {
 	Start   time.Time       `json:"start"`
 	Summary summary.Summary `json:"summary"`
 	// Views are the per-sensor views of the window's shards that changed
-	// (of every shard when Full), sorted by sensor; the store writes them
+	// (of every shard when Full, but for ChangedViews), sorted by sensor; the store writes them
 	// apart (WriteViews), in files of their own. A Restore takes all of
 	// the window's views.
 	Views []*SensorView `json:"-"`
@@ -130,6 +130,23 @@ type AlertRecord struct {
 // whole state when full, and marks it unchanged. A caller whose write of a
 // checkpoint failed asks for a full one next.
 func (c *Collector) Checkpoint(full bool) *Checkpoint {
+	return c.CheckpointWith(CheckpointOptions{Full: full})
+}
+
+// CheckpointOptions say what a Checkpoint holds.
+type CheckpointOptions struct {
+	// Full: every window, sensor and alert, not only what changed.
+	Full bool
+	// ChangedViews: the per-sensor views of the shards that changed
+	// only, even when Full. For a caller that keeps the others as the
+	// Checkpoints before gave them, and has RewriteViews mark those of
+	// the windows whose write failed.
+	ChangedViews bool
+}
+
+// CheckpointWith is Checkpoint with options.
+func (c *Collector) CheckpointWith(o CheckpointOptions) *Checkpoint {
+	full := o.Full
 	type rawSensor struct {
 		rec  SensorRecord
 		seqs seqTracker
@@ -176,7 +193,7 @@ func (c *Collector) Checkpoint(full bool) *Checkpoint {
 				continue
 			}
 			rv := rawViews{window: len(cp.Windows) - 1, bySensor: slices.Clone(b.seen.bySensor), dirty: b.seen.dirty}
-			if full {
+			if full && !o.ChangedViews {
 				rv.dirty = [ViewShards]bool{}
 				for i := range rv.dirty {
 					rv.dirty[i] = true

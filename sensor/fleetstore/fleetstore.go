@@ -203,7 +203,12 @@ type Store struct {
 	// given to a view file (viewfiles.go). Under flushMu, or load's.
 	views   map[string]*viewIndex
 	viewGen uint64
-	flushMu sync.Mutex
+	// needViews: the next flush writes every window's views (a version
+	// 1 file has none in view files); redo are the windows whose views a
+	// failed flush took, which the next one writes whole. Under flushMu.
+	needViews bool
+	redo      map[string]bool
+	flushMu   sync.Mutex
 }
 
 // Bounds of the file rewrites that follow flushes: when the file has grown
@@ -482,7 +487,7 @@ func (l *loaded) record(k, v string) error {
 func (s *Store) load(db *buntdb.DB) error {
 	// OpenFile runs it again on a new file when it moved one aside.
 	s.loadMark, s.fresh, s.v1, s.v1Journal, s.restored, s.needFull = 0, false, false, nil, nil, false
-	s.views, s.viewGen = map[string]*viewIndex{}, 0
+	s.views, s.viewGen, s.needViews, s.redo = map[string]*viewIndex{}, 0, false, map[string]bool{}
 	l := loaded{windows: map[string]collector.WindowState{}, views: map[string]*viewIndex{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
 	var (
 		ck    *checkpointRecord
@@ -615,7 +620,7 @@ func (s *Store) load(db *buntdb.DB) error {
 	s.loadMark, s.v1, s.v1Journal = mark, l.v1, l.journal
 	if l.v1 {
 		// Every window is written again, in records of this version.
-		s.needFull = true
+		s.needFull, s.needViews = true, true
 	}
 	if torn {
 		// The file's records are not those of the last flush: write
@@ -912,16 +917,23 @@ func (s *Store) Flush() error {
 	s.statsMu.Lock()
 	full := s.needFull
 	s.statsMu.Unlock()
-	// A window read from too many view files is written whole.
+	// The windows whose views a failed flush took, and those read from
+	// too many view files, are written whole. The other view files stay
+	// sound, also when the records are written in full.
 	whole := map[string]bool{}
+	for key := range s.redo {
+		whole[key] = true
+	}
 	for key, x := range s.views {
-		if !full && len(x.files()) >= maxViewFiles {
-			level, start, _ := parseWindowKey(key)
-			s.col.RewriteViews(level, start)
+		if len(x.files()) >= maxViewFiles {
 			whole[key] = true
 		}
 	}
-	cp := s.col.Checkpoint(full)
+	for key := range whole {
+		level, start, _ := parseWindowKey(key)
+		s.col.RewriteViews(level, start)
+	}
+	cp := s.col.CheckpointWith(collector.CheckpointOptions{Full: full, ChangedViews: !s.needViews})
 
 	ck := checkpointRecord{Mark: mark}
 	if cp.AlertsNext > collector.DefaultMaxAlerts {
@@ -948,7 +960,7 @@ func (s *Store) Flush() error {
 	for _, w := range cp.Windows {
 		key := windowKey(w.Level, w.Start)
 		x := new(viewIndex)
-		if old := s.views[key]; old != nil && !full && !whole[key] && !w.ViewsGone {
+		if old := s.views[key]; old != nil && !s.needViews && !whole[key] && !w.ViewsGone {
 			*x = *old
 		}
 		if len(w.Views) > 0 && err == nil {
@@ -1027,8 +1039,10 @@ func (s *Store) Flush() error {
 			// The next flush deletes them; replay skips their records.
 			s.log.Warn("deleting the journal segments the flush covers failed", "path", s.path, "err", perr)
 		}
-		if full {
-			s.views = map[string]*viewIndex{}
+		for key := range s.views {
+			if _, ok := indexes[key]; full && !ok {
+				delete(s.views, key) // a full checkpoint has every window
+			}
 		}
 		for key, x := range indexes {
 			s.views[key] = x
@@ -1044,6 +1058,15 @@ func (s *Store) Flush() error {
 		}
 	}
 	took := time.Since(start)
+	if err != nil {
+		for _, w := range cp.Windows {
+			if len(w.Views) > 0 {
+				s.redo[windowKey(w.Level, w.Start)] = true
+			}
+		}
+	} else {
+		s.needViews, s.redo = false, map[string]bool{}
+	}
 	s.statsMu.Lock()
 	if err != nil {
 		s.needFull = true

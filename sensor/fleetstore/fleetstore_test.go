@@ -880,10 +880,12 @@ func encodeViewFile(views []*collector.SensorView) []byte {
 
 // TestFailedFlush: a flush that fails (its view files cannot be written)
 // changes nothing on the disk that the next start reads, and the next
-// flush writes everything: the state comes back whole, views included.
+// flush writes every record and the views the failed one took, not the
+// view files still sound: the state comes back whole, views included.
 func TestFailedFlush(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
 	col, st := openTwoSensors(t, path)
+	first := s1ViewFile(t, path) // of a window the failed flush does not touch
 	deliver(t, col, st, "s1", 4)
 	deliver(t, col, st, "s2", 4)
 	// A file where the view directory should be.
@@ -906,6 +908,11 @@ func TestFailedFlush(t *testing.T) {
 	deliver(t, col, st, "s1", 5)
 	if err := st.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	// The records were written in full, but not the view files the last
+	// good flush left sound.
+	if got := s1ViewFile(t, path); got != first {
+		t.Errorf("the view file of an untouched window is %s, was %s: written again", got, first)
 	}
 	want, wantSeen := state(t, col), whoSees(t, col)
 	st.Close()
