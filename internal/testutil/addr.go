@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 )
 
@@ -17,14 +18,31 @@ const (
 	freePortHigh = 32000
 )
 
+// given are the addresses FreeAddr gave in this process: two calls
+// before either server listens must not get the same one.
+var given struct {
+	sync.Mutex
+	addrs map[string]bool
+}
+
 // FreeAddr is a loopback address, "127.0.0.1:<port>", that nothing listens
-// on, for a server that the test starts on it.
+// on and that FreeAddr did not give before in this process, for a server
+// that the test starts on it.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
+	given.Lock()
+	defer given.Unlock()
+	if given.addrs == nil {
+		given.addrs = map[string]bool{}
+	}
 	for range 100 {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePortLow+rand.IntN(freePortHigh-freePortLow))
+		if given.addrs[addr] {
+			continue
+		}
 		if l, err := net.Listen("tcp", addr); err == nil {
 			l.Close()
+			given.addrs[addr] = true
 			return addr
 		}
 	}

@@ -620,6 +620,8 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 				log.Warn("no SUBACK yet; waiting on (a broker sends the session's backlog first)", "filters", d.cfg.Filters(), "waited", waited)
 			}
 			switch {
+			case tok.Error() != nil && ctx.Err() != nil:
+				log.Debug("subscribe ended by the shutdown", "err", tok.Error())
 			case tok.Error() != nil:
 				log.Error("subscribe failed", "filters", d.cfg.Filters(), "err", tok.Error())
 			default:

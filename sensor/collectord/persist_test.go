@@ -430,7 +430,10 @@ func TestStoreMetrics(t *testing.T) {
 	for seq := uint64(1); seq <= 5; seq++ {
 		enqueue(t, q, &want, "s1", seq, now.Add(time.Duration(seq-5)*10*time.Second))
 	}
-	waitFor(t, "every summary", 10*time.Second, func() bool { return accepted(d) == 5 })
+	waitFor(t, "every summary journaled", 10*time.Second, func() bool {
+		st, _ := d.StoreStats()
+		return st.Journaled == 5
+	})
 	if err := d.flush(); err != nil {
 		t.Fatal(err)
 	}

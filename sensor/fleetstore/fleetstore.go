@@ -572,6 +572,12 @@ func (s *Store) load(db *buntdb.DB) error {
 		}); err != nil {
 			return fmt.Errorf("write schema record: %w", err)
 		}
+		// On the disk before the first acknowledged message: without it,
+		// a power loss could leave no store file, and the next start
+		// would move the journal that holds that message aside.
+		if err := errors.Join(syncPath(s.path), syncPath(filepath.Dir(s.path))); err != nil {
+			return fmt.Errorf("sync the new store file: %w", err)
+		}
 		s.log.Info("new store", "path", s.path)
 		s.fresh = true
 		return nil
@@ -990,7 +996,13 @@ func (s *Store) Flush() error {
 	}
 	state := string(ck.Records[0].Value)
 	if err == nil && len(ck.Records) == 1 && state == s.lastState && mark == s.lastMark {
-		return nil // nothing changed
+		// Nothing changed: a flush that had nothing to write (the last
+		// flush's time says the store is current, for an alert on it).
+		s.statsMu.Lock()
+		s.stats.Flushes++
+		s.stats.LastFlush, s.stats.LastFlushTook, s.stats.LastFlushBytes = time.Now(), time.Since(start), 0
+		s.statsMu.Unlock()
+		return nil
 	}
 	var size int64
 	if err == nil {
@@ -1052,7 +1064,17 @@ func (s *Store) Flush() error {
 				delete(s.views, key)
 			}
 		}
-		if perr := s.pruneViewFiles(); perr != nil {
+		// The checkpoint that no longer names the files it replaced is on
+		// the disk before they go (synced above but with SyncNever): else
+		// a crash of the machine could leave records naming deleted files.
+		perr = nil
+		if s.sync == store.SyncNever {
+			perr = syncPath(s.path)
+		}
+		if perr == nil {
+			perr = s.pruneViewFiles()
+		}
+		if perr != nil {
 			// The next flush tries again.
 			s.log.Warn("deleting the view files the flush replaced failed", "path", s.path, "err", perr)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"os"
@@ -926,5 +927,66 @@ func TestFailedFlush(t *testing.T) {
 	}
 	if s := st2.Stats(); s.Replayed != 0 || s.Aside != "" {
 		t.Errorf("reopened: replayed %d, aside %q; want 0, none", s.Replayed, s.Aside)
+	}
+}
+
+// TestCrashAfterAside: a crash right after the start that moved a damaged
+// file aside wrote the new file's schema record leaves the old file's
+// journal segments and view files aside already: the next start does not
+// replay the damaged file's journal into the new store (it did when they
+// were moved later, at openJournal).
+func TestCrashAfterAside(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	deliver(t, col, st, "s1", 1)
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, col, st, "s1", 2) // in the journal only
+	st.Close()
+	writeFile(t, path, "garbage, not a buntdb file\n")
+
+	// The start, up to the new file's schema record: the crash comes
+	// before Open goes on.
+	s := &Store{path: path, col: collector.New(collector.Options{}, nil), log: slog.New(slog.DiscardHandler), stats: Stats{Path: path}}
+	f, err := store.OpenFile(path, s.load, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Recovery.Aside == "" {
+		t.Fatal("the damaged file was not moved aside")
+	}
+	f.Close()
+
+	col2, st2 := open(t, path)
+	defer st2.Close()
+	if s := st2.Stats(); s.Replayed != 0 || len(col2.Sensors(t0)) != 0 {
+		t.Errorf("replayed %d records of the damaged file's journal into the new file (%d sensors)", s.Replayed, len(col2.Sensors(t0)))
+	}
+	if aside, _ := filepath.Glob(path + journalSuffix + "*.aside-*"); len(aside) == 0 {
+		t.Error("the damaged file's journal segments were not moved aside")
+	}
+}
+
+// TestIdleFlush: a flush with nothing to write still counts, and moves
+// LastFlush on: an idle collector's store is current, and an alert on the
+// last flush's age must not fire for it.
+func TestIdleFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	col, st := open(t, path)
+	defer st.Close()
+	deliver(t, col, st, "s1", 1)
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := st.Stats()
+	time.Sleep(10 * time.Millisecond)
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	after := st.Stats()
+	if after.Flushes != before.Flushes+1 || !after.LastFlush.After(before.LastFlush) || after.LastFlushBytes != 0 || after.FileSize != before.FileSize {
+		t.Errorf("idle flush: flushes %d -> %d, last %v -> %v, %d bytes, file %d -> %d; want one more, later, 0 bytes, the same file",
+			before.Flushes, after.Flushes, before.LastFlush, after.LastFlush, after.LastFlushBytes, before.FileSize, after.FileSize)
 	}
 }
