@@ -990,3 +990,19 @@ func TestIdleFlush(t *testing.T) {
 			before.Flushes, after.Flushes, before.LastFlush, after.LastFlush, after.LastFlushBytes, before.FileSize, after.FileSize)
 	}
 }
+
+// TestLimitWriter: a view file stops at its bound, as soon as a write
+// would pass it.
+func TestLimitWriter(t *testing.T) {
+	var b bytes.Buffer
+	w := &limitWriter{w: &b, left: 10}
+	if n, err := w.Write([]byte("123456")); n != 6 || err != nil {
+		t.Fatalf("first write: %d, %v", n, err)
+	}
+	if n, err := w.Write([]byte("78901")); n != 0 || !errors.Is(err, errViewFileTooLarge) || b.String() != "123456" {
+		t.Errorf("write past the bound: %d, %v, wrote %q; want 0, errViewFileTooLarge, nothing more", n, err, b.String())
+	}
+	if n, err := w.Write([]byte("7890")); n != 4 || err != nil || w.left != 0 {
+		t.Errorf("write up to the bound: %d, %v, %d left", n, err, w.left)
+	}
+}

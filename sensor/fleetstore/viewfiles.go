@@ -191,18 +191,13 @@ func writeViewFile(path string, views []*collector.SensorView, sync bool) (int64
 	}
 	// The writes of collector.WriteViews, 512 KiB each, go straight
 	// through.
-	w := bufio.NewWriter(f)
+	lw := &limitWriter{w: f, left: MaxViewFileBytes}
+	w := bufio.NewWriter(lw)
 	err = writeViews(w, views)
 	if err == nil {
 		err = w.Flush()
 	}
-	var size int64
-	if err == nil {
-		size, err = f.Seek(0, io.SeekCurrent)
-	}
-	if err == nil && size > MaxViewFileBytes {
-		err = fmt.Errorf("%d bytes, limit %d (--keep-per-sensor bounds the windows that keep per-sensor views)", size, int64(MaxViewFileBytes))
-	}
+	size := MaxViewFileBytes - lw.left
 	if err == nil && sync {
 		err = f.Sync()
 	}
@@ -214,6 +209,25 @@ func writeViewFile(path string, views []*collector.SensorView, sync bool) (int64
 		return 0, err
 	}
 	return size, nil
+}
+
+// errViewFileTooLarge: a window's views would make a view file larger
+// than Open reads; the write stops there.
+var errViewFileTooLarge = fmt.Errorf("larger than %d bytes, the bound of a view file (--keep-per-sensor bounds the windows that keep per-sensor views)", int64(MaxViewFileBytes))
+
+// limitWriter writes to w until left bytes are written, then fails.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(b []byte) (int, error) {
+	if int64(len(b)) > l.left {
+		return 0, errViewFileTooLarge
+	}
+	n, err := l.w.Write(b)
+	l.left -= int64(n)
+	return n, err
 }
 
 // readViewFile reads and decodes the view file at path.
