@@ -1222,6 +1222,9 @@ func (s *Store) Stats() Stats {
 	if fi, err := os.Stat(s.path); err == nil {
 		st.FileSize = fi.Size()
 	}
+	// A flush can delete a batch's segment before the committer counts
+	// the batch in: for a moment the depth is below what it is.
+	st.JournalDepth = max(st.JournalDepth, 0)
 	st.JournalFiles, st.JournalBytes = s.jr.files()
 	st.ViewFiles, st.ViewBytes = viewFilesSize(viewDir(s.path))
 	return st
