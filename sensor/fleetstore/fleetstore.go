@@ -953,40 +953,11 @@ func (s *Store) Flush() error {
 		ck.Records = append(ck.Records, recordUpdate{Key: key, Value: b})
 		return nil
 	}
-	err = add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects, Accepted: cp.Accepted})
-	// The views that changed go to files of a new generation, on the
-	// disk before the checkpoint that names them.
-	s.viewGen++
-	gen := s.viewGen
-	indexes := map[string]*viewIndex{} // of the windows written
-	var viewBytes int64
-	if err == nil && slices.ContainsFunc(cp.Windows, func(w collector.WindowState) bool { return len(w.Views) > 0 }) {
-		err = makeDir(viewDir(s.path))
-	}
+	indexes, viewBytes, err := s.writeViewFiles(cp, whole)
+	err = errors.Join(err, add(keyState, stateRecord{Clock: cp.Clock, Levels: cp.Levels, AlertsNext: cp.AlertsNext, Rejects: cp.Rejects, Accepted: cp.Accepted}))
 	for _, w := range cp.Windows {
 		key := windowKey(w.Level, w.Start)
-		x := new(viewIndex)
-		if old := s.views[key]; old != nil && !s.needViews && !whole[key] && !w.ViewsGone {
-			*x = *old
-		}
-		if len(w.Views) > 0 && err == nil {
-			n, werr := writeViewFile(filepath.Join(viewDir(s.path), viewFileName(key, gen)), w.Views, s.sync != store.SyncNever)
-			if werr != nil {
-				err = fmt.Errorf("write the views of %s: %w", key, werr)
-			}
-			viewBytes += n
-			for _, v := range w.Views {
-				x[collector.ViewShard(v.Sensor)] = gen
-			}
-		}
-		indexes[key] = x
-		err = errors.Join(err, add(key, windowRecord{WindowState: w, ViewFiles: x.files()}))
-	}
-	if viewBytes > 0 && err == nil && s.sync != store.SyncNever {
-		// The new files' names.
-		if serr := syncPath(viewDir(s.path)); serr != nil {
-			err = fmt.Errorf("sync %s: %w", viewDir(s.path), serr)
-		}
+		err = errors.Join(err, add(key, windowRecord{WindowState: w, ViewFiles: indexes[key].files()}))
 	}
 	for _, r := range cp.Sensors {
 		err = errors.Join(err, add(prefixSensor+r.ID, r))

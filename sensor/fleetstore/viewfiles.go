@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/peerwatch/peerwatch/sensor/collector"
+	"github.com/peerwatch/peerwatch/sensor/store"
 )
 
 // View files: the windows' per-sensor views live in files of their own
@@ -305,6 +306,47 @@ func viewFileGens(dir string) (map[string][]uint64, uint64, error) {
 		}
 	}
 	return files, high, nil
+}
+
+// writeViewFiles writes the views cp gives of each window into a view
+// file of a new generation, synced with its name unless SyncNever, and
+// returns the index of every window of cp as its record will name it, and
+// the bytes written. A window in whole, or whose views are gone, starts
+// from an empty index; the others from the one of the last good flush.
+func (s *Store) writeViewFiles(cp *collector.Checkpoint, whole map[string]bool) (map[string]*viewIndex, int64, error) {
+	s.viewGen++
+	gen, dir, sync := s.viewGen, viewDir(s.path), s.sync != store.SyncNever
+	indexes := make(map[string]*viewIndex, len(cp.Windows))
+	var size int64
+	var err error
+	if slices.ContainsFunc(cp.Windows, func(w collector.WindowState) bool { return len(w.Views) > 0 }) {
+		err = makeDir(dir)
+	}
+	for _, w := range cp.Windows {
+		key := windowKey(w.Level, w.Start)
+		x := new(viewIndex)
+		if old := s.views[key]; old != nil && !s.needViews && !whole[key] && !w.ViewsGone {
+			*x = *old
+		}
+		indexes[key] = x
+		if len(w.Views) == 0 || err != nil {
+			continue
+		}
+		n, werr := writeViewFile(filepath.Join(dir, viewFileName(key, gen)), w.Views, sync)
+		if werr != nil {
+			err = fmt.Errorf("write the views of %s: %w", key, werr)
+		}
+		size += n
+		for _, v := range w.Views {
+			x[collector.ViewShard(v.Sensor)] = gen
+		}
+	}
+	if size > 0 && err == nil && sync {
+		if serr := syncPath(dir); serr != nil { // the new files' names
+			err = fmt.Errorf("sync %s: %w", dir, serr)
+		}
+	}
+	return indexes, size, err
 }
 
 // viewFilesSize is the number of view files in dir and their size.
