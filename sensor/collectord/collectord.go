@@ -603,8 +603,16 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 	o := mqtt.NewClientOptions().AddBroker(d.cfg.Broker).SetClientID(d.cfg.ClientID).
 		SetCleanSession(false).SetDefaultPublishHandler(handler).SetAutoAckDisabled(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(5 * time.Second).
 		SetMaxReconnectInterval(time.Minute).SetKeepAlive(30 * time.Second)
+	// conn numbers the connections, so that the SUBACK of one that was
+	// lost meanwhile does not mark the collector subscribed.
+	var connMu sync.Mutex
+	conn := 0
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		log.Info("connected; subscribing", "filters", d.cfg.Filters())
+		connMu.Lock()
+		conn++
+		this := conn
+		connMu.Unlock()
 		// The handler runs inline in paho's router and only queues the
 		// message for its worker, which waits neither for the lock long
 		// nor for the journal: it does not block the connection for long.
@@ -631,12 +639,19 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 						return
 					}
 				}
-				d.subscribed.Store(true)
+				connMu.Lock()
+				if conn == this {
+					d.subscribed.Store(true)
+				}
+				connMu.Unlock()
 			}
 		}()
 	})
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		connMu.Lock()
+		conn++
 		d.subscribed.Store(false)
+		connMu.Unlock()
 		log.Warn("connection lost; reconnecting", "err", err)
 	})
 	d.secureSubscriber(o)
