@@ -80,11 +80,10 @@ func decodeRecord(b []byte) (journalEntry, int, error) {
 	if len(b) < recordHeadSize {
 		return journalEntry{}, 0, errShortRecord
 	}
-	size := binary.LittleEndian.Uint32(b[0:])
-	if size < bodyFixedSize || size > maxBodyBytes {
-		return journalEntry{}, 0, fmt.Errorf("%w: body of %d bytes, want %d to %d", errBadRecord, size, bodyFixedSize, maxBodyBytes)
+	end, err := recordSize(b)
+	if err != nil {
+		return journalEntry{}, 0, err
 	}
-	end := recordHeadSize + int(size)
 	if len(b) < end {
 		return journalEntry{}, 0, errShortRecord
 	}
@@ -103,6 +102,16 @@ func decodeRecord(b []byte) (journalEntry, int, error) {
 		payload:  body[bodyFixedSize+topicLen:],
 	}
 	return e, end, nil
+}
+
+// recordSize is the size, head and body, of the record whose head starts
+// b, or an error when its length is out of bounds.
+func recordSize(b []byte) (int, error) {
+	size := binary.LittleEndian.Uint32(b)
+	if size < bodyFixedSize || size > maxBodyBytes {
+		return 0, fmt.Errorf("%w: body of %d bytes, want %d to %d", errBadRecord, size, bodyFixedSize, maxBodyBytes)
+	}
+	return recordHeadSize + int(size), nil
 }
 
 // segment is one journal file.
@@ -177,13 +186,13 @@ func readSegment(path string, next uint64, fn func(journalEntry) error) (uint64,
 			end.why = errShortRecord
 			break
 		}
-		size := binary.LittleEndian.Uint32(head)
-		if size < bodyFixedSize || size > maxBodyBytes {
-			_, _, end.why = decodeRecord(head) // says why
+		size, err := recordSize(head)
+		if err != nil {
+			end.why = err
 			break
 		}
 		// A buffer per record: what fn keeps of the payload stays valid.
-		buf := make([]byte, recordHeadSize+int(size))
+		buf := make([]byte, size)
 		if _, err := io.ReadFull(r, buf); err != nil {
 			end.why = errShortRecord
 			break
