@@ -165,14 +165,6 @@ type Store struct {
 	log  *slog.Logger
 	sync store.SyncPolicy
 	jr   *journal
-	// Of load: the checkpoint's mark, whether the file was new, the
-	// version 1 journal to replay and migrate, and what it restored (log
-	// attributes).
-	loadMark  uint64
-	fresh     bool
-	v1        bool
-	v1Journal []journalEntry
-	restored  []any
 
 	// mu orders the journal: a message's number is taken under it after
 	// the collector handled the message, so a record below a flush's mark
@@ -241,7 +233,11 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 		return nil, fmt.Errorf("open store %s: %w: the file is %d bytes, more than the %d this build loads; move it away to start afresh",
 			path, ErrTooLarge, fi.Size(), int64(MaxFileBytes))
 	}
-	f, err := store.OpenFile(path, s.load, log)
+	var res loadResult
+	f, err := store.OpenFile(path, func(db *buntdb.DB) (err error) {
+		res, err = s.load(db)
+		return err
+	}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -264,11 +260,11 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 		_ = f.Close()
 		return nil, err
 	}
-	if err := s.openJournal(); err != nil {
+	if err := s.openJournal(res); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if s.stats.JournalDepth > 0 || s.needFull || s.v1 {
+	if s.stats.JournalDepth > 0 || s.needFull || res.v1 {
 		// Write the replayed state at once, so that the journal does not
 		// grow over restarts that come quicker than the flushes.
 		if err := s.Flush(); err != nil {
@@ -277,7 +273,7 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 			return nil, err
 		}
 	}
-	if s.v1 {
+	if res.v1 {
 		if err := s.migrate(); err != nil {
 			_ = s.jr.close()
 			_ = f.Close()
@@ -291,14 +287,15 @@ func Open(path string, col *collector.Collector, opts Options, log *slog.Logger)
 	return s, nil
 }
 
-// openJournal replays the journal segments from the checkpoint's mark on,
-// cuts a segment's unsound end off, and opens the journal for writing.
-func (s *Store) openJournal() error {
+// openJournal replays the journal segments from the checkpoint's mark on
+// (after the journal of a version 1 file), cuts a segment's unsound end
+// off, and opens the journal for writing.
+func (s *Store) openJournal(res loadResult) error {
 	segs, err := listSegments(s.path)
 	if err != nil {
 		return fmt.Errorf("list journal segments: %w", err)
 	}
-	mark := s.loadMark
+	mark := res.mark
 	replay := func(e journalEntry) error {
 		s.stats.JournalDepth++
 		if e.n < mark {
@@ -313,11 +310,10 @@ func (s *Store) openJournal() error {
 		return nil
 	}
 	var next uint64 // the number the next record must have; 0: any
-	for _, e := range s.v1Journal {
+	for _, e := range res.v1Journal {
 		_ = replay(e)
 		next = e.n + 1
 	}
-	s.v1Journal = nil
 	for i := range segs {
 		before := s.stats.JournalDepth
 		n, end, err := readSegment(segs[i].path, next, replay)
@@ -354,9 +350,9 @@ func (s *Store) openJournal() error {
 	if err != nil {
 		return err
 	}
-	if !s.fresh {
+	if !res.fresh {
 		// One line per start; tests and operators read its counts.
-		s.log.Info("store loaded", append([]any{"path", s.path}, append(s.restored, "journal_replayed", s.stats.Replayed,
+		s.log.Info("store loaded", append([]any{"path", s.path}, append(res.restored, "journal_replayed", s.stats.Replayed,
 			"journal_skipped", s.stats.ReplaySkipped, "journal_segments", len(segs), "journal_cut_bytes", s.stats.JournalCut)...)...)
 	}
 	return nil
@@ -479,14 +475,24 @@ func (l *loaded) record(k, v string) error {
 	return nil
 }
 
+// loadResult is what load found, for Open.
+type loadResult struct {
+	mark      uint64         // the checkpoint's journal mark
+	fresh     bool           // a new file
+	v1        bool           // a version 1 file, to migrate
+	v1Journal []journalEntry // its journal, to replay
+	restored  []any          // what it restored, as log attributes
+}
+
 // load checks the file's records and restores the collector (Open then
 // replays the journal); it is store.OpenFile's content check, so every
 // error about the content wraps store.ErrDamaged or store.ErrSchema. It
 // writes nothing but the schema record of a new file: the file moved aside
 // when damaged is the file as found.
-func (s *Store) load(db *buntdb.DB) error {
+func (s *Store) load(db *buntdb.DB) (loadResult, error) {
 	// OpenFile runs it again on a new file when it moved one aside.
-	s.loadMark, s.fresh, s.v1, s.v1Journal, s.restored, s.needFull = 0, false, false, nil, nil, false
+	var res loadResult
+	s.needFull = false
 	s.views, s.viewGen, s.needViews, s.redo = map[string]*viewIndex{}, 0, false, map[string]bool{}
 	l := loaded{windows: map[string]collector.WindowState{}, views: map[string]*viewIndex{}, sensors: map[string]collector.SensorRecord{}, alerts: map[string]collector.AlertRecord{}}
 	var (
@@ -557,30 +563,30 @@ func (s *Store) load(db *buntdb.DB) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return res, err
 	}
 	if fresh {
 		// Before the schema record: once it is written, the next start
 		// takes the file for one that has these files.
 		if err := s.moveAside(); err != nil {
-			return err
+			return res, err
 		}
 		b, _ := json.Marshal(currentSchema)
 		if err := db.Update(func(tx *buntdb.Tx) error {
 			_, _, err := tx.Set(keySchema, string(b), nil)
 			return err
 		}); err != nil {
-			return fmt.Errorf("write schema record: %w", err)
+			return res, fmt.Errorf("write schema record: %w", err)
 		}
 		// On the disk before the first acknowledged message: without it,
 		// a power loss could leave no store file, and the next start
 		// would move the journal that holds that message aside.
 		if err := errors.Join(syncPath(s.path), syncPath(filepath.Dir(s.path))); err != nil {
-			return fmt.Errorf("sync the new store file: %w", err)
+			return res, fmt.Errorf("sync the new store file: %w", err)
 		}
 		s.log.Info("new store", "path", s.path)
-		s.fresh = true
-		return nil
+		res.fresh = true
+		return res, nil
 	}
 
 	cp := collector.Checkpoint{Full: true}
@@ -589,15 +595,15 @@ func (s *Store) load(db *buntdb.DB) error {
 	}
 	_, high, err := viewFileGens(viewDir(s.path))
 	if err != nil {
-		return fmt.Errorf("list view files: %w", err)
+		return res, fmt.Errorf("list view files: %w", err)
 	}
 	s.viewGen = high
 	for k, w := range l.windows {
 		if x := l.views[k]; x != nil { // a version 1 window has its views in it
 			if w.Views, err = loadViews(viewDir(s.path), k, x); errors.Is(err, errViewDamaged) {
-				return damaged(k, "%v", err)
+				return res, damaged(k, "%v", err)
 			} else if err != nil {
-				return fmt.Errorf("window %s: %w", k, err)
+				return res, fmt.Errorf("window %s: %w", k, err)
 			}
 			s.views[k] = x
 			s.viewGen = max(s.viewGen, slices.Max(x[:]))
@@ -619,11 +625,11 @@ func (s *Store) load(db *buntdb.DB) error {
 	slices.SortFunc(cp.Alerts, func(a, b collector.AlertRecord) int { return cmp.Compare(a.Index, b.Index) })
 	if err := s.col.Restore(&cp); err != nil {
 		if errors.Is(err, collector.ErrRestore) {
-			return fmt.Errorf("%w: %w", store.ErrDamaged, err)
+			return res, fmt.Errorf("%w: %w", store.ErrDamaged, err)
 		}
-		return err
+		return res, err
 	}
-	s.loadMark, s.v1, s.v1Journal = mark, l.v1, l.journal
+	res.mark, res.v1, res.v1Journal = mark, l.v1, l.journal
 	if l.v1 {
 		// Every window is written again, in records of this version.
 		s.needFull, s.needViews = true, true
@@ -634,8 +640,8 @@ func (s *Store) load(db *buntdb.DB) error {
 		s.needFull = true
 		s.log.Warn("the last flush was cut short by a crash; its checkpoint record completes it", "path", s.path)
 	}
-	s.restored = []any{"windows", len(cp.Windows), "sensors", len(cp.Sensors), "alerts", len(cp.Alerts)}
-	return nil
+	res.restored = []any{"windows", len(cp.Windows), "sensors", len(cp.Sensors), "alerts", len(cp.Alerts)}
+	return res, nil
 }
 
 // validRecordKey reports whether a checkpoint may write key.
@@ -1278,7 +1284,6 @@ func (s *Store) migrate() error {
 	if err != nil {
 		return fmt.Errorf("migrate the store from schema %d to %d: %w", schemaV1, SchemaVersion, err)
 	}
-	s.v1 = false
 	s.log.Info("store migrated: the journal is now in segment files beside it", "path", s.path, "schema", SchemaVersion)
 	return nil
 }

@@ -949,7 +949,10 @@ func TestCrashAfterAside(t *testing.T) {
 	// The start, up to the new file's schema record: the crash comes
 	// before Open goes on.
 	s := &Store{path: path, col: collector.New(collector.Options{}, nil), log: slog.New(slog.DiscardHandler), stats: Stats{Path: path}}
-	f, err := store.OpenFile(path, s.load, slog.New(slog.DiscardHandler))
+	f, err := store.OpenFile(path, func(db *buntdb.DB) error {
+		_, err := s.load(db)
+		return err
+	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
