@@ -78,9 +78,9 @@ type WindowState struct {
 	Start   time.Time       `json:"start"`
 	Summary summary.Summary `json:"summary"`
 	// Views are the per-sensor views of the window's shards that changed
-	// (of every shard when Full, but for ChangedViews), sorted by sensor; the store writes them
-	// apart (WriteViews), in files of their own. A Restore takes all of
-	// the window's views.
+	// (of every shard when Full, but for ChangedViews), sorted by sensor;
+	// the store writes them apart (WriteViews), in files of their own. A
+	// Restore takes all of the window's views.
 	Views []*SensorView `json:"-"`
 	// ViewsGone: the window's per-sensor views were dropped (past its
 	// level's ViewRetention); Views is empty.

@@ -13,8 +13,8 @@ import (
 // a seal job with copies of the windows' view pointers (views never change
 // once a window holds them, views.go), a goroutine that unlocks merges
 // them outside the lock (one at a time; the others go on), and takes the
-// lock again only to swap the merged views in. Until then, queries of the coarser levels count the
-// sealed views from the job (bucket.pending).
+// lock again only to swap the merged views in. Until then, queries of the
+// coarser levels count the sealed views from the job (bucket.pending).
 
 // sealJob merges the views of one sealed window into its coarser windows.
 type sealJob struct {

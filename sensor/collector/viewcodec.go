@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,10 +11,10 @@ import (
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
-// The store's encoding of per-sensor views (docs/collectord.md, "view
-// records"): JSON took about 150 bytes and a map per counter, and one
-// window of 10,000 sensors was far over a record's bound. Binary, with
-// varints:
+// The store's encoding of per-sensor views, the body of its view files
+// (docs/collectord.md, "View files"): JSON took about 150 bytes and a map
+// per counter, and one window of 10,000 sensors was far over a record's
+// bound. Binary, with varints:
 //
 //	"PWV1"
 //	uvarint sensors, then per sensor, by id:
@@ -37,20 +36,12 @@ var ErrViews = errors.New("invalid per-sensor view record")
 // capital letters, or "" for traffic no table places (checkView).
 const maxCountryBytes = 2
 
-// AppendViews appends the encoding of views (sorted by sensor, as
-// Checkpoint gives them) to b.
-func AppendViews(b []byte, views []*SensorView) []byte {
-	w := bytes.NewBuffer(b)
-	_ = WriteViews(w, views) // a bytes.Buffer does not fail
-	return w.Bytes()
-}
-
 // writeChunk is about the bytes WriteViews hands to each Write.
 const writeChunk = 512 << 10
 
-// WriteViews writes to w what AppendViews appends, in writes of about
-// 512 KiB: a window of 10,000 sensors is about 110 MB, which AppendViews
-// holds, zeroed first, all at once.
+// WriteViews writes the encoding of views (sorted by sensor, as Checkpoint
+// gives them) to w, in writes of about 512 KiB: a window of 10,000 sensors
+// is about 110 MB, which one buffer would hold, zeroed first, all at once.
 func WriteViews(w io.Writer, views []*SensorView) error {
 	b := make([]byte, 0, writeChunk+64<<10)
 	b = binary.AppendUvarint(append(b, viewMagic...), uint64(len(views)))
@@ -165,7 +156,7 @@ func (r *viewReader) counters() (c traffic.Counters) {
 // countersBytes is the fewest bytes a counters' encoding takes.
 const countersBytes = 2 + 2 + traffic.NumClasses
 
-// DecodeViews decodes and checks a view record (AppendViews) within the
+// DecodeViews decodes and checks a view record (WriteViews) within the
 // bounds of a view (MaxViewCountries, MaxViewASes): ids
 // valid, sensors, countries and ASes sorted without repeats. The error
 // wraps ErrViews.

@@ -168,6 +168,13 @@ func viewsOf(rng *rand.Rand, n int) []*SensorView {
 	return out
 }
 
+// AppendViews appends what WriteViews writes to b.
+func AppendViews(b []byte, views []*SensorView) []byte {
+	w := bytes.NewBuffer(b)
+	_ = WriteViews(w, views) // a bytes.Buffer does not fail
+	return w.Bytes()
+}
+
 // chunkWriter counts the writes it takes.
 type chunkWriter struct {
 	buf    bytes.Buffer

@@ -597,7 +597,7 @@ func (s *Store) load(db *buntdb.DB) (loadResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("list view files: %w", err)
 	}
-	s.viewGen = high
+	s.viewGen = high // the files of the windows' records are among them
 	for k, w := range l.windows {
 		if x := l.views[k]; x != nil { // a version 1 window has its views in it
 			if w.Views, err = loadViews(viewDir(s.path), k, x); errors.Is(err, errViewDamaged) {
@@ -606,7 +606,6 @@ func (s *Store) load(db *buntdb.DB) (loadResult, error) {
 				return res, fmt.Errorf("window %s: %w", k, err)
 			}
 			s.views[k] = x
-			s.viewGen = max(s.viewGen, slices.Max(x[:]))
 		}
 		cp.Windows = append(cp.Windows, w)
 	}
