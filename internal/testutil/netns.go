@@ -91,8 +91,8 @@ func (ns *Namespace) Do(fn func() error) error {
 	return <-errc
 }
 
-// Veth creates a veth pair, aName in a and bName in b, both up, and returns
-// their MAC addresses.
+// Veth creates a veth pair, aName in a and bName in b, both up (their
+// operstate too), and returns their MAC addresses.
 func Veth(tb testing.TB, a *Namespace, aName string, b *Namespace, bName string) (aMAC, bMAC net.HardwareAddr) {
 	tb.Helper()
 	veth := &netlink.Veth{
@@ -121,7 +121,26 @@ func Veth(tb testing.TB, a *Namespace, aName string, b *Namespace, bName string)
 		}
 		return l.Attrs().HardwareAddr
 	}
-	return up(a, aName), up(b, bName)
+	aMAC, bMAC = up(a, aName), up(b, bName)
+	// The kernel turns the carrier on a moment later (its link watch
+	// runs deferred): a daemon started before would see the link down.
+	for _, end := range []struct {
+		ns   *Namespace
+		name string
+	}{{a, aName}, {b, bName}} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			l, err := end.ns.nl.LinkByName(end.name)
+			if err == nil && l.Attrs().OperState == netlink.OperUp {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("%s in %s not up (operstate) 10s after setting it up: %v", end.name, end.ns.Name, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return aMAC, bMAC
 }
 
 // Sender writes raw Ethernet frames on one interface of a namespace.
