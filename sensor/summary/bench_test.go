@@ -3,6 +3,7 @@ package summary_test
 import (
 	"bytes"
 	"encoding/gob"
+	"fmt"
 	"testing"
 	"time"
 
@@ -105,4 +106,22 @@ func BenchmarkDecode(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(p)), "payload-B")
 	})
+}
+
+// BenchmarkRollupAdd adds summaries of 1000 prefixes (out of 4000, 200
+// countries and up to 2000 ASes each) to one window's Rollup, as the
+// collector does with every summary; it keeps 1000 prefixes, so that about
+// every other summary prunes it.
+//
+//	go test -run '^$' -bench RollupAdd ./sensor/summary/
+func BenchmarkRollupAdd(b *testing.B) {
+	end := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var sums []*summary.Summary
+	for i := range 64 {
+		sums = append(sums, testsum.Big(fmt.Sprintf("pw-%03d", i), 1, end, uint64(i), 1000))
+	}
+	r := summary.Rollup{MaxPrefixes: 1000}
+	for i := 0; b.Loop(); i++ {
+		r.Add(sums[i%len(sums)])
+	}
 }

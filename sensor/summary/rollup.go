@@ -28,22 +28,26 @@ type Rollup struct {
 	// until a new prefix takes them. Entries in a slice rather
 	// than one allocation per prefix: a window takes in and prunes
 	// thousands of prefixes a second.
-	index     map[netip.Prefix]int32
-	entries   []PrefixCount
-	used      []bool // by entry
-	free      []int32
-	countries map[string]*traffic.Counters
-	asIndex   map[uint32]int32 // into ases
-	ases      []ASCount
-	watch     map[string]*traffic.Counters
-	totals    []uint64 // prune's scratch
+	index   prefixIndex
+	entries []PrefixCount
+	used    []bool // by entry
+	free    []int32
+	// countries in order of arrival, found through countryAt (index + 1,
+	// by CountryCode) or, for a code no summary that passed Check holds,
+	// oddCountries.
+	countries    []CountryCount
+	countryAt    [CountryCodes]int32
+	oddCountries map[string]int32
+	asIndex      map[uint32]int32 // into ases
+	ases         []ASCount
+	watch        map[string]*traffic.Counters
+	totals       []uint64 // prune's scratch
 }
 
 // Add adds s; s is not kept or modified.
 func (r *Rollup) Add(s *Summary) {
 	if r.n == 0 {
-		r.index = make(map[netip.Prefix]int32, len(s.Prefixes))
-		r.countries = make(map[string]*traffic.Counters, len(s.Countries))
+		r.index.v4 = make(map[uint64]int32, len(s.Prefixes))
 		r.asIndex = make(map[uint32]int32, len(s.ASes))
 		r.watch = make(map[string]*traffic.Counters, len(s.Watch))
 	}
@@ -51,7 +55,7 @@ func (r *Rollup) Add(s *Summary) {
 	r.head.mergeHead(s)
 	for i := range s.Prefixes {
 		p := &s.Prefixes[i]
-		if j, ok := r.index[p.Prefix]; ok {
+		if j, ok := r.index.get(p.Prefix); ok {
 			r.entries[j].Counters.Add(p.Counters)
 			continue
 		}
@@ -63,10 +67,24 @@ func (r *Rollup) Add(s *Summary) {
 			j = int32(len(r.entries))
 			r.entries, r.used = append(r.entries, *p), append(r.used, true)
 		}
-		r.index[p.Prefix] = j
+		r.index.set(p.Prefix, j)
 	}
 	for i := range s.Countries {
-		addTo(r.countries, s.Countries[i].Country, s.Countries[i].Counters)
+		c := &s.Countries[i]
+		if j, ok := r.countryIndex(c.Country); ok {
+			r.countries[j].Add(c.Counters)
+			continue
+		}
+		j := int32(len(r.countries))
+		r.countries = append(r.countries, *c)
+		if code := CountryCode(c.Country); code >= 0 {
+			r.countryAt[code] = j + 1
+		} else {
+			if r.oddCountries == nil {
+				r.oddCountries = make(map[string]int32)
+			}
+			r.oddCountries[c.Country] = j
+		}
 	}
 	for i := range s.ASes {
 		a := &s.ASes[i]
@@ -80,9 +98,57 @@ func (r *Rollup) Add(s *Summary) {
 	for i := range s.Watch {
 		addTo(r.watch, s.Watch[i].List, s.Watch[i].Counters)
 	}
-	if r.MaxPrefixes > 0 && len(r.index) > 2*r.MaxPrefixes {
+	if r.MaxPrefixes > 0 && r.index.len() > 2*r.MaxPrefixes {
 		r.prune()
 	}
+}
+
+// prefixIndex finds a Rollup's entries by prefix: IPv4 prefixes, nearly
+// all of them, by prefixKey in a map of integers, which costs a fraction
+// of a map of netip.Prefix (a struct with a pointer, hashed field by
+// field); the others by prefix.
+type prefixIndex struct {
+	v4 map[uint64]int32
+	v6 map[netip.Prefix]int32
+}
+
+func (x *prefixIndex) get(p netip.Prefix) (int32, bool) {
+	if k, ok := prefixKey(p); ok {
+		j, ok := x.v4[k]
+		return j, ok
+	}
+	j, ok := x.v6[p]
+	return j, ok
+}
+
+func (x *prefixIndex) set(p netip.Prefix, j int32) {
+	if k, ok := prefixKey(p); ok {
+		if x.v4 == nil {
+			x.v4 = make(map[uint64]int32)
+		}
+		x.v4[k] = j
+		return
+	}
+	if x.v6 == nil {
+		x.v6 = make(map[netip.Prefix]int32)
+	}
+	x.v6[p] = j
+}
+
+func (x *prefixIndex) clear() {
+	clear(x.v4)
+	clear(x.v6)
+}
+
+func (x *prefixIndex) len() int { return len(x.v4) + len(x.v6) }
+
+// countryIndex is the index of country cc in r.countries.
+func (r *Rollup) countryIndex(cc string) (int32, bool) {
+	if code := CountryCode(cc); code >= 0 {
+		return r.countryAt[code] - 1, r.countryAt[code] > 0
+	}
+	j, ok := r.oddCountries[cc]
+	return j, ok
 }
 
 func addTo[K comparable](m map[K]*traffic.Counters, k K, c traffic.Counters) {
@@ -93,12 +159,11 @@ func addTo[K comparable](m map[K]*traffic.Counters, k K, c traffic.Counters) {
 	m[k] = &c
 }
 
-// remove moves entry j into Other and frees its slot.
+// remove moves entry j into Other and frees its slot; prune then
+// rebuilds the index.
 func (r *Rollup) remove(j int32) {
-	e := &r.entries[j]
-	r.head.Other.Add(e.Counters)
-	delete(r.index, e.Prefix)
-	*e, r.used[j] = PrefixCount{}, false
+	r.head.Other.Add(r.entries[j].Counters)
+	r.entries[j], r.used[j] = PrefixCount{}, false
 	r.free = append(r.free, j)
 }
 
@@ -139,10 +204,18 @@ func (r *Rollup) prune() {
 			r.remove(j)
 		}
 	}
+	// Most of the index goes: a new one costs less than deleting from
+	// it, and does not slow later lookups with the marks deletes leave.
+	r.index.clear()
+	for i := range r.entries {
+		if r.used[i] {
+			r.index.set(r.entries[i].Prefix, int32(i))
+		}
+	}
 }
 
 func (r *Rollup) sortedPrefixes() []PrefixCount {
-	out := make([]PrefixCount, 0, len(r.index))
+	out := make([]PrefixCount, 0, r.index.len())
 	for i := range r.entries {
 		if r.used[i] {
 			out = append(out, r.entries[i])
@@ -160,8 +233,8 @@ func (r *Rollup) Remote() traffic.Counters { return r.head.Remote }
 
 // Country is the traffic of one country ("" for traffic no table places).
 func (r *Rollup) Country(cc string) traffic.Counters {
-	if e := r.countries[cc]; e != nil {
-		return *e
+	if j, ok := r.countryIndex(cc); ok {
+		return r.countries[j].Counters
 	}
 	return traffic.Counters{}
 }
@@ -169,7 +242,7 @@ func (r *Rollup) Country(cc string) traffic.Counters {
 // Prefix is the traffic of one remote prefix, as far as the prefixes kept
 // hold it (zero when it is not among them).
 func (r *Rollup) Prefix(p netip.Prefix) traffic.Counters {
-	if j, ok := r.index[p]; ok {
+	if j, ok := r.index.get(p); ok {
 		return r.entries[j].Counters
 	}
 	return traffic.Counters{}
@@ -190,9 +263,7 @@ func (r *Rollup) Summary(n int) *Summary {
 	s.Schema = SchemaVersion
 	s.Sensor = ""
 	s.Prefixes = r.sortedPrefixes()
-	for cc, c := range r.countries {
-		s.Countries = append(s.Countries, CountryCount{Country: cc, Counters: *c})
-	}
+	s.Countries = slices.Clone(r.countries)
 	s.ASes = slices.Clone(r.ases)
 	for l, c := range r.watch {
 		s.Watch = append(s.Watch, WatchCount{List: l, Counters: *c})

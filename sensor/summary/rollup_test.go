@@ -26,8 +26,8 @@ func TestRollupMatchesMerge(t *testing.T) {
 		r.Add(s)
 		bounded.Add(s)
 		merged.Merge(s)
-		if n := len(bounded.index); n > 60 || i > 0 && n < 30 {
-			t.Fatalf("after %d summaries the bounded rollup holds %d prefixes", i+1, len(bounded.index))
+		if n := bounded.index.len(); n > 60 || i > 0 && n < 30 {
+			t.Fatalf("after %d summaries the bounded rollup holds %d prefixes", i+1, bounded.index.len())
 		}
 	}
 	merged.Sensor = ""
@@ -71,8 +71,8 @@ func TestRollupPruneTies(t *testing.T) {
 		s.Remote.Add(p.Counters)
 	}
 	r.Add(s)
-	if len(r.index) != 3 {
-		t.Fatalf("%d prefixes kept, want 3", len(r.index))
+	if r.index.len() != 3 {
+		t.Fatalf("%d prefixes kept, want 3", r.index.len())
 	}
 	want := r.Summary(0)
 	sorted := append([]PrefixCount(nil), s.Prefixes...)
@@ -104,7 +104,16 @@ func rollupInput(rng *rand.Rand, n int, seq uint64) *Summary {
 		c.Class[traffic.UDP] = c.Total()
 		asn := uint32(k % 7)
 		s.Prefixes = append(s.Prefixes, PrefixCount{Prefix: p, Country: fmt.Sprintf("C%d", k%5), ASN: asn, ASName: fmt.Sprintf("AS%d-%d", asn, seq), Counters: c})
-		s.Countries = append(s.Countries, CountryCount{Country: fmt.Sprintf("C%d-%d", k%5, k), Counters: c})
+		// Country codes, "" among them, and strings that are none,
+		// which Rollup keeps apart.
+		cc := fmt.Sprintf("C%d-%d", k%5, k)
+		switch k % 4 {
+		case 0:
+			cc = fmt.Sprintf("%c%c", 'A'+k%26, 'A'+k/26%26)
+		case 1:
+			cc = ""
+		}
+		s.Countries = append(s.Countries, CountryCount{Country: cc, Counters: c})
 		s.ASes = append(s.ASes, ASCount{ASN: uint32(k), ASName: fmt.Sprintf("AS%d-%d", k, seq), Counters: c})
 		s.Remote.Add(c)
 	}
@@ -128,8 +137,8 @@ func TestRollupMatchesReference(t *testing.T) {
 				s := rollupInput(rng, tc.n, uint64(i+1))
 				got.Add(s)
 				want.Add(s)
-				if len(got.index) != len(want.prefixes) {
-					t.Fatalf("after %d summaries: %d prefixes kept, want %d", i+1, len(got.index), len(want.prefixes))
+				if got.index.len() != len(want.prefixes) {
+					t.Fatalf("after %d summaries: %d prefixes kept, want %d", i+1, got.index.len(), len(want.prefixes))
 				}
 				if i%7 == 0 || i == tc.summaries-1 {
 					assertEqual(t, got.Summary(0), want.Summary(0))
@@ -139,6 +148,11 @@ func TestRollupMatchesReference(t *testing.T) {
 			for _, p := range want.Summary(0).Prefixes {
 				if g := got.Prefix(p.Prefix); g != p.Counters {
 					t.Errorf("Prefix(%s) = %+v, want %+v", p.Prefix, g, p.Counters)
+				}
+			}
+			for _, c := range want.Summary(0).Countries {
+				if g := got.Country(c.Country); g != c.Counters {
+					t.Errorf("Country(%q) = %+v, want %+v", c.Country, g, c.Counters)
 				}
 			}
 			if got.AS(3) != want.AS(3) || got.Country("C1-1") != want.Country("C1-1") || got.Len() != want.Len() || got.Remote() != want.Remote() {

@@ -448,6 +448,23 @@ func ValidCountry(cc string) bool {
 	return cc == "" || len(cc) == 2 && 'A' <= cc[0] && cc[0] <= 'Z' && 'A' <= cc[1] && cc[1] <= 'Z'
 }
 
+// CountryCodes is the number of country codes ValidCountry accepts: "" and
+// AA to ZZ.
+const CountryCodes = 1 + 26*26
+
+// CountryCode numbers the country codes ValidCountry accepts in the order
+// of the strings, from 0 for "" to CountryCodes-1 for ZZ; it is -1 for any
+// other string.
+func CountryCode(cc string) int {
+	switch {
+	case cc == "":
+		return 0
+	case ValidCountry(cc):
+		return 1 + int(cc[0]-'A')*26 + int(cc[1]-'A')
+	}
+	return -1
+}
+
 // ValidSensorID reports whether id is a sensor id (docs/mqtt.md): 1 to 64
 // of A-Z a-z 0-9 . _ -, so that it is one topic level and never a wildcard.
 func ValidSensorID(id string) bool {
