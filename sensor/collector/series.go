@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
@@ -132,7 +133,11 @@ func (k SeriesKey) seen(v *SensorView) (traffic.Counters, bool) {
 	if k.By == ByAS {
 		return find(v.ASes, k.ASN)
 	}
-	return find(v.Countries, k.Country)
+	code := summary.CountryCode(k.Country)
+	if code < 0 {
+		return traffic.Counters{}, false
+	}
+	return find(v.Countries, uint16(code))
 }
 
 // WhoSeesAt returns how much traffic of a country (key.By ByCountry) or an

@@ -64,8 +64,9 @@ func appendView(b []byte, v *SensorView) []byte {
 	b = append(b, v.Sensor...)
 	b = binary.AppendUvarint(b, uint64(len(v.Countries)))
 	for _, e := range v.Countries {
-		b = binary.AppendUvarint(b, uint64(len(e.Key)))
-		b = append(b, e.Key...)
+		cc := summary.CountryOf(int(e.Key))
+		b = binary.AppendUvarint(b, uint64(len(cc)))
+		b = append(b, cc...)
 		b = appendCounters(b, &e.Counters)
 	}
 	b = binary.AppendUvarint(b, uint64(len(v.ASes)))
@@ -170,10 +171,15 @@ func DecodeViews(b []byte) ([]*SensorView, error) {
 	for range n {
 		v := &SensorView{Sensor: r.str("sensor id", math.MaxUint8)}
 		if n := r.count("countries", MaxViewCountries, 1+countersBytes); n > 0 {
-			v.Countries = make([]Seen[string], n)
+			v.Countries = make([]Seen[uint16], n)
 		}
 		for i := range v.Countries {
-			v.Countries[i] = Seen[string]{Key: r.str("country", maxCountryBytes), Counters: r.counters()}
+			cc := r.str("country", maxCountryBytes)
+			code := summary.CountryCode(cc)
+			if code < 0 && r.err == nil {
+				r.err = fmt.Errorf("sensor %s: country %q is not two capital letters", v.Sensor, cc)
+			}
+			v.Countries[i] = Seen[uint16]{Key: uint16(max(code, 0)), Counters: r.counters()}
 		}
 		if n := r.count("ASes", MaxViewASes, 1+countersBytes); n > 0 {
 			v.ASes = make([]Seen[uint32], n)
@@ -220,11 +226,11 @@ func checkView(v *SensorView) error {
 		return fmt.Errorf("sensor %s: %d ASes, limit %d", v.Sensor, len(v.ASes), MaxViewASes)
 	}
 	for i := range v.Countries {
-		if !summary.ValidCountry(v.Countries[i].Key) {
-			return fmt.Errorf("sensor %s: country %q is not two capital letters", v.Sensor, truncate(v.Countries[i].Key))
+		if v.Countries[i].Key >= summary.CountryCodes {
+			return fmt.Errorf("sensor %s: country number %d, there are %d", v.Sensor, v.Countries[i].Key, summary.CountryCodes)
 		}
 		if i > 0 && v.Countries[i-1].Key >= v.Countries[i].Key {
-			return fmt.Errorf("sensor %s: country %q after %q", v.Sensor, truncate(v.Countries[i].Key), truncate(v.Countries[i-1].Key))
+			return fmt.Errorf("sensor %s: country %q after %q", v.Sensor, summary.CountryOf(int(v.Countries[i].Key)), summary.CountryOf(int(v.Countries[i-1].Key)))
 		}
 	}
 	for i := 1; i < len(v.ASes); i++ {

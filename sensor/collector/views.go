@@ -35,10 +35,13 @@ type Seen[K cmp.Ordered] struct {
 
 // SensorView is one sensor's traffic per country and per origin AS in one
 // window, both sorted by key without repeats. A window never changes a
-// SensorView it holds: it makes a new one.
+// SensorView it holds: it makes a new one. Countries are keyed by
+// summary.CountryCode, in the order of the codes' strings: a number
+// compares faster than a string, and views without pointers are not
+// scanned by the garbage collector.
 type SensorView struct {
 	Sensor    string
-	Countries []Seen[string]
+	Countries []Seen[uint16]
 	ASes      []Seen[uint32]
 }
 
@@ -62,7 +65,7 @@ func ViewShard(id string) int {
 // sending its top 100 of ever new ASes every 10 s would reach it in half
 // an hour; real ones see a few thousand origin ASes a day.
 const (
-	MaxViewCountries = 26*26 + 1
+	MaxViewCountries = summary.CountryCodes
 	MaxViewASes      = 20_000
 )
 
@@ -111,7 +114,7 @@ func mergeViews(a, b *SensorView) *SensorView {
 // viewScratch is memory that summaryView reuses (under the collector's lock).
 type viewScratch struct {
 	totals    []uint64
-	countries []Seen[string]
+	countries []Seen[uint16]
 	ases      []Seen[uint32]
 }
 
@@ -121,7 +124,10 @@ type viewScratch struct {
 func summaryView(old *SensorView, id string, sum *summary.Summary, s *viewScratch) *SensorView {
 	s.countries = s.countries[:0]
 	for i := range sum.Countries {
-		s.countries = append(s.countries, Seen[string]{Key: sum.Countries[i].Country, Counters: sum.Countries[i].Counters})
+		// Decode checked every code.
+		if code := summary.CountryCode(sum.Countries[i].Country); code >= 0 {
+			s.countries = append(s.countries, Seen[uint16]{Key: uint16(code), Counters: sum.Countries[i].Counters})
+		}
 	}
 	s.ases = s.ases[:0]
 	eachTopAS(sum.ASes, MaxSeenASes, &s.totals, func(a *summary.ASCount) {
@@ -129,7 +135,7 @@ func summaryView(old *SensorView, id string, sum *summary.Summary, s *viewScratc
 	})
 	// A summary's countries and ASes are distinct (summary.Decode checks
 	// it), so sorted they are a valid view.
-	slices.SortFunc(s.countries, func(a, b Seen[string]) int { return cmp.Compare(a.Key, b.Key) })
+	slices.SortFunc(s.countries, func(a, b Seen[uint16]) int { return cmp.Compare(a.Key, b.Key) })
 	slices.SortFunc(s.ases, func(a, b Seen[uint32]) int { return cmp.Compare(a.Key, b.Key) })
 	if old == nil {
 		old = &SensorView{Sensor: id}

@@ -159,7 +159,7 @@ func viewsOf(rng *rand.Rand, n int) []*SensorView {
 		v := &SensorView{Sensor: fmt.Sprintf("s%03d", i)}
 		for j, cc := range []string{"", "AU", "NZ", "US"} {
 			if rng.IntN(2) == 0 {
-				v.Countries = append(v.Countries, Seen[string]{Key: cc, Counters: randCounters(rng)})
+				v.Countries = append(v.Countries, Seen[uint16]{Key: uint16(summary.CountryCode(cc)), Counters: randCounters(rng)})
 			}
 			v.ASes = append(v.ASes, Seen[uint32]{Key: uint32(j*1000 + rng.IntN(1000)), Counters: randCounters(rng)})
 		}
@@ -219,6 +219,8 @@ func TestViewsCodec(t *testing.T) {
 		{"unsorted", AppendViews(nil, []*SensorView{views[1], views[0]}), `sensor "s000" after "s001"`},
 		{"bad id", AppendViews(nil, []*SensorView{{Sensor: "a/b"}}), "invalid sensor id"},
 		{"repeated AS", AppendViews(nil, []*SensorView{{Sensor: "s", ASes: []Seen[uint32]{{Key: 7}, {Key: 7}}}}), "AS 7 after 7"},
+		{"repeated country", AppendViews(nil, []*SensorView{{Sensor: "s", Countries: []Seen[uint16]{{Key: 5}, {Key: 5}}}}), `country "AE" after "AE"`},
+		{"not a country", bytes.Replace(AppendViews(nil, []*SensorView{{Sensor: "s", Countries: []Seen[uint16]{{Key: 1}}}}), []byte("AA"), []byte("a1"), 1), `country "a1" is not two capital letters`},
 	} {
 		if _, err := DecodeViews(tc.b); !errors.Is(err, ErrViews) || !bytes.Contains([]byte(err.Error()), []byte(tc.want)) {
 			t.Errorf("%s: %v, want ErrViews saying %q", tc.name, err, tc.want)
@@ -301,7 +303,7 @@ func TestSealInFlight(t *testing.T) {
 		if err := c.Handle(topic(s.Sensor, "summary"), encode(t, s), now); err != nil {
 			t.Fatal(err)
 		}
-		if n, ok := find(viewOf(s).Countries, key.Country); ok {
+		if n, ok := find(viewOf(s).Countries, uint16(summary.CountryCode(key.Country))); ok {
 			w := want[s.Sensor]
 			w.Add(n)
 			want[s.Sensor] = w

@@ -690,9 +690,13 @@ func decodeWindowV1(key, v string) (windowRecord, error) {
 		return sv
 	}
 	for country, m := range w.BySeen {
+		code := summary.CountryCode(country)
+		if code < 0 {
+			return windowRecord{}, fmt.Errorf("%s: country %q is not two capital letters", key, country)
+		}
 		for id, c := range m {
 			sv := view(id)
-			sv.Countries = append(sv.Countries, collector.Seen[string]{Key: country, Counters: c})
+			sv.Countries = append(sv.Countries, collector.Seen[uint16]{Key: uint16(code), Counters: c})
 		}
 	}
 	for asn, m := range w.ByAS {
@@ -704,7 +708,7 @@ func decodeWindowV1(key, v string) (windowRecord, error) {
 	ws := w.windowRecord
 	for _, id := range slices.Sorted(maps.Keys(bySensor)) {
 		sv := bySensor[id]
-		slices.SortFunc(sv.Countries, func(a, b collector.Seen[string]) int { return cmp.Compare(a.Key, b.Key) })
+		slices.SortFunc(sv.Countries, func(a, b collector.Seen[uint16]) int { return cmp.Compare(a.Key, b.Key) })
 		slices.SortFunc(sv.ASes, func(a, b collector.Seen[uint32]) int { return cmp.Compare(a.Key, b.Key) })
 		ws.Views = append(ws.Views, sv)
 	}

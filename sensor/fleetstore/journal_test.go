@@ -16,6 +16,7 @@ import (
 
 	"github.com/peerwatch/peerwatch/sensor/collector"
 	"github.com/peerwatch/peerwatch/sensor/store"
+	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
@@ -513,10 +514,11 @@ func TestMigrateV1Views(t *testing.T) {
 		v1 := windowV1{windowRecord: windowRecord{WindowState: w}, BySeen: map[string]map[string]traffic.Counters{}, ByAS: map[uint32]map[string]traffic.Counters{}}
 		for _, sv := range w.Views {
 			for _, c := range sv.Countries {
-				if v1.BySeen[c.Key] == nil {
-					v1.BySeen[c.Key] = map[string]traffic.Counters{}
+				cc := summary.CountryOf(int(c.Key))
+				if v1.BySeen[cc] == nil {
+					v1.BySeen[cc] = map[string]traffic.Counters{}
 				}
-				v1.BySeen[c.Key][sv.Sensor] = c.Counters
+				v1.BySeen[cc][sv.Sensor] = c.Counters
 			}
 			for _, a := range sv.ASes {
 				if v1.ByAS[a.Key] == nil {

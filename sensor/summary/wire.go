@@ -465,6 +465,25 @@ func CountryCode(cc string) int {
 	return -1
 }
 
+// countryNames are the country codes by CountryCode.
+var countryNames = func() (names [CountryCodes]string) {
+	for a := range 26 {
+		for b := range 26 {
+			names[1+a*26+b] = string([]byte{byte('A' + a), byte('A' + b)})
+		}
+	}
+	return names
+}()
+
+// CountryOf is the country code numbered code by CountryCode; "" for a
+// number outside [0, CountryCodes).
+func CountryOf(code int) string {
+	if code < 0 || code >= CountryCodes {
+		return ""
+	}
+	return countryNames[code]
+}
+
 // ValidSensorID reports whether id is a sensor id (docs/mqtt.md): 1 to 64
 // of A-Z a-z 0-9 . _ -, so that it is one topic level and never a wildcard.
 func ValidSensorID(id string) bool {

@@ -465,3 +465,31 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestCountryCode: the numbers of the country codes run from "" through
+// AA to ZZ, in the order of the strings, and CountryOf gives each back;
+// anything else is -1.
+func TestCountryCode(t *testing.T) {
+	prev := ""
+	for code := range CountryCodes {
+		cc := CountryOf(code)
+		if got := CountryCode(cc); got != code || !ValidCountry(cc) {
+			t.Fatalf("CountryOf(%d) = %q, whose number is %d", code, cc, got)
+		}
+		if code > 0 && cc <= prev {
+			t.Fatalf("%q (%d) after %q", cc, code, prev)
+		}
+		prev = cc
+	}
+	if prev != "ZZ" {
+		t.Errorf("the last code is %q", prev)
+	}
+	for _, cc := range []string{"A", "aa", "Aa", "A1", "ABC", "Ä", "\x00\x00"} {
+		if got := CountryCode(cc); got != -1 {
+			t.Errorf("CountryCode(%q) = %d, want -1", cc, got)
+		}
+	}
+	if CountryOf(-1) != "" || CountryOf(CountryCodes) != "" {
+		t.Error("CountryOf out of range is not empty")
+	}
+}
