@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("collectord", flag.ContinueOnError)
 	var cfg collectord.Config
 	fs.StringVar(&cfg.EmbeddedBroker, "embedded-broker", "", "run an MQTT broker in-process on `ADDR` (e.g. :1883) and collect from it")
-	fs.StringVar(&cfg.Broker, "broker", "", "collect from the external broker at `URL` (tcp://host:1883)")
+	fs.StringVar(&cfg.Broker, "broker", "", "collect from the external broker at `URL` (tcp://host:1883, or ssl://host:8883 for TLS)")
 	fs.StringVar(&cfg.ShareGroup, "share-group", "", "with --broker, subscribe as a member of the shared subscription `NAME`")
 	fs.StringVar(&cfg.ClientID, "client-id", "", "with --broker, the MQTT client `ID` of the persistent session (default peerwatch-collectord-<host>; one per collector)")
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", collectord.DefaultTopicPrefix, "the first level(s) of the sensors' topics")
