@@ -216,8 +216,8 @@ func (c *Collector) CheckpointWith(o CheckpointOptions) *Checkpoint {
 		raw = append(raw, rawSensor{
 			rec: SensorRecord{ID: s.id, Online: s.online, HasStatus: s.hasStatus, Version: s.version, Board: s.board, LastSeen: s.lastSeen, LastEnd: s.lastEnd,
 				Summaries: s.summaries, Duplicates: s.dupes, OutboxDropped: s.outboxDropped, Repaired: s.repaired, Rejects: maps.Clone(s.rejects)},
-			// bits is copied on its next change instead (seqTracker.shared).
-			seqs: seqTracker{high: s.seqs.high, bits: s.seqs.bits, gaps: slices.Clone(s.seqs.gaps), lost: slices.Clone(s.seqs.lost)},
+			// chunks are copied on their next change instead (seqTracker.shared).
+			seqs: seqTracker{high: s.seqs.high, chunks: s.seqs.chunks, gaps: slices.Clone(s.seqs.gaps), lost: slices.Clone(s.seqs.lost)},
 		})
 		s.seqs.shared = true
 	}
@@ -492,32 +492,71 @@ func (t *seqTracker) window() (lo uint64) {
 	return 1
 }
 
-// state encodes the tracker.
+// state encodes the tracker: the seqs received in the window as runs, or
+// as its bitmap when they make more than maxSeqRuns runs.
 func (t *seqTracker) state() SeqState {
 	st := SeqState{High: t.high, Gaps: slices.Clone(t.gaps), Lost: slices.Clone(t.lost)}
-	if t.bits == nil || t.high == 0 {
+	if t.chunks == nil || t.high == 0 {
 		return st
 	}
 	var runs []SeqRange
-	for s := t.window(); s <= t.high; s++ {
-		if !t.bit(s) {
-			continue
-		}
-		if n := len(runs); n > 0 && runs[n-1].Last == s-1 {
-			runs[n-1].Last = s
-			continue
-		}
-		if len(runs) == maxSeqRuns {
-			st.Bitmap = make([]byte, 8*len(t.bits))
-			for i, w := range t.bits {
-				binary.LittleEndian.PutUint64(st.Bitmap[8*i:], w)
+	for s := t.window(); s <= t.high; {
+		// 64 seqs at a time where their word is all set or none: a
+		// window is 100,000 seqs, and a checkpoint encodes every
+		// sensor's that changed.
+		i, n := s%seqWindow, uint64(1)
+		if i%64 == 0 && t.high-s >= 63 && i+64 <= seqWindow {
+			switch t.word(i / 64) {
+			case 0:
+				s += 64
+				continue
+			case ^uint64(0):
+				n = 64
 			}
-			return st
 		}
-		runs = append(runs, SeqRange{First: s, Last: s})
+		if !t.bit(s) {
+			s++
+			continue
+		}
+		switch k := len(runs); {
+		case k > 0 && runs[k-1].Last == s-1:
+			runs[k-1].Last = s + n - 1
+		case k == maxSeqRuns:
+			st.Bitmap = t.bitmap()
+			return st
+		default:
+			runs = append(runs, SeqRange{First: s, Last: s + n - 1})
+		}
+		s += n
 	}
 	st.Received = runs
 	return st
+}
+
+// bitmap is the window's bits, a little-endian word (64 window positions)
+// after another.
+func (t *seqTracker) bitmap() []byte {
+	b := make([]byte, 8*seqWords)
+	for w := range uint64(seqWords) {
+		binary.LittleEndian.PutUint64(b[8*w:], t.word(w))
+	}
+	return b
+}
+
+// setRange records the seqs first to last, all in the window: whole chunks
+// at a time where it can (a restore sets up to seqWindow per sensor).
+func (t *seqTracker) setRange(first, last uint64) {
+	for s := first; s <= last; {
+		if i := s % seqWindow; i%seqChunkBits == 0 && last-s >= seqChunkBits-1 && i+seqChunkBits <= seqWindow {
+			n := i / seqChunkBits
+			t.chunks[n] = fullChunk
+			t.owned[n/64] &^= 1 << (n % 64)
+			s += seqChunkBits
+			continue
+		}
+		t.setBit(s)
+		s++
+	}
 }
 
 // restoreSeqs decodes and checks a SeqState.
@@ -550,23 +589,20 @@ func restoreSeqs(st SeqState) (seqTracker, error) {
 		}
 		return t, nil
 	}
-	t.bits = make([]uint64, (seqWindow+63)/64)
+	t.chunks = make([]*seqChunk, seqChunks)
 	lo := t.window()
 	switch {
 	case len(st.Bitmap) > 0 && len(st.Received) > 0:
 		return t, errors.New("both received runs and bitmap")
 	case len(st.Bitmap) > 0:
-		if len(st.Bitmap) != 8*len(t.bits) {
-			return t, fmt.Errorf("bitmap of %d bytes, want %d", len(st.Bitmap), 8*len(t.bits))
+		if len(st.Bitmap) != 8*seqWords {
+			return t, fmt.Errorf("bitmap of %d bytes, want %d", len(st.Bitmap), 8*seqWords)
 		}
 		// Only the bits of seqs in the window: anything else in the
 		// bitmap would be taken for a seq received.
-		src := seqTracker{bits: make([]uint64, len(t.bits))}
-		for i := range src.bits {
-			src.bits[i] = binary.LittleEndian.Uint64(st.Bitmap[8*i:])
-		}
 		for s := lo; s <= t.high; s++ {
-			if src.bit(s) {
+			i := s % seqWindow
+			if binary.LittleEndian.Uint64(st.Bitmap[8*(i/64):])&(1<<(i%64)) != 0 {
 				t.setBit(s)
 			}
 		}
@@ -578,9 +614,7 @@ func restoreSeqs(st SeqState) (seqTracker, error) {
 			if r.First < lo || r.First > r.Last || r.Last > t.high || (i > 0 && r.First <= st.Received[i-1].Last) {
 				return t, fmt.Errorf("received run %d-%d: not inside [%d, %d] and above the previous run", r.First, r.Last, lo, t.high)
 			}
-			for s := r.First; s <= r.Last; s++ {
-				t.setBit(s)
-			}
+			t.setRange(r.First, r.Last)
 		}
 	}
 	if !t.bit(t.high) {

@@ -20,8 +20,15 @@ func (r SeqRange) Len() uint64 { return summary.SeqRange(r).Len() }
 // Bounds of the per-sensor sequence tracking.
 const (
 	// seqWindow is how many sequence numbers below the highest one are
-	// remembered exactly, as a bitmap (12.5 KiB per sensor).
+	// remembered exactly, as a bitmap (at most 12.5 KiB per sensor, about
+	// 1 KiB for one that sent every summary: see seqChunk).
 	seqWindow = 100_000
+	// seqChunkBits is how many of the window's bits a seqChunk holds;
+	// seqChunks is how many chunks the window takes.
+	seqChunkBits = 1024
+	seqChunks    = (seqWindow + seqChunkBits - 1) / seqChunkBits
+	// seqWords is how many 64-bit words the window takes.
+	seqWords = (seqWindow + 63) / 64
 	// maxGaps bounds the missing ranges kept per sensor; past it, the
 	// oldest are forgotten.
 	maxGaps = 1000
@@ -32,9 +39,17 @@ const (
 // the gaps it recorded. A seq below the window that is in no recorded gap
 // is taken as a duplicate.
 type seqTracker struct {
-	high uint64   // highest seq received; 0 before the first
-	bits []uint64 // bit (seq % seqWindow) is set when seq, in (high-seqWindow, high], was received
-	gaps []SeqRange
+	high uint64 // highest seq received; 0 before the first
+	// chunks are the bitmap of the window, nil before the first seq: bit
+	// i = seq % seqWindow, set when seq, in (high-seqWindow, high], was
+	// received, is bit i % seqChunkBits of chunks[i / seqChunkBits]. A nil
+	// chunk has no bit set.
+	chunks []*seqChunk
+	// owned has bit n set when chunks[n] is this tracker's own, to
+	// change in place; any other chunk (fullChunk, or one a Checkpoint
+	// holds too) is copied first.
+	owned [(seqChunks + 63) / 64]uint64
+	gaps  []SeqRange
 	// since[i] is when gaps[i] was found (zero: before a restart); not
 	// persisted. A gap is asked for once it is older than the grace
 	// (resend.go).
@@ -42,12 +57,26 @@ type seqTracker struct {
 	// lost are the seqs the sensor said it no longer holds (a LostReport):
 	// out of gaps, never asked for again, but still taken if they come.
 	lost []SeqRange
-	// shared: a Checkpoint holds bits too, and encodes it outside the
-	// collector's lock; the next change copies it first. Copying the
-	// 12.5 KiB bitmaps of 10,000 sensors under the lock held it for
-	// hundreds of milliseconds.
+	// shared: a Checkpoint holds chunks too (the slice and every chunk in
+	// it), and encodes them outside the collector's lock; the next change
+	// copies the slice and owns no chunk. Copying the bitmaps of 10,000
+	// sensors under the lock held it for hundreds of milliseconds.
 	shared bool
 }
+
+// seqChunk is seqChunkBits bits of a tracker's window.
+type seqChunk [seqChunkBits / 64]uint64
+
+// fullChunk is the chunk with every bit set, which trackers share: a
+// sensor whose summaries all came holds a pointer for each 1024 seqs of its
+// window, not their bits. Never changed.
+var fullChunk = func() *seqChunk {
+	var c seqChunk
+	for i := range c {
+		c[i] = ^uint64(0)
+	}
+	return &c
+}()
 
 // add records seq and reports whether it is new (not a duplicate).
 func (t *seqTracker) add(seq uint64) bool { return t.addAt(seq, time.Time{}) }
@@ -55,10 +84,10 @@ func (t *seqTracker) add(seq uint64) bool { return t.addAt(seq, time.Time{}) }
 // addAt is add with the time a new gap is found at.
 func (t *seqTracker) addAt(seq uint64, now time.Time) bool {
 	switch {
-	case t.bits == nil:
-		t.bits = make([]uint64, (seqWindow+63)/64)
+	case t.chunks == nil:
+		t.chunks = make([]*seqChunk, seqChunks)
 	case t.shared:
-		t.bits, t.shared = slices.Clone(t.bits), false
+		t.chunks, t.owned, t.shared = slices.Clone(t.chunks), [len(t.owned)]uint64{}, false
 	}
 	switch {
 	case seq > t.high:
@@ -68,7 +97,8 @@ func (t *seqTracker) addAt(seq uint64, now time.Time) bool {
 		// Forget the seqs that fall out of the window: their bit positions
 		// are those of the new seqs (high, seq].
 		if seq-t.high >= seqWindow {
-			clear(t.bits)
+			clear(t.chunks)
+			t.owned = [len(t.owned)]uint64{}
 		} else {
 			for s := t.high + 1; s <= seq; s++ {
 				t.clearBit(s)
@@ -93,17 +123,50 @@ func (t *seqTracker) addAt(seq uint64, now time.Time) bool {
 
 func (t *seqTracker) bit(seq uint64) bool {
 	i := seq % seqWindow
-	return t.bits[i/64]&(1<<(i%64)) != 0
+	return t.word(i/64)&(1<<(i%64)) != 0
+}
+
+// word is the 64 bits of window positions [64w, 64w+64).
+func (t *seqTracker) word(w uint64) uint64 {
+	if c := t.chunks[w/(seqChunkBits/64)]; c != nil {
+		return c[w%(seqChunkBits/64)]
+	}
+	return 0
+}
+
+// chunk returns chunk n, to change in place: made when nil, copied first
+// when not the tracker's own.
+func (t *seqTracker) chunk(n uint64) *seqChunk {
+	if t.owned[n/64]&(1<<(n%64)) == 0 {
+		c := new(seqChunk)
+		if old := t.chunks[n]; old != nil {
+			*c = *old
+		}
+		t.chunks[n] = c
+		t.owned[n/64] |= 1 << (n % 64)
+	}
+	return t.chunks[n]
 }
 
 func (t *seqTracker) setBit(seq uint64) {
 	i := seq % seqWindow
-	t.bits[i/64] |= 1 << (i % 64)
+	n := i / seqChunkBits
+	if t.chunks[n] == fullChunk {
+		return
+	}
+	c := t.chunk(n)
+	c[i%seqChunkBits/64] |= 1 << (i % 64)
+	if *c == *fullChunk {
+		t.chunks[n] = fullChunk
+		t.owned[n/64] &^= 1 << (n % 64)
+	}
 }
 
 func (t *seqTracker) clearBit(seq uint64) {
 	i := seq % seqWindow
-	t.bits[i/64] &^= 1 << (i % 64)
+	if t.word(i/64)&(1<<(i%64)) != 0 {
+		t.chunk(i / seqChunkBits)[i%seqChunkBits/64] &^= 1 << (i % 64)
+	}
 }
 
 func (t *seqTracker) addGap(r SeqRange, now time.Time) {
