@@ -152,9 +152,6 @@ func (c Config) Validate() error {
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("%w: broker %q: not a URL like tcp://host:1883", ErrConfig, c.Broker)
 		}
-		if !slices.Contains(brokerSchemes, u.Scheme) {
-			return fmt.Errorf("%w: broker %q: want tcp://, mqtt://, or for TLS ssl://, tls://, mqtts:// or tcps://", ErrConfig, c.Broker)
-		}
 	}
 	return nil
 }
@@ -658,7 +655,9 @@ func (d *Daemon) runSubscriber(ctx context.Context) error {
 		log.Warn("connection lost; reconnecting", "err", err)
 	})
 	d.secureSubscriber(o)
-	o.SetCustomOpenConnectionFn(dialBroker)
+	if u, err := url.Parse(d.cfg.Broker); err == nil && slices.Contains(bufferedSchemes, u.Scheme) {
+		o.SetCustomOpenConnectionFn(dialBroker)
+	}
 	c := mqtt.NewClient(o)
 	c.Connect() // with ConnectRetry it retries in the background
 	d.repairLoop(ctx, func(topic string, payload []byte) error {

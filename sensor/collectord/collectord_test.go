@@ -260,7 +260,7 @@ func TestConfigValidate(t *testing.T) {
 		{"share with slash", Config{Broker: "tcp://b:1883", ShareGroup: "a/b"}, false},
 		{"bad url", Config{Broker: "b:1883"}, false},
 		{"tls", Config{Broker: "mqtts://b:8883"}, true},
-		{"websocket", Config{Broker: "ws://b:80"}, false},
+		{"websocket", Config{Broker: "ws://b:80"}, true},
 		{"wildcard prefix", Config{Broker: "tcp://b:1883", TopicPrefix: "pw/#"}, false},
 	} {
 		if err := tc.cfg.Validate(); (err == nil) != tc.ok {

@@ -58,7 +58,7 @@ type SubscriberSecurity struct {
 func (s SubscriberSecurity) tls() bool { return s.CAFile != "" || s.CertFile != "" }
 
 // tlsSchemes are the URL schemes with which paho speaks TLS.
-var tlsSchemes = []string{"ssl", "tls", "mqtts", "tcps"}
+var tlsSchemes = []string{"ssl", "tls", "mqtts", "mqtt+ssl", "tcps"}
 
 // validateSecurity checks the combinations of the security fields; the
 // files are read by New.
