@@ -543,14 +543,13 @@ func (t *seqTracker) bitmap() []byte {
 	return b
 }
 
-// setRange records the seqs first to last, all in the window: whole chunks
-// at a time where it can (a restore sets up to seqWindow per sensor).
+// setRange records the seqs first to last, all in the window, in a
+// tracker no Checkpoint holds: whole chunks at a time where it can (a
+// restore sets up to seqWindow per sensor).
 func (t *seqTracker) setRange(first, last uint64) {
 	for s := first; s <= last; {
 		if i := s % seqWindow; i%seqChunkBits == 0 && last-s >= seqChunkBits-1 && i+seqChunkBits <= seqWindow {
-			n := i / seqChunkBits
-			t.chunks[n] = fullChunk
-			t.owned[n/64] &^= 1 << (n % 64)
+			t.setFull(i / seqChunkBits)
 			s += seqChunkBits
 			continue
 		}
@@ -562,6 +561,9 @@ func (t *seqTracker) setRange(first, last uint64) {
 // restoreSeqs decodes and checks a SeqState.
 func restoreSeqs(st SeqState) (seqTracker, error) {
 	t := seqTracker{high: st.High}
+	if st.High > summary.MaxSeq {
+		return t, fmt.Errorf("high %d above 2^63-1", st.High)
+	}
 	if len(st.Gaps) > maxGaps {
 		return t, fmt.Errorf("%d gaps, limit %d", len(st.Gaps), maxGaps)
 	}

@@ -296,6 +296,7 @@ func TestRestoreRefuses(t *testing.T) {
 		{"unaligned window", func(cp *Checkpoint) { cp.Windows[0].Start = cp.Windows[0].Start.Add(time.Second) }, "not a multiple"},
 		{"bad sensor id", func(cp *Checkpoint) { cp.Sensors[0].ID = "a/b" }, "invalid id"},
 		{"gap above high", func(cp *Checkpoint) { cp.Sensors[0].Seqs.Gaps = []SeqRange{{1, 99}} }, "gap 1-99"},
+		{"high past the last seq", func(cp *Checkpoint) { cp.Sensors[0].Seqs.High = 1 << 63 }, "above 2^63-1"},
 		{"run outside", func(cp *Checkpoint) { cp.Sensors[0].Seqs.Received = []SeqRange{{1, 9}} }, "received run 1-9"},
 		{"short bitmap", func(cp *Checkpoint) { cp.Sensors[0].Seqs.Received, cp.Sensors[0].Seqs.Bitmap = nil, []byte{1} }, "bitmap of 1 bytes"},
 		{"unknown reason", func(cp *Checkpoint) { cp.Rejects["x"] = 1 }, `reason "x"`},

@@ -95,12 +95,14 @@ func (t *seqTracker) addAt(seq uint64, now time.Time) bool {
 			t.addGap(SeqRange{First: t.high + 1, Last: seq - 1}, now)
 		}
 		// Forget the seqs that fall out of the window: their bit positions
-		// are those of the new seqs (high, seq].
+		// are those of the new seqs (high, seq]. seq's own is set below:
+		// clearing it first would copy a full chunk, for nothing, on
+		// every summary that comes in order.
 		if seq-t.high >= seqWindow {
 			clear(t.chunks)
 			t.owned = [len(t.owned)]uint64{}
 		} else {
-			for s := t.high + 1; s <= seq; s++ {
+			for s := t.high + 1; s < seq; s++ {
 				t.clearBit(s)
 			}
 		}
@@ -157,9 +159,14 @@ func (t *seqTracker) setBit(seq uint64) {
 	c := t.chunk(n)
 	c[i%seqChunkBits/64] |= 1 << (i % 64)
 	if *c == *fullChunk {
-		t.chunks[n] = fullChunk
-		t.owned[n/64] &^= 1 << (n % 64)
+		t.setFull(n)
 	}
+}
+
+// setFull makes chunk n the shared fullChunk.
+func (t *seqTracker) setFull(n uint64) {
+	t.chunks[n] = fullChunk
+	t.owned[n/64] &^= 1 << (n % 64)
 }
 
 func (t *seqTracker) clearBit(seq uint64) {

@@ -95,3 +95,22 @@ func TestSeqTrackerCompact(t *testing.T) {
 		t.Errorf("state: received %v, want the whole window", st.Received)
 	}
 }
+
+// TestSeqTrackerInOrderAllocs: a summary that comes in order, the common
+// case, allocates nothing once the window has filled (its bit is in a
+// full, shared chunk), and after a Checkpoint only the chunks' slice is
+// copied.
+func TestSeqTrackerInOrderAllocs(t *testing.T) {
+	var tr seqTracker
+	s := uint64(0)
+	for range 3 * seqWindow {
+		s++
+		tr.add(s)
+	}
+	if n := testing.AllocsPerRun(1000, func() { s++; tr.add(s) }); n != 0 {
+		t.Errorf("%v allocations per summary in order, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { tr.shared = true; s++; tr.add(s) }); n != 1 {
+		t.Errorf("%v allocations per summary after a checkpoint, want 1 (the slice)", n)
+	}
+}

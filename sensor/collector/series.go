@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/peerwatch/peerwatch/sensor/summary"
 	"github.com/peerwatch/peerwatch/sensor/traffic"
 )
 
@@ -133,11 +132,11 @@ func (k SeriesKey) seen(v *SensorView) (traffic.Counters, bool) {
 	if k.By == ByAS {
 		return find(v.ASes, k.ASN)
 	}
-	code := summary.CountryCode(k.Country)
-	if code < 0 {
+	key, ok := countryKey(k.Country)
+	if !ok {
 		return traffic.Counters{}, false
 	}
-	return find(v.Countries, uint16(code))
+	return find(v.Countries, key)
 }
 
 // WhoSeesAt returns how much traffic of a country (key.By ByCountry) or an

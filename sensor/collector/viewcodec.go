@@ -175,11 +175,11 @@ func DecodeViews(b []byte) ([]*SensorView, error) {
 		}
 		for i := range v.Countries {
 			cc := r.str("country", maxCountryBytes)
-			code := summary.CountryCode(cc)
-			if code < 0 && r.err == nil {
-				r.err = fmt.Errorf("sensor %s: country %q is not two capital letters", v.Sensor, cc)
+			key, ok := countryKey(cc)
+			if !ok && r.err == nil {
+				r.err = fmt.Errorf("sensor %q: country %q is not two capital letters", truncate(v.Sensor), cc)
 			}
-			v.Countries[i] = Seen[uint16]{Key: uint16(max(code, 0)), Counters: r.counters()}
+			v.Countries[i] = Seen[uint16]{Key: key, Counters: r.counters()}
 		}
 		if n := r.count("ASes", MaxViewASes, 1+countersBytes); n > 0 {
 			v.ASes = make([]Seen[uint32], n)

@@ -125,8 +125,8 @@ func summaryView(old *SensorView, id string, sum *summary.Summary, s *viewScratc
 	s.countries = s.countries[:0]
 	for i := range sum.Countries {
 		// Decode checked every code.
-		if code := summary.CountryCode(sum.Countries[i].Country); code >= 0 {
-			s.countries = append(s.countries, Seen[uint16]{Key: uint16(code), Counters: sum.Countries[i].Counters})
+		if key, ok := countryKey(sum.Countries[i].Country); ok {
+			s.countries = append(s.countries, Seen[uint16]{Key: key, Counters: sum.Countries[i].Counters})
 		}
 	}
 	s.ases = s.ases[:0]
@@ -141,6 +141,13 @@ func summaryView(old *SensorView, id string, sum *summary.Summary, s *viewScratc
 		old = &SensorView{Sensor: id}
 	}
 	return &SensorView{Sensor: id, Countries: mergeSeen(old.Countries, s.countries, MaxViewCountries), ASes: mergeSeen(old.ASes, s.ases, MaxViewASes)}
+}
+
+// countryKey is the key of country cc in a view: its summary.CountryCode;
+// false for a string that is not a country code.
+func countryKey(cc string) (uint16, bool) {
+	code := summary.CountryCode(cc)
+	return uint16(max(code, 0)), code >= 0
 }
 
 // find returns the counters of key in a sorted view slice.

@@ -692,7 +692,7 @@ func decodeWindowV1(key, v string) (windowRecord, error) {
 	for country, m := range w.BySeen {
 		code := summary.CountryCode(country)
 		if code < 0 {
-			return windowRecord{}, fmt.Errorf("%s: country %q is not two capital letters", key, country)
+			return windowRecord{}, damaged(key, "country %q is not two capital letters", country)
 		}
 		for id, c := range m {
 			sv := view(id)

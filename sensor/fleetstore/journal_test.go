@@ -508,39 +508,46 @@ func TestMigrateV1Views(t *testing.T) {
 	st.Close()
 
 	// Rewrite the file as version 1 kept it: the views in the window
-	// records, no view files.
-	views := 0
-	for _, w := range cp.Windows {
-		v1 := windowV1{windowRecord: windowRecord{WindowState: w}, BySeen: map[string]map[string]traffic.Counters{}, ByAS: map[uint32]map[string]traffic.Counters{}}
-		for _, sv := range w.Views {
-			for _, c := range sv.Countries {
-				cc := summary.CountryOf(int(c.Key))
-				if v1.BySeen[cc] == nil {
-					v1.BySeen[cc] = map[string]traffic.Counters{}
+	// records, no view files; with bad, one country that is no code.
+	writeV1 := func(bad string) {
+		t.Helper()
+		views := 0
+		for _, w := range cp.Windows {
+			v1 := windowV1{windowRecord: windowRecord{WindowState: w}, BySeen: map[string]map[string]traffic.Counters{}, ByAS: map[uint32]map[string]traffic.Counters{}}
+			for _, sv := range w.Views {
+				for _, c := range sv.Countries {
+					cc := summary.CountryOf(int(c.Key))
+					if bad != "" {
+						cc = bad
+					}
+					if v1.BySeen[cc] == nil {
+						v1.BySeen[cc] = map[string]traffic.Counters{}
+					}
+					v1.BySeen[cc][sv.Sensor] = c.Counters
 				}
-				v1.BySeen[cc][sv.Sensor] = c.Counters
-			}
-			for _, a := range sv.ASes {
-				if v1.ByAS[a.Key] == nil {
-					v1.ByAS[a.Key] = map[string]traffic.Counters{}
+				for _, a := range sv.ASes {
+					if v1.ByAS[a.Key] == nil {
+						v1.ByAS[a.Key] = map[string]traffic.Counters{}
+					}
+					v1.ByAS[a.Key][sv.Sensor] = a.Counters
 				}
-				v1.ByAS[a.Key][sv.Sensor] = a.Counters
+				views++
 			}
-			views++
+			b, err := json.Marshal(v1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			setRecord(t, path, windowKey(w.Level, w.Start), string(b))
 		}
-		b, err := json.Marshal(v1)
-		if err != nil {
+		if err := os.RemoveAll(viewDir(path)); err != nil {
 			t.Fatal(err)
 		}
-		setRecord(t, path, windowKey(w.Level, w.Start), string(b))
+		if views == 0 {
+			t.Fatal("no per-sensor views to migrate")
+		}
+		setRecord(t, path, keySchema, `{"store":1,"summary":`+strconv.Itoa(currentSchema.Summary)+`}`)
 	}
-	if err := os.RemoveAll(viewDir(path)); err != nil {
-		t.Fatal(err)
-	}
-	if views == 0 {
-		t.Fatal("no per-sensor views to migrate")
-	}
-	setRecord(t, path, keySchema, `{"store":1,"summary":`+strconv.Itoa(currentSchema.Summary)+`}`)
+	writeV1("")
 
 	for _, what := range []string{"the migration", "reopening the migrated file"} {
 		col2, st2 := open(t, path)
@@ -552,6 +559,15 @@ func TestMigrateV1Views(t *testing.T) {
 		}
 		st2.Close()
 	}
+
+	// A version 1 file whose views name a country that is no code is
+	// damaged: moved aside, and collectord starts on a new store.
+	writeV1("nz")
+	_, st3 := open(t, path)
+	if s := st3.Stats(); s.Aside == "" || !strings.Contains(s.Recovered, `country "nz"`) {
+		t.Errorf("a bad country in a version 1 view: aside %q, recovered %q; want moved aside for it", s.Aside, s.Recovered)
+	}
+	st3.Close()
 }
 
 // whoSees is what col says of which sensors see each country and AS of

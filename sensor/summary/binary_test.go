@@ -212,7 +212,7 @@ func TestBinaryVarintWidths(t *testing.T) {
 		Bytes:   [2]uint64{^uint64(0), 1 << 56},
 		Class:   [traffic.NumClasses]uint64{0, 127, 128, 1<<49 + 3, 1 << 63},
 	}
-	s := &Summary{Schema: SchemaVersion, Sensor: "wide", Seq: 1<<63 + 5, Start: time.Unix(1, 0).UTC(), End: time.Unix(11, 0).UTC(),
+	s := &Summary{Schema: SchemaVersion, Sensor: "wide", Seq: MaxSeq, Start: time.Unix(1, 0).UTC(), End: time.Unix(11, 0).UTC(),
 		Globals:   traffic.Globals{Seen: c.Total()},
 		Remote:    c,
 		Prefixes:  []PrefixCount{{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Country: "NZ", ASN: 1<<32 - 1, Counters: c}},

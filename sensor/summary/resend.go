@@ -155,6 +155,8 @@ func checkRanges(sensor string, rs []SeqRange, maxRanges int, maxSeqs uint64) er
 		switch {
 		case r.First == 0:
 			return fmt.Errorf("%w: range %d: seq 0", ErrMalformed, i)
+		case r.Last > MaxSeq:
+			return fmt.Errorf("%w: range %d: seq %d above 2^63-1", ErrMalformed, i, r.Last)
 		case r.Last < r.First:
 			return fmt.Errorf("%w: range %d: last %d before first %d", ErrMalformed, i, r.Last, r.First)
 		case i > 0 && r.First <= rs[i-1].Last+1:

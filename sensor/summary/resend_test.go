@@ -65,7 +65,8 @@ func TestResendRequestRefused(t *testing.T) {
 		{"unordered", `{"sensor":"s1","missing":[{"first":9,"last":9},{"first":2,"last":2}]}`, ErrMalformed, "range 1"},
 		{"negative", `{"sensor":"s1","missing":[{"first":-1,"last":1}]}`, ErrMalformed, "cannot unmarshal"},
 		{"too many seqs", `{"sensor":"s1","missing":[{"first":1,"last":1001}]}`, ErrTooLarge, "more than 1000 seqs"},
-		{"huge range", `{"sensor":"s1","missing":[{"first":1,"last":18446744073709551615}]}`, ErrTooLarge, "more than 1000 seqs"},
+		{"huge range", `{"sensor":"s1","missing":[{"first":1,"last":9223372036854775807}]}`, ErrTooLarge, "more than 1000 seqs"},
+		{"past the last seq", `{"sensor":"s1","missing":[{"first":1,"last":18446744073709551615}]}`, ErrMalformed, "above 2^63-1"},
 		{"too many ranges", many(101, 2), ErrTooLarge, "101 ranges, limit 100"},
 		{"too long", `{"sensor":"s1","missing":[` + strings.Repeat(" ", MaxRepairBytes) + `]}`, ErrTooLarge, "limit 65536"},
 	} {

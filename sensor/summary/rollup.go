@@ -71,13 +71,14 @@ func (r *Rollup) Add(s *Summary) {
 	}
 	for i := range s.Countries {
 		c := &s.Countries[i]
-		if j, ok := r.countryIndex(c.Country); ok {
+		code := CountryCode(c.Country)
+		if j, ok := r.countryIndex(code, c.Country); ok {
 			r.countries[j].Add(c.Counters)
 			continue
 		}
 		j := int32(len(r.countries))
 		r.countries = append(r.countries, *c)
-		if code := CountryCode(c.Country); code >= 0 {
+		if code >= 0 {
 			r.countryAt[code] = j + 1
 		} else {
 			if r.oddCountries == nil {
@@ -142,9 +143,10 @@ func (x *prefixIndex) clear() {
 
 func (x *prefixIndex) len() int { return len(x.v4) + len(x.v6) }
 
-// countryIndex is the index of country cc in r.countries.
-func (r *Rollup) countryIndex(cc string) (int32, bool) {
-	if code := CountryCode(cc); code >= 0 {
+// countryIndex is the index of country cc, numbered code by CountryCode,
+// in r.countries.
+func (r *Rollup) countryIndex(code int, cc string) (int32, bool) {
+	if code >= 0 {
 		return r.countryAt[code] - 1, r.countryAt[code] > 0
 	}
 	j, ok := r.oddCountries[cc]
@@ -233,7 +235,7 @@ func (r *Rollup) Remote() traffic.Counters { return r.head.Remote }
 
 // Country is the traffic of one country ("" for traffic no table places).
 func (r *Rollup) Country(cc string) traffic.Counters {
-	if j, ok := r.countryIndex(cc); ok {
+	if j, ok := r.countryIndex(CountryCode(cc), cc); ok {
 		return r.countries[j].Counters
 	}
 	return traffic.Counters{}

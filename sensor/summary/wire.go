@@ -51,6 +51,11 @@ var (
 // MaxSensorID is the longest sensor id.
 const MaxSensorID = 64
 
+// MaxSeq is the highest sequence number: 2^63-1, which a sensor sending a
+// summary a second reaches in 292 billion years, so that counting on from
+// a seq never wraps around.
+const MaxSeq = 1<<63 - 1
+
 var gzipMagic = []byte{0x1f, 0x8b}
 
 // EncodeOptions tune Encode; zero fields take their defaults.
@@ -349,8 +354,8 @@ func validate(s *Summary, l Limits, sc *validScratch) error {
 	if !ValidSensorID(s.Sensor) {
 		return fmt.Errorf("%w: sensor id %q is not 1 to %d of A-Z a-z 0-9 . _ -", ErrMalformed, truncateForError(s.Sensor), MaxSensorID)
 	}
-	if s.Seq == 0 {
-		return fmt.Errorf("%w: seq is 0, sequence numbers start at 1", ErrMalformed)
+	if s.Seq == 0 || s.Seq > MaxSeq {
+		return fmt.Errorf("%w: seq %d is not in [1, 2^63-1]", ErrMalformed, s.Seq)
 	}
 	if s.Start.IsZero() || s.End.IsZero() {
 		return fmt.Errorf("%w: start or end missing", ErrMalformed)

@@ -274,6 +274,7 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "sensor too long", edit: func(m map[string]any) { m["sensor"] = strings.Repeat("a", 65) }, want: ErrMalformed},
 		{name: "sensor 64", edit: func(m map[string]any) { m["sensor"] = strings.Repeat("a", 64) }, want: nil},
 		{name: "seq 0", edit: func(m map[string]any) { m["seq"] = 0 }, want: ErrMalformed},
+		{name: "seq past 2^63-1", edit: func(m map[string]any) { m["seq"] = uint64(1 << 63) }, want: ErrMalformed},
 		{name: "seq negative", edit: func(m map[string]any) { m["seq"] = -1 }, want: ErrMalformed},
 		{name: "no start", edit: func(m map[string]any) { delete(m, "start") }, want: ErrMalformed},
 		{name: "zero end", edit: func(m map[string]any) { m["end"] = "0001-01-01T00:00:00Z" }, want: ErrMalformed},
